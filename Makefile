@@ -1,0 +1,43 @@
+# ev-ingest: every target sets itself up, so a fresh clone needs only `make demo` or `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup test test-fast lint demo demo-big lock bench clean
+
+setup: $(STAMP)
+
+# uv is bootstrapped with pip (pinned), then installs the exact lock in a few seconds.
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
+	$(BIN)/uv pip sync --quiet -p $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --quiet -p $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+lock:
+	$(BIN)/uv pip compile --quiet pyproject.toml requirements-dev.txt --extra airflow --extra notebooks \
+	  --python-version 3.11 -o requirements.lock
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup lint
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow and not chaos"
+
+demo: setup
+	$(BIN)/python -m pipelines.demo
+
+demo-big: setup
+	$(BIN)/python -m pipelines.demo --cameras 16
+
+bench: setup
+	$(BIN)/python benchmarks/client_download.py
+	$(BIN)/python benchmarks/simulator_generation.py
+
+clean:
+	rm -rf $(VENV) .airflow-test-home .demo .cache

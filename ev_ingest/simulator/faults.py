@@ -1,0 +1,173 @@
+"""Seeded, reproducible fault injection for the simulator, as ASGI middleware.
+
+Spec: comma-separated `kind=probability[:argument]`, e.g.
+``5xx=0.05,reset=0.02,slow=0.1:2s,expire=0.01,truncate=0.01``.
+
+=========  ====================================================================
+kind       effect on a request it hits
+=========  ====================================================================
+5xx        answered 503 with an HTML error page, before the handler runs
+reset      the answer's headers and a few bytes go out, then the connection drops
+truncate   the body stops short of its Content-Length (JSON bodies are cut in half)
+slow       the answer waits the argument (default 2 s) before it starts
+expire     the request's session is expired before the handler sees it
+=========  ====================================================================
+
+Each request draws from a generator seeded by (seed, request number), so a run with
+the same requests in the same order sees the same faults. `/_sim/*` is never faulted.
+Counters and the peak number of requests in flight are kept for `/_sim/stats`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+FAULT_KINDS = ("5xx", "reset", "truncate", "slow", "expire")
+_SPEC_ITEM = re.compile(r"^(?P<kind>[a-z0-9]+)=(?P<p>[0-9.]+)(?::(?P<arg>[0-9.]+)(?P<unit>ms|s)?)?$")
+
+
+class FaultSpecError(ValueError):
+    pass
+
+
+@dataclass
+class FaultSpec:
+    probabilities: dict[str, float] = field(default_factory=dict)
+    slow_seconds: float = 2.0
+
+    @classmethod
+    def parse(cls, text: str | None) -> FaultSpec:
+        spec = cls()
+        for item in filter(None, (part.strip() for part in (text or "").split(","))):
+            match = _SPEC_ITEM.match(item)
+            if not match or match["kind"] not in FAULT_KINDS:
+                raise FaultSpecError(f"bad fault {item!r}: expected kind=probability with kind in {FAULT_KINDS}")
+            probability = float(match["p"])
+            if not 0 <= probability <= 1:
+                raise FaultSpecError(f"fault {item!r}: probability must be within 0..1")
+            spec.probabilities[match["kind"]] = probability
+            if match["arg"]:
+                scale = 0.001 if match["unit"] == "ms" else 1.0
+                spec.slow_seconds = float(match["arg"]) * scale
+        return spec
+
+    def __bool__(self) -> bool:
+        return any(self.probabilities.values())
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "in_flight": self.in_flight,
+            "peak_in_flight": self.peak_in_flight,
+            "faults": dict(self.faults),
+        }
+
+
+class DroppedConnection(Exception):
+    """Raised inside the server to make it drop a connection mid-answer (a simulated reset)."""
+
+
+class FaultInjector:
+    def __init__(self, app: Callable, spec: FaultSpec, seed: int, expire_session: Callable[[str], bool]) -> None:
+        self.app = app
+        self.spec = spec
+        self.seed = seed
+        self.expire_session = expire_session
+        self.stats = Stats()
+
+    def _draw(self, rng: random.Random, kind: str) -> bool:
+        return rng.random() < self.spec.probabilities.get(kind, 0.0)
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_sim"):
+            await self.app(scope, receive, send)
+            return
+        stats = self.stats
+        stats.requests += 1
+        stats.in_flight += 1
+        stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
+        try:
+            await self._handle(scope, receive, send, random.Random(f"{self.seed}:{stats.requests}"))
+        finally:
+            stats.in_flight -= 1
+
+    async def _handle(self, scope: dict, receive: Callable, send: Callable, rng: random.Random) -> None:
+        # Draw every kind on every request, so one kind's probability does not shift another's stream.
+        hits = {kind: self._draw(rng, kind) for kind in FAULT_KINDS}
+        if not self.spec:
+            await self.app(scope, receive, send)
+            return
+        if hits["slow"]:
+            self.stats.faults["slow"] += 1
+            await asyncio.sleep(self.spec.slow_seconds)
+        if hits["5xx"]:
+            self.stats.faults["5xx"] += 1
+            body = b"<html><body><h1>503 Service Unavailable</h1></body></html>"
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", b"text/html"), (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        if hits["expire"]:
+            session = parse_qs(scope.get("query_string", b"").decode()).get("s", [""])[0]
+            if session and self.expire_session(session):
+                self.stats.faults["expire"] += 1
+        if hits["reset"] or hits["truncate"]:
+            kind = "reset" if hits["reset"] else "truncate"
+            self.stats.faults[kind] += 1
+            send = _cutting_send(send, kind, rng)
+        await self.app(scope, receive, send)
+
+
+def _cutting_send(send: Callable, kind: str, rng: random.Random) -> Callable:
+    """A `send` that cuts the body: early for a reset, late for a truncation."""
+    state: dict[str, Any] = {"declared": None, "sent": 0, "buffer": b"", "json": False}
+
+    async def cutting(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            headers = dict(message.get("headers", []))
+            state["declared"] = int(headers.get(b"content-length", b"0") or 0)
+            state["json"] = headers.get(b"content-type", b"").startswith(b"application/json")
+            if state["json"]:
+                state["start"] = message  # held until the body is known
+                return
+            await send(message)
+            return
+        body = message.get("body", b"")
+        if state["json"]:
+            # Collect the whole JSON body, then send a consistent but cut document.
+            state["buffer"] += body
+            if message.get("more_body"):
+                return
+            cut = state["buffer"][: max(1, len(state["buffer"]) // 2)]
+            start = state["start"]
+            start["headers"] = [(k, v) for k, v in start["headers"] if k != b"content-length"]
+            start["headers"].append((b"content-length", str(len(cut)).encode()))
+            await send(start)
+            await send({"type": "http.response.body", "body": cut})
+            return
+        declared = state["declared"] or 0
+        limit = int(declared * (rng.uniform(0.0, 0.3) if kind == "reset" else rng.uniform(0.6, 0.99)))
+        room = limit - state["sent"]
+        if room < len(body):
+            if room > 0:
+                await send({"type": "http.response.body", "body": body[:room], "more_body": True})
+            raise DroppedConnection(f"simulated {kind} after {limit} of {declared} bytes")
+        state["sent"] += len(body)
+        await send(message)
+
+    return cutting
