@@ -35,7 +35,9 @@ from ev_ingest.simulator.library import CameraLibrary, jpeg, load_camera_library
 
 log = logging.getLogger(__name__)
 
-LOGIN_PAGE = "<html><head><title>exacqVision Web Service</title></head><body><form action='login.web'></form></body></html>"
+LOGIN_PAGE = (
+    "<html><head><title>exacqVision Web Service</title></head><body><form action='login.web'></form></body></html>"
+)
 EVENT_TYPE_MOTION = 1
 
 
@@ -96,8 +98,14 @@ class SimulatorState:
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
         self.site = scene.Site(
-            seed=config.seed, cameras=config.cameras, width=config.width, height=config.height, fps=config.fps,
-            timezone_hours=config.timezone_hours, retention_days=config.retention_days, now=config.frozen_now,
+            seed=config.seed,
+            cameras=config.cameras,
+            width=config.width,
+            height=config.height,
+            fps=config.fps,
+            timezone_hours=config.timezone_hours,
+            retention_days=config.retention_days,
+            now=config.frozen_now,
         )
         self.users = config.user_table()
         self.sessions: dict[str, Session] = {}
@@ -176,8 +184,9 @@ def _clip_json(clips: list[tuple[datetime, datetime]]) -> list[dict[str, str]]:
     return [{"startTime": scene.iso_z(a), "endTime": scene.iso_z(b)} for a, b in clips]
 
 
-def _jpeg(state: SimulatorState, request: Request, camera: scene.Camera, moment: datetime,
-          recorded_only: bool) -> Response:
+def _jpeg(
+    state: SimulatorState, request: Request, camera: scene.Camera, moment: datetime, recorded_only: bool
+) -> Response:
     slot = scene.slot_of(moment)
     played = state.site.play(camera, slot)
     if played is None:
@@ -247,11 +256,21 @@ def build_app(config: SimulatorConfig) -> Starlette:
         return RedirectResponse("login.web", status_code=302)
 
     async def system_info(request: Request) -> Response:
-        return _json({
-            "success": True, "bios": "ev-ingest simulator", "modelNumber": "SIM-1", "motherboard": "virtual",
-            "os": "Linux", "processor": "virtual", "serialNumber": config.serial, "systemName": config.server_name,
-            "totalMemory": 8192, "utf8Enabled": True, "version": config.version,
-        })
+        return _json(
+            {
+                "success": True,
+                "bios": "ev-ingest simulator",
+                "modelNumber": "SIM-1",
+                "motherboard": "virtual",
+                "os": "Linux",
+                "processor": "virtual",
+                "serialNumber": config.serial,
+                "systemName": config.server_name,
+                "totalMemory": 8192,
+                "utf8Enabled": True,
+                "version": config.version,
+            }
+        )
 
     # --- cameras --------------------------------------------------------------------
     async def cameras(request: Request) -> Response:
@@ -261,10 +280,14 @@ def build_app(config: SimulatorConfig) -> Starlette:
         if q.get("output") != "json":
             rows = "".join(f"<tr><td>{c.id}</td><td>{c.name}</td></tr>" for c in state.site.camera_list)
             return HTMLResponse(f"<html><body><table>{rows}</table></body></html>")
-        return _json({
-            "name": config.server_name, "timezone": config.timezone_hours, "restricted": False,
-            "Cameras": [camera_object(state, c) for c in state.site.camera_list],
-        })
+        return _json(
+            {
+                "name": config.server_name,
+                "timezone": config.timezone_hours,
+                "restricted": False,
+                "Cameras": [camera_object(state, c) for c in state.site.camera_list],
+            }
+        )
 
     # --- search ---------------------------------------------------------------------
     async def search(request: Request) -> Response:
@@ -277,11 +300,17 @@ def build_app(config: SimulatorConfig) -> Starlette:
         found = Search(state.new_id(), camera, start, end, frames, clips[0][0])
         found.speed = 0 if request.query_params.get("start_paused") in ("1", "true") else 100
         state.searches[found.id] = found
-        return _json({
-            "search_id": found.id, "frames": frames, "start_time": scene.iso_z(clips[0][0]),
-            "end_time": scene.iso_z(clips[-1][1]), "frameCounts": {str(camera.id): frames},
-            "videoInfo": [{"camera": camera.id, "clips": _clip_json(clips)}], "audioInfo": [],
-        })
+        return _json(
+            {
+                "search_id": found.id,
+                "frames": frames,
+                "start_time": scene.iso_z(clips[0][0]),
+                "end_time": scene.iso_z(clips[-1][1]),
+                "frameCounts": {str(camera.id): frames},
+                "videoInfo": [{"camera": camera.id, "clips": _clip_json(clips)}],
+                "audioInfo": [],
+            }
+        )
 
     def find_search(request: Request, key: str = "search_id") -> Search:
         found = state.searches.get(request.query_params.get(key) or "")
@@ -292,14 +321,23 @@ def build_app(config: SimulatorConfig) -> Starlette:
 
     async def search_status(request: Request) -> Response:
         found = find_search(request, "s")
-        return _json({"success": True, "status": {"search_id": found.id, "progress": 100, "frames": found.frames,
-                                                   "state": "complete"}})
+        return _json(
+            {
+                "success": True,
+                "status": {"search_id": found.id, "progress": 100, "frames": found.frames, "state": "complete"},
+            }
+        )
 
     async def timestamp(request: Request) -> Response:
         found = find_search(request)
-        return _json({"time": scene.iso_z(found.reference.replace(microsecond=0)),
-                      "timeWithMs": scene.iso_z(found.reference) if found.reference.microsecond else
-                      scene.iso_z(found.reference)[:-1] + ".000Z"})
+        return _json(
+            {
+                "time": scene.iso_z(found.reference.replace(microsecond=0)),
+                "timeWithMs": scene.iso_z(found.reference)
+                if found.reference.microsecond
+                else scene.iso_z(found.reference)[:-1] + ".000Z",
+            }
+        )
 
     async def playspeed(request: Request) -> Response:
         found = find_search(request)
@@ -314,8 +352,9 @@ def build_app(config: SimulatorConfig) -> Starlette:
     async def step(request: Request) -> Response:
         found = find_search(request)
         steps = int(request.path_params.get("steps", "1"))
-        found.reference = min(max(found.reference + timedelta(seconds=steps / found.camera.fps), found.start),
-                              found.end)
+        found.reference = min(
+            max(found.reference + timedelta(seconds=steps / found.camera.fps), found.start), found.end
+        )
         frame = int((found.reference - found.start).total_seconds() * found.camera.fps)
         return _json({"frame": str(frame)})
 
@@ -351,9 +390,16 @@ def build_app(config: SimulatorConfig) -> Starlette:
                 return _jpeg(state, request, camera, stamps[int(q["frame"])], recorded_only=True)
             except (IndexError, ValueError):
                 raise ApiError(404, f"no thumbnail {q['frame']!r} in this search") from None
-        return _json({"success": True, "session_id": state.new_id(), "frames": len(stamps),
-                      "frames_timestamps": [int(s.timestamp()) for s in stamps],
-                      "start": int(start.timestamp()), "end": int(end.timestamp())})
+        return _json(
+            {
+                "success": True,
+                "session_id": state.new_id(),
+                "frames": len(stamps),
+                "frames_timestamps": [int(s.timestamp()) for s in stamps],
+                "start": int(start.timestamp()),
+                "end": int(end.timestamp()),
+            }
+        )
 
     async def frame_at_time(request: Request) -> Response:
         find_search(request)
@@ -410,8 +456,13 @@ def build_app(config: SimulatorConfig) -> Starlette:
                 raise ApiError(400, f"unknown action {action!r}")
             return _json({"success": True, "progress": progress})
         if not q.get("camera"):
-            return _json({"success": True, "formats": [{"name": k, "description": v} for k, v in FORMATS.items()],
-                          "default": "ps_zip"})
+            return _json(
+                {
+                    "success": True,
+                    "formats": [{"name": k, "description": v} for k, v in FORMATS.items()],
+                    "default": "ps_zip",
+                }
+            )
         state.session(request)
         camera = state.camera(q["camera"])
         start, end = state.interval(request)
@@ -424,8 +475,14 @@ def build_app(config: SimulatorConfig) -> Starlette:
         library = await asyncio.to_thread(state.library, camera)
         layout = ExportLayout(library, plays, scene.slot_start(plays[0].slot), fmt)
         name = q.get("name") or "Export"
-        found = Export(str(uuid.uuid4()), layout, f"{name}.{EXTENSIONS[fmt]}", time.monotonic(),
-                       len(plays) * scene.GOP_SECONDS, time.monotonic())
+        found = Export(
+            str(uuid.uuid4()),
+            layout,
+            f"{name}.{EXTENSIONS[fmt]}",
+            time.monotonic(),
+            len(plays) * scene.GOP_SECONDS,
+            time.monotonic(),
+        )
         state.exports[found.id] = found
         return _json({"success": True, "export_id": found.id})
 
@@ -438,8 +495,15 @@ def build_app(config: SimulatorConfig) -> Starlette:
             for camera in state.site.camera_list:
                 for event in state.site.events(camera, now - timedelta(seconds=10), now):
                     if event.start <= now < event.end:
-                        active.append({"type": EVENT_TYPE_MOTION, "typeName": "Video motion", "source": camera.id,
-                                       "sourceName": camera.name, "start": scene.iso_z(event.start)})
+                        active.append(
+                            {
+                                "type": EVENT_TYPE_MOTION,
+                                "typeName": "Video motion",
+                                "source": camera.id,
+                                "sourceName": camera.name,
+                                "start": scene.iso_z(event.start),
+                            }
+                        )
         return _json({"success": True, "events": active})
 
     async def status(request: Request) -> Response:
@@ -525,8 +589,11 @@ def build_app(config: SimulatorConfig) -> Starlette:
     add("/export.web", export, ["GET"], needs_session=False, binary=True)
     add("/events.web", events, ["GET"])
     add("/status.web", status, ["GET"])
-    add("/bookmarks.web", crud(state.bookmarks, "bookmark", ("name", "description", "start", "end", "case")),
-        ["GET", "POST", "PUT", "DELETE"])
+    add(
+        "/bookmarks.web",
+        crud(state.bookmarks, "bookmark", ("name", "description", "start", "end", "case")),
+        ["GET", "POST", "PUT", "DELETE"],
+    )
     add("/cases.web", crud(state.cases, "case", ("name", "description", "status")), ["GET", "POST", "PUT", "DELETE"])
     routes.append(Route("/_sim/truth", truth, methods=["GET"]))
     routes.append(Route("/_sim/stats", sim_stats, methods=["GET"]))
@@ -541,10 +608,19 @@ def server_object(state: SimulatorState) -> dict[str, Any]:
     config = state.config
     first, last = state.site.coverage()
     return {
-        "id": "0", "name": config.server_name, "address": "127.0.0.1", "port": 22609, "serial": config.serial,
-        "version": config.version, "model": "ev-ingest simulator", "login": True, "canAutoLogin": False,
-        "restricted": False, "daysRecordedVideo": round((last - first) * scene.GOP_SECONDS / 86400),
-        "managedFeatures": [], "licenseInfo": {"licenseType": -1, "expired": False},
+        "id": "0",
+        "name": config.server_name,
+        "address": "127.0.0.1",
+        "port": 22609,
+        "serial": config.serial,
+        "version": config.version,
+        "model": "ev-ingest simulator",
+        "login": True,
+        "canAutoLogin": False,
+        "restricted": False,
+        "daysRecordedVideo": round((last - first) * scene.GOP_SECONDS / 86400),
+        "managedFeatures": [],
+        "licenseInfo": {"licenseType": -1, "expired": False},
         "user_permissions": {k: True for k in ("live", "search", "export_video", "search_cases", "search_cameras")},
         "admin_access_permissions": {"cases": True, "users": False, "views": False},
         "group": {"cameras": [c.id for c in state.site.camera_list], "role": 3, "name": "", "managed": False},
@@ -553,9 +629,14 @@ def server_object(state: SimulatorState) -> dict[str, Any]:
 
 def camera_object(state: SimulatorState, camera: scene.Camera) -> dict[str, Any]:
     return {
-        "id": camera.id, "name": camera.name, "state": 0, "disabled": 0,
-        "resolution": {"width": camera.width, "height": camera.height}, "frameRate": camera.fps,
-        "formats": [0, 5, 6], "recording": "continuous" if camera.continuous else "motion",
+        "id": camera.id,
+        "name": camera.name,
+        "state": 0,
+        "disabled": 0,
+        "resolution": {"width": camera.width, "height": camera.height},
+        "frameRate": camera.fps,
+        "formats": [0, 5, 6],
+        "recording": "continuous" if camera.continuous else "motion",
     }
 
 
@@ -601,8 +682,9 @@ def download_response(found: Export, request: Request) -> Response:
     return StreamingResponse(body(), status_code=206 if skip else 200, headers=headers, media_type=media)
 
 
-async def native_stream(state: SimulatorState, camera: scene.Camera, start: datetime, iframes: bool,
-                        playback: bool) -> Any:
+async def native_stream(
+    state: SimulatorState, camera: scene.Camera, start: datetime, iframes: bool, playback: bool
+) -> Any:
     """The camera's native H.264 as multipart chunks with the seed's per-frame headers."""
     library = await asyncio.to_thread(state.library, camera)
     slot = scene.slot_of(start)

@@ -91,8 +91,7 @@ class ExportLayout:
         for name, clip in self._zip_members():
             dos_time, dos_date = _dos_datetime(scene.slot_start(clip[0].slot))
             # Flag 0x08: sizes and CRC follow the data (a data descriptor), so we can stream.
-            header = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0x08, 0, dos_time, dos_date, 0, 0, 0,
-                                 len(name), 0)
+            header = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0x08, 0, dos_time, dos_date, 0, 0, 0, len(name), 0)
             yield header + name
             crc, size = 0, 0
             for chunk in self._ps_clip(clip):
@@ -100,12 +99,34 @@ class ExportLayout:
                 size += len(chunk)
                 yield chunk
             yield struct.pack("<IIII", 0x08074B50, crc, size, size)
-            central.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0x08, 0, dos_time, dos_date,
-                                       crc, size, size, len(name), 0, 0, 0, 0, 0, offset) + name)
+            central.append(
+                struct.pack(
+                    "<IHHHHHHIIIHHHHHII",
+                    0x02014B50,
+                    20,
+                    20,
+                    0x08,
+                    0,
+                    dos_time,
+                    dos_date,
+                    crc,
+                    size,
+                    size,
+                    len(name),
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    offset,
+                )
+                + name
+            )
             offset += len(header) + len(name) + size + 16
         directory = b"".join(central)
-        yield directory + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(central), len(central), len(directory),
-                                      offset, 0)
+        yield directory + struct.pack(
+            "<IHHHHIIH", 0x06054B50, 0, 0, len(central), len(central), len(directory), offset, 0
+        )
 
 
 def _dos_datetime(moment: datetime) -> tuple[int, int]:

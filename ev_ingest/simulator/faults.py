@@ -118,8 +118,13 @@ class FaultInjector:
         if hits["5xx"]:
             self.stats.faults["5xx"] += 1
             body = b"<html><body><h1>503 Service Unavailable</h1></body></html>"
-            await send({"type": "http.response.start", "status": 503,
-                        "headers": [(b"content-type", b"text/html"), (b"content-length", str(len(body)).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [(b"content-type", b"text/html"), (b"content-length", str(len(body)).encode())],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
         if hits["expire"]:

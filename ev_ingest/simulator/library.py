@@ -132,8 +132,9 @@ class Renderer:
         return out
 
 
-def jpeg(camera: Camera, seed: int, variant: str, frame: int, width: int | None, height: int | None,
-         quality: int = 7) -> bytes:
+def jpeg(
+    camera: Camera, seed: int, variant: str, frame: int, width: int | None, height: int | None, quality: int = 7
+) -> bytes:
     """A JPEG of one rendered frame, scaled to width x height (the API's 4:3 rule when one is missing)."""
     img = _renderer(camera, seed).frame(variant, frame)
     if width or height:
@@ -199,9 +200,11 @@ def _encode_variant(camera: Camera, renderer: Renderer, variant: str) -> tuple[b
     init = data[:moof]
     mfra = data.find(b"mfra") - 4
     fragment = data[moof : mfra if mfra > 0 else len(data)]
-    timescale = struct.unpack(">I", data[boxes[b"mdhd"][0] + 20 : boxes[b"mdhd"][0] + 24])[0] if data[
-        boxes[b"mdhd"][0] + 8
-    ] == 0 else struct.unpack(">I", data[boxes[b"mdhd"][0] + 28 : boxes[b"mdhd"][0] + 32])[0]
+    timescale = (
+        struct.unpack(">I", data[boxes[b"mdhd"][0] + 20 : boxes[b"mdhd"][0] + 24])[0]
+        if data[boxes[b"mdhd"][0] + 8] == 0
+        else struct.unpack(">I", data[boxes[b"mdhd"][0] + 28 : boxes[b"mdhd"][0] + 32])[0]
+    )
     annexb = [((extradata + payload) if key else payload, key) for payload, key in packets]
     return init, fragment, annexb, timescale
 
@@ -304,9 +307,7 @@ def cache_dir() -> Path:
 
 def load_camera_library(camera: Camera, seed: int) -> CameraLibrary:
     """The camera's library from the disk cache, building (and caching) it on first use."""
-    key = hashlib.sha256(
-        repr((LIBRARY_VERSION, av.__version__, seed, camera)).encode()
-    ).hexdigest()[:24]
+    key = hashlib.sha256(repr((LIBRARY_VERSION, av.__version__, seed, camera)).encode()).hexdigest()[:24]
     path = cache_dir() / f"cam-{camera.id}-{key}.pickle"
     try:
         with path.open("rb") as fh:

@@ -235,7 +235,9 @@ class Site:
             ev_start = slot_start(gop) + timedelta(seconds=kind.visible_from)
             ev_end = slot_start(gop) + timedelta(seconds=kind.visible_to)
             if ev_end > start and ev_start < end:
-                out.append(MotionEvent(camera.id, kind.name, gop, ev_start, ev_end, event_bbox(camera, kind, self.seed)))
+                out.append(
+                    MotionEvent(camera.id, kind.name, gop, ev_start, ev_end, event_bbox(camera, kind, self.seed))
+                )
         return out
 
     # --- what plays in each slot ----------------------------------------------------

@@ -50,8 +50,15 @@ class SimulatorServer:
         self.config = config
         self.app = create_app(config)
         self._server = uvicorn.Server(
-            uvicorn.Config(self.app, host=config.host, port=config.port, log_level="warning", lifespan="off",
-                           access_log=False, timeout_keep_alive=30)
+            uvicorn.Config(
+                self.app,
+                host=config.host,
+                port=config.port,
+                log_level="warning",
+                lifespan="off",
+                access_log=False,
+                timeout_keep_alive=30,
+            )
         )
         self._thread: threading.Thread | None = None
 

@@ -1,0 +1,372 @@
+"""Exports area: formats, create, progress, wait, streamed download, finish.
+
+A download never holds the body in memory: chunks go to a file object, a path (written
+as `<name>.partial` and renamed only when complete and verified against the announced
+length), or a caller's loop. Size and SHA-256 are computed on the way. A dropped
+connection resumes with a Range request where the server allows it, or starts over.
+`export()` does create -> wait -> download and always finishes the export, also on
+failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from ev_ingest.client import paths
+from ev_ingest.client._base import Call, DownloadTracker, backoff, check_range
+from ev_ingest.client._config import (
+    DOWNLOAD_CHUNK,
+    DOWNLOAD_RESUMES,
+    EXPORT_POLL_INTERVAL,
+    EXPORT_STALL_POLLS,
+    EXPORT_WAIT_TIMEOUT,
+)
+from ev_ingest.client._exceptions import DownloadError, ExportFailedError, ExportTimeoutError, NotFoundError
+from ev_ingest.client.models import DownloadResult, ExportFormat, ExportProgress
+
+log = logging.getLogger("ev_ingest.client")
+ProgressCallback = Callable[[int], None]
+
+
+class _ExportCalls:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    @staticmethod
+    def _formats() -> Call[list[ExportFormat]]:
+        return Call(
+            "GET",
+            paths.EXPORT,
+            session=False,
+            what="export formats",
+            parse=lambda b: [
+                ExportFormat.model_validate(f if isinstance(f, dict) else {"name": f}) for f in b.get("formats", [])
+            ],
+        )
+
+    @staticmethod
+    def _create(camera_id: int, start: datetime, end: datetime, fmt: str, name: str | None) -> Call[str]:
+        check_range(start, end)
+
+        def parse(body: Any) -> str:
+            if not body.get("export_id"):
+                raise ExportFailedError(f"the server did not create an export: {body.get('error', body)}")
+            return str(body["export_id"])
+
+        # Not idempotent: a replayed create would leave an orphan export on the server.
+        return Call(
+            "GET",
+            paths.EXPORT,
+            {"camera": int(camera_id), "start": start, "end": end, "format": fmt, "name": name},
+            idempotent=False,
+            parse=parse,
+            what=f"export of camera {camera_id}",
+        )
+
+    @staticmethod
+    def _progress(export_id: str) -> Call[int]:
+        # Follow-up calls carry only the export id (it works as a capability), as real clients do.
+        return Call(
+            "GET",
+            paths.EXPORT,
+            {"export": export_id},
+            session=False,
+            parse=lambda b: ExportProgress.model_validate(b).progress,
+            what=f"export {export_id}",
+        )
+
+    @staticmethod
+    def _download(export_id: str) -> Call[None]:
+        return Call(
+            "GET",
+            paths.EXPORT,
+            {"export": export_id, "action": "download"},
+            session=False,
+            what=f"download of export {export_id}",
+        )
+
+    @staticmethod
+    def _finish(export_id: str) -> Call[None]:
+        return Call(
+            "GET",
+            paths.EXPORT,
+            {"export": export_id, "action": "finish"},
+            session=False,
+            expect="none",
+            what=f"finish export {export_id}",
+        )
+
+
+class _WaitState:
+    """Progress bookkeeping shared by the sync and async waits."""
+
+    def __init__(self, export_id: str, timeout: float, on_progress: ProgressCallback | None) -> None:
+        self.export_id = export_id
+        self.deadline = time.monotonic() + timeout
+        self.timeout = timeout
+        self.on_progress = on_progress
+        self.last = -1
+        self.still = 0
+
+    def seen(self, progress: int) -> bool:
+        """True when done; raises when stuck or late."""
+        if progress != self.last:
+            self.still = 0
+            self.last = progress
+            if self.on_progress:
+                self.on_progress(progress)
+        else:
+            self.still += 1
+        if progress >= 100:
+            return True
+        if self.still >= EXPORT_STALL_POLLS:
+            raise ExportFailedError(f"export {self.export_id} is stuck at {progress}%")
+        if time.monotonic() > self.deadline:
+            raise ExportTimeoutError(
+                f"export {self.export_id} did not finish within {self.timeout:.0f} s (at {progress}%)"
+            )
+        return False
+
+
+def _lost(export_id: str, exc: NotFoundError) -> ExportFailedError:
+    return ExportFailedError(f"export {export_id} disappeared from the server (freed or failed): {exc.message}")
+
+
+@contextlib.contextmanager
+def _partial_file(path: Path) -> Iterator[IO[bytes]]:
+    """Write to `<path>.partial`; rename over `path` only on success, delete on failure."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with partial.open("wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def _rewinder(fh: IO[bytes]) -> Callable[[], None]:
+    origin = fh.tell() if fh.seekable() else None
+
+    def rewind() -> None:
+        if origin is None:
+            raise DownloadError("the server cannot resume this download and the destination cannot be rewound")
+        fh.seek(origin)
+        fh.truncate()
+
+    return rewind
+
+
+class Exports(_ExportCalls):
+    def formats(self) -> list[ExportFormat]:
+        return self._client.call(self._formats())
+
+    def create(
+        self, camera_id: int, start: datetime, end: datetime, format: str = "mp4", name: str | None = None
+    ) -> str:
+        """Start an export; returns its id."""
+        return self._client.call(self._create(camera_id, start, end, format, name))
+
+    def progress(self, export_id: str) -> int:
+        return self._client.call(self._progress(export_id))
+
+    def wait(
+        self,
+        export_id: str,
+        *,
+        timeout: float = EXPORT_WAIT_TIMEOUT,
+        poll_interval: float = EXPORT_POLL_INTERVAL,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        """Poll until the export is complete (100%); ExportTimeoutError or ExportFailedError otherwise."""
+        state = _WaitState(export_id, timeout, on_progress)
+        try:
+            while not state.seen(self.progress(export_id)):
+                time.sleep(poll_interval)
+        except NotFoundError as exc:
+            raise _lost(export_id, exc) from exc
+
+    def iter_download(
+        self, export_id: str, tracker: DownloadTracker | None = None, rewind: Callable[[], None] | None = None
+    ) -> Iterator[bytes]:
+        """The export's bytes as chunks; resumes dropped connections. Check `tracker.finish()` after."""
+        tracker = tracker or DownloadTracker(export_id)
+        while True:
+            try:
+                with self._client.stream(self._download(export_id), tracker.request_headers()) as response:
+                    if not tracker.begin(response):
+                        if rewind is None:
+                            raise DownloadError(f"export {export_id}: the server cannot resume the download")
+                        rewind()
+                    for chunk in response.iter_raw(DOWNLOAD_CHUNK):
+                        tracker.update(chunk)
+                        yield chunk
+                if tracker.total is None or tracker.offset >= tracker.total:
+                    return
+                raise httpx.RemoteProtocolError("the answer ended early")
+            except (httpx.TransportError, DownloadError) as exc:
+                if isinstance(exc, DownloadError) or tracker.resumes >= DOWNLOAD_RESUMES:
+                    raise tracker.give_up(exc) from exc
+                tracker.resumes += 1
+                log.debug("export %s: connection dropped at byte %s, resuming", export_id, tracker.offset)
+                time.sleep(backoff(tracker.resumes - 1))
+
+    def download(self, export_id: str, destination: str | os.PathLike[str] | IO[bytes]) -> DownloadResult:
+        """Stream the export to a path or a binary file object; returns the verified size and SHA-256.
+
+        A path that is a directory receives the server's (sanitised) file name.
+        """
+        tracker = DownloadTracker(export_id)
+        if hasattr(destination, "write"):
+            fh: IO[bytes] = destination  # type: ignore[assignment]
+            for chunk in self.iter_download(export_id, tracker, _rewinder(fh)):
+                fh.write(chunk)
+            return tracker.finish()
+        path = Path(destination)
+        if path.is_dir():
+            scratch = path / f".export-{export_id}"
+            result = self.download(export_id, scratch)
+            os.replace(scratch, path / result.filename)
+            return result
+        with _partial_file(path) as fh:
+            for chunk in self.iter_download(export_id, tracker, _rewinder(fh)):
+                fh.write(chunk)
+            return tracker.finish()
+
+    def finish(self, export_id: str) -> None:
+        """Free the export on the server (safe to call twice)."""
+        with contextlib.suppress(NotFoundError):
+            self._client.call(self._finish(export_id))
+
+    def export(
+        self,
+        camera_id: int,
+        start: datetime,
+        end: datetime,
+        destination: str | os.PathLike[str] | IO[bytes],
+        *,
+        format: str = "mp4",
+        name: str | None = None,
+        timeout: float = EXPORT_WAIT_TIMEOUT,
+        poll_interval: float = EXPORT_POLL_INTERVAL,
+        on_progress: ProgressCallback | None = None,
+    ) -> DownloadResult:
+        """Create, wait, download and finish (always) one export."""
+        export_id = self.create(camera_id, start, end, format, name)
+        try:
+            self.wait(export_id, timeout=timeout, poll_interval=poll_interval, on_progress=on_progress)
+            return self.download(export_id, destination)
+        finally:
+            try:
+                self.finish(export_id)
+            except Exception as exc:  # finishing is best effort: the server frees idle exports itself
+                log.warning("could not finish export %s: %s", export_id, exc)
+
+
+class AsyncExports(_ExportCalls):
+    async def formats(self) -> list[ExportFormat]:
+        return await self._client.call(self._formats())
+
+    async def create(
+        self, camera_id: int, start: datetime, end: datetime, format: str = "mp4", name: str | None = None
+    ) -> str:
+        return await self._client.call(self._create(camera_id, start, end, format, name))
+
+    async def progress(self, export_id: str) -> int:
+        return await self._client.call(self._progress(export_id))
+
+    async def wait(
+        self,
+        export_id: str,
+        *,
+        timeout: float = EXPORT_WAIT_TIMEOUT,
+        poll_interval: float = EXPORT_POLL_INTERVAL,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        state = _WaitState(export_id, timeout, on_progress)
+        try:
+            while not state.seen(await self.progress(export_id)):
+                await asyncio.sleep(poll_interval)
+        except NotFoundError as exc:
+            raise _lost(export_id, exc) from exc
+
+    async def iter_download(
+        self, export_id: str, tracker: DownloadTracker | None = None, rewind: Callable[[], None] | None = None
+    ) -> AsyncIterator[bytes]:
+        tracker = tracker or DownloadTracker(export_id)
+        while True:
+            try:
+                async with self._client.stream(self._download(export_id), tracker.request_headers()) as response:
+                    if not tracker.begin(response):
+                        if rewind is None:
+                            raise DownloadError(f"export {export_id}: the server cannot resume the download")
+                        rewind()
+                    async for chunk in response.aiter_raw(DOWNLOAD_CHUNK):
+                        tracker.update(chunk)
+                        yield chunk
+                if tracker.total is None or tracker.offset >= tracker.total:
+                    return
+                raise httpx.RemoteProtocolError("the answer ended early")
+            except (httpx.TransportError, DownloadError) as exc:
+                if isinstance(exc, DownloadError) or tracker.resumes >= DOWNLOAD_RESUMES:
+                    raise tracker.give_up(exc) from exc
+                tracker.resumes += 1
+                log.debug("export %s: connection dropped at byte %s, resuming", export_id, tracker.offset)
+                await asyncio.sleep(backoff(tracker.resumes - 1))
+
+    async def download(self, export_id: str, destination: str | os.PathLike[str] | IO[bytes]) -> DownloadResult:
+        tracker = DownloadTracker(export_id)
+        if hasattr(destination, "write"):
+            fh: IO[bytes] = destination  # type: ignore[assignment]
+            async for chunk in self.iter_download(export_id, tracker, _rewinder(fh)):
+                fh.write(chunk)
+            return tracker.finish()
+        path = Path(destination)
+        if path.is_dir():
+            scratch = path / f".export-{export_id}"
+            result = await self.download(export_id, scratch)
+            os.replace(scratch, path / result.filename)
+            return result
+        with _partial_file(path) as fh:
+            async for chunk in self.iter_download(export_id, tracker, _rewinder(fh)):
+                fh.write(chunk)
+            return tracker.finish()
+
+    async def finish(self, export_id: str) -> None:
+        with contextlib.suppress(NotFoundError):
+            await self._client.call(self._finish(export_id))
+
+    async def export(
+        self,
+        camera_id: int,
+        start: datetime,
+        end: datetime,
+        destination: str | os.PathLike[str] | IO[bytes],
+        *,
+        format: str = "mp4",
+        name: str | None = None,
+        timeout: float = EXPORT_WAIT_TIMEOUT,
+        poll_interval: float = EXPORT_POLL_INTERVAL,
+        on_progress: ProgressCallback | None = None,
+    ) -> DownloadResult:
+        export_id = await self.create(camera_id, start, end, format, name)
+        try:
+            await self.wait(export_id, timeout=timeout, poll_interval=poll_interval, on_progress=on_progress)
+            return await self.download(export_id, destination)
+        finally:
+            try:
+                await self.finish(export_id)
+            except Exception as exc:
+                log.warning("could not finish export %s: %s", export_id, exc)

@@ -1,0 +1,219 @@
+"""Typed answers of the exacqVision API.
+
+Models are tolerant (`extra="allow"`): fields we do not know are kept, so a newer
+server never breaks the client and nothing the server said is lost. Times are parsed
+to timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Tolerant(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+def parse_utc(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class LoginResult(_Tolerant):
+    success: bool = False
+    session_id: str | None = Field(None, alias="sessionId")
+    name: str | None = None
+    serial: str | None = None
+    version: str | None = None
+    group: dict[str, Any] = Field(default_factory=dict)
+    user_permissions: dict[str, Any] = Field(default_factory=dict)
+
+    def __repr__(self) -> str:  # the session id is a credential
+        return f"LoginResult(success={self.success}, name={self.name!r}, serial={self.serial!r})"
+
+    __str__ = __repr__
+
+
+class ServerInfo(_Tolerant):
+    id: str = "0"
+    name: str | None = None
+    address: str | None = None
+    serial: str | None = None
+    version: str | None = None
+    model: str | None = None
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _str_id(cls, value: Any) -> str:
+        return str(value)
+
+
+class SystemInfo(_Tolerant):
+    system_name: str | None = Field(None, alias="systemName")
+    serial_number: str | None = Field(None, alias="serialNumber")
+    os: str | None = None
+    version: str | None = None
+
+
+class Resolution(_Tolerant):
+    width: int = 0
+    height: int = 0
+
+
+class Camera(_Tolerant):
+    id: int
+    name: str = ""
+    state: int = 0
+    disabled: int = 0
+    resolution: Resolution = Field(default_factory=Resolution)
+    frame_rate: float | None = Field(None, alias="frameRate")
+    formats: list[int] = Field(default_factory=list)
+
+    @property
+    def operating(self) -> bool:
+        return self.state == 0 and not self.disabled
+
+
+class CameraList(_Tolerant):
+    name: str | None = None
+    timezone: float = 0.0  # hours east of UTC
+    cameras: list[Camera] = Field(default_factory=list, alias="Cameras")
+
+
+class Clip(_Tolerant):
+    start: datetime = Field(alias="startTime")
+    end: datetime = Field(alias="endTime")
+
+    _utc = field_validator("start", "end", mode="before")(parse_utc)
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+
+class SearchResult(_Tolerant):
+    """A recorded-video search. `search_id` is None when nothing was recorded."""
+
+    search_id: str | None = None
+    frames: int = 0
+    video_info: list[dict[str, Any]] = Field(default_factory=list, alias="videoInfo")
+
+    @property
+    def clips(self) -> list[Clip]:
+        return [Clip.model_validate(c) for info in self.video_info for c in info.get("clips", [])]
+
+
+class MetadataSearch(_Tolerant):
+    success: bool = True
+    cameras: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def clips(self, camera_id: int) -> list[Clip]:
+        return [Clip.model_validate(c) for c in self.cameras.get(str(camera_id), {}).get("clips", [])]
+
+    def __repr__(self) -> str:
+        return f"MetadataSearch(cameras={sorted(self.cameras)})"
+
+
+class ThumbnailSearch(_Tolerant):
+    session_id: str | None = None
+    frames: int = 0
+    frames_timestamps: list[datetime] = Field(default_factory=list)
+    start: datetime | None = None
+    end: datetime | None = None
+
+    _utc = field_validator("start", "end", mode="before")(parse_utc)
+
+    @field_validator("frames_timestamps", mode="before")
+    @classmethod
+    def _stamps(cls, value: Any) -> list[datetime]:
+        return [parse_utc(v) for v in value or []]
+
+    def __repr__(self) -> str:
+        return f"ThumbnailSearch(frames={self.frames}, start={self.start}, end={self.end})"
+
+
+class SearchStatus(_Tolerant):
+    success: bool = True
+    status: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExportFormat(_Tolerant):
+    name: str
+    description: str | None = None
+
+
+class ExportProgress(_Tolerant):
+    progress: int = 0
+
+    @field_validator("progress", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> int:  # some servers answer "57", others 57
+        return int(float(value))
+
+
+class ActiveEvent(_Tolerant):
+    type: int
+    source: int | str | None = None
+    start: datetime | None = None
+
+    _utc = field_validator("start", mode="before")(parse_utc)
+
+
+class Status(_Tolerant):
+    success: bool = True
+    camera: list[dict[str, Any]] = Field(default_factory=list)
+    trigger: list[dict[str, Any]] = Field(default_factory=list)
+    map: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Bookmark(_Tolerant):
+    guid: str
+    name: str = ""
+    description: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    case: str | None = None
+    items: list[dict[str, Any]] = Field(default_factory=list)
+
+    _utc = field_validator("start", "end", mode="before")(parse_utc)
+
+    @property
+    def camera_ids(self) -> list[int]:
+        return [int(i["id"]) for i in self.items if int(i.get("type", 0)) == 0]
+
+
+class Case(_Tolerant):
+    guid: str
+    name: str = ""
+    description: str | None = None
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class NativeFrame:
+    """One frame of a camera's native stream, with the headers exacqVision sends beside it."""
+
+    content_type: str
+    data: bytes
+    iframe: bool
+    frame: int | None
+    time_offset_ms: int | None
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """What a finished download wrote: verified size and SHA-256."""
+
+    filename: str
+    size: int
+    sha256: str
+    content_type: str | None
+    resumed: int  # how many times a dropped connection was resumed or restarted
