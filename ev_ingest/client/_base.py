@@ -178,8 +178,21 @@ class BaseClient:
             },
         )
 
-    def accept_login(self, response: httpx.Response) -> LoginResult:
+    def accept_login(self, response: httpx.Response, attempt: int) -> LoginResult | Retry:
+        """The login answer: a session (kept), a Retry for a passing failure, or a clear error."""
         where = redact_url(response.request.url)
+        if attempt < self.settings.max_retries:
+            if response.status_code in RETRY_STATUSES:
+                return Retry(backoff(attempt, _retry_after(response)), f"HTTP {response.status_code}")
+            if "json" in response.headers.get("content-type", "") and self._json_or_none(response) is None:
+                return Retry(backoff(attempt), "malformed JSON")
+        if response.status_code >= 500:
+            raise ServerError(
+                f"login failed with HTTP {response.status_code} (retries exhausted)",
+                status=response.status_code,
+                method="POST",
+                url=where,
+            )
         if response.status_code == 404:
             raise NotExacqVisionError(
                 "login.web answered 404: this URL does not serve the exacqVision Web Service "
@@ -194,10 +207,6 @@ class BaseClient:
                 f"{response.headers.get('content-type', 'no content type')}): is this an exacqVision Web Service?",
                 method="POST",
                 url=where,
-            )
-        if response.status_code >= 500:
-            raise ServerError(
-                f"login failed with HTTP {response.status_code}", status=response.status_code, method="POST", url=where
             )
         result = LoginResult.model_validate(body)
         session = result.session_id or body.get("sessionID")

@@ -111,9 +111,15 @@ class ExacqClient(BaseClient, _Areas):
     # --- session --------------------------------------------------------------------
     def login(self) -> Any:
         call = self.login_call()
-        with self._limit:
-            response = self._send(call, self.request_args(call), attempt_retries=True)
-        return self.accept_login(response)
+        attempt = 0
+        while True:
+            with self._limit:
+                response = self._send(call, self.request_args(call), attempt_retries=True)
+            outcome = self.accept_login(response, attempt)
+            if not isinstance(outcome, Retry):
+                return outcome
+            time.sleep(outcome.delay)
+            attempt += 1
 
     def _ensure_session(self, stale: str | None = None) -> None:
         with self._login_lock:
@@ -256,9 +262,15 @@ class AsyncExacqClient(BaseClient, _Areas):
 
     async def login(self) -> Any:
         call = self.login_call()
-        async with self._limit:
-            response = await self._send(call, self.request_args(call), attempt_retries=True)
-        return self.accept_login(response)
+        attempt = 0
+        while True:
+            async with self._limit:
+                response = await self._send(call, self.request_args(call), attempt_retries=True)
+            outcome = self.accept_login(response, attempt)
+            if not isinstance(outcome, Retry):
+                return outcome
+            await asyncio.sleep(outcome.delay)
+            attempt += 1
 
     async def _ensure_session(self, stale: str | None = None) -> None:
         async with self._login_lock:

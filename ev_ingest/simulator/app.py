@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -208,7 +209,7 @@ def _jpeg(
     data = jpeg(camera, state.config.seed, variant, frame, number("w"), number("h"), number("q") or 7)
     headers = {}
     if q.get("download"):
-        headers["Content-Disposition"] = f'attachment; filename="{q["download"]}"'
+        headers["Content-Disposition"] = content_disposition(q["download"])
     return Response(data, media_type="image/jpeg", headers=headers)
 
 
@@ -646,10 +647,17 @@ def export_progress(state: SimulatorState, found: Export) -> int:
     return 100 if elapsed >= needed else int(100 * elapsed / needed)
 
 
+def content_disposition(name: str) -> str:
+    """`attachment; filename=...`; names a header cannot carry as-is go percent-encoded (RFC 6266)."""
+    if name.isprintable() and name.isascii() and '"' not in name and "\\" not in name:
+        return f'attachment; filename="{name}"'
+    return f"attachment; filename*=UTF-8''{quote(name, safe='')}"
+
+
 def download_response(found: Export, request: Request) -> Response:
     size = found.layout.size()
     headers = {
-        "Content-Disposition": f'attachment; filename="{found.name}"',
+        "Content-Disposition": content_disposition(found.name),
         "Content-Length": str(size),
         "Accept-Ranges": "bytes",
     }

@@ -1,0 +1,187 @@
+"""Shared fixtures: the real parts (simulator on a socket, SeaweedFS, Airflow) and small helpers.
+
+Airflow's environment is set at import time, before anything can import airflow (an
+import with no AIRFLOW_HOME creates ~/airflow). The home is a git-ignored folder inside
+the repo: a temporary one gets re-created by sqlite at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import pathlib
+import shutil
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+_HOME = ROOT / ".airflow-test-home"
+shutil.rmtree(_HOME, ignore_errors=True)
+_HOME.mkdir()
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME}/airflow.db",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    }
+)
+os.environ.setdefault("EV_SIM_CACHE", str(ROOT / ".cache" / "simulator"))
+
+from ev_ingest.simulator import SimulatorConfig, SimulatorServer  # noqa: E402
+
+# A fixed clock: recordings, searches and ground truth are the same on every run.
+FROZEN_NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+PASSWORD = "s3cret-Pa55word!"
+
+
+def sim_config(**overrides: Any) -> SimulatorConfig:
+    values: dict[str, Any] = dict(
+        port=0,
+        cameras=4,
+        width=320,
+        height=240,
+        fps=25,
+        frozen_now=FROZEN_NOW,
+        timezone_hours=-5,
+        export_rate=360_000.0,
+    )
+    values.update(overrides)
+    return SimulatorConfig(**values)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _password_env() -> Iterator[None]:
+    previous = os.environ.get("EV_PASSWORD")
+    os.environ["EV_PASSWORD"] = PASSWORD
+    yield
+    if previous is None:
+        os.environ.pop("EV_PASSWORD", None)
+    else:
+        os.environ["EV_PASSWORD"] = previous
+
+
+@pytest.fixture(scope="session")
+def sim(_password_env: None) -> Iterator[SimulatorServer]:
+    """The simulator on a real socket, 4 small cameras, frozen clock, no faults."""
+    with SimulatorServer(sim_config()) as server:
+        yield server
+
+
+@pytest.fixture
+def make_sim(_password_env: None) -> Iterator[Any]:
+    """Start extra simulators with their own settings (faults, short sessions); stopped after the test."""
+    started: list[SimulatorServer] = []
+
+    def make(**overrides: Any) -> SimulatorServer:
+        server = SimulatorServer(sim_config(**overrides)).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+class SyncOverAsync:
+    """Drives an async object from sync tests: coroutines are awaited, async iterators and
+    async context managers become sync ones. Lets one test suite run against both clients."""
+
+    def __init__(self, target: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._target = target
+        self._loop = loop
+
+    def _run(self, awaitable: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(_as_coroutine(awaitable), self._loop).result()
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        if callable(value):
+
+            def call(*args: Any, **kwargs: Any) -> Any:
+                return self._wrap(value(*args, **kwargs))
+
+            return call
+        return self._wrap(value)
+
+    def _wrap(self, value: Any) -> Any:
+        if inspect.isawaitable(value):
+            return self._wrap(self._run(value))
+        if inspect.isasyncgen(value):
+            return self._iterate(value)
+        if hasattr(value, "__aenter__") and not hasattr(value, "__enter__"):
+            return SyncOverAsync(value, self._loop)
+        if type(value).__module__.startswith("ev_ingest.client") and hasattr(value, "_client"):
+            return SyncOverAsync(value, self._loop)
+        return value
+
+    def _iterate(self, agen: Any) -> Iterator[Any]:
+        try:
+            while True:
+                try:
+                    yield self._run(agen.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._run(agen.aclose())
+
+    def __enter__(self) -> SyncOverAsync:
+        self._run(self._target.__aenter__())
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._run(self._target.__aexit__(*exc))
+
+
+async def _as_coroutine(awaitable: Any) -> Any:
+    return await awaitable
+
+
+@pytest.fixture(scope="session")
+def event_loop_thread() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=5)
+    loop.close()
+
+
+@pytest.fixture(params=["sync", "async"])
+def make_client(request: pytest.FixtureRequest, event_loop_thread: asyncio.AbstractEventLoop) -> Iterator[Any]:
+    """Build an ExacqClient, or an AsyncExacqClient driven through SyncOverAsync: same tests for both."""
+    from ev_ingest.client import AsyncExacqClient, ExacqClient
+
+    made: list[Any] = []
+
+    def make(url: str, username: str = "admin", password: str = PASSWORD, **kwargs: Any) -> Any:
+        if request.param == "sync":
+            client = ExacqClient(url, username, password, **kwargs)
+        else:
+
+            async def build() -> AsyncExacqClient:
+                return AsyncExacqClient(url, username, password, **kwargs)
+
+            client = SyncOverAsync(
+                asyncio.run_coroutine_threadsafe(build(), event_loop_thread).result(), event_loop_thread
+            )
+        made.append(client)
+        return client
+
+    make.kind = request.param  # type: ignore[attr-defined]
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
+def ev(make_client: Any, sim: SimulatorServer) -> Any:
+    return make_client(sim.url)

@@ -1,0 +1,235 @@
+"""The client against the simulator over a real socket. Every test runs for the sync
+client and for the async client (through SyncOverAsync): the same suite for both."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from datetime import timedelta
+
+import av
+import pytest
+
+from ev_ingest.client import (
+    AuthenticationError,
+    BadRequestError,
+    Camera,
+    DownloadError,
+    EventType,
+    ExportFailedError,
+    NotExacqVisionError,
+    NotFoundError,
+    ServerError,
+)
+from tests.conftest import FROZEN_NOW, PASSWORD
+
+START = FROZEN_NOW - timedelta(hours=3)
+CAM = 4593152
+MOTION_CAM = 4593920
+
+
+def test_cameras_and_server_timezone(ev):
+    cameras = ev.cameras.list()
+    assert [c.id for c in cameras] == [4593152, 4593408, 4593664, 4593920]
+    assert isinstance(cameras[0], Camera) and cameras[0].resolution.width == 320
+    assert cameras[0].model_extra["recording"] == "continuous"  # unknown fields are kept
+    assert ev.server_timezone.utcoffset(None) == timedelta(hours=-5)
+    assert ev.cameras.get(CAM).name == "Lobby"
+    assert ev.cameras.config(CAM).id == CAM
+
+
+def test_unknown_camera_names_the_known_ones(ev):
+    with pytest.raises(NotFoundError, match="unknown camera 42; this server has: 4593152"):
+        ev.cameras.get(42)
+    with pytest.raises(NotFoundError, match="unknown camera"):
+        ev.search.recordings(42, START, START + timedelta(minutes=1))
+
+
+def test_inverted_range_is_refused_before_sending(ev):
+    with pytest.raises(BadRequestError, match="inverted"):
+        ev.search.recordings(CAM, START, START - timedelta(minutes=1))
+    with pytest.raises(BadRequestError, match="inverted"):
+        ev.exports.create(CAM, START, START)
+
+
+def test_huge_range_gets_the_servers_reason(ev):
+    with pytest.raises(BadRequestError, match="longer than"):
+        ev.search.recordings(CAM, START - timedelta(days=60), START)
+
+
+def test_recordings_metadata_and_gaps(ev):
+    clips = ev.search.recordings(CAM, START, START + timedelta(hours=1))
+    assert [(c.start, c.end) for c in clips] == [(START, START + timedelta(hours=1))]
+    meta = ev.search.metadata([CAM, MOTION_CAM], START, START + timedelta(hours=1))
+    assert len(meta.clips(MOTION_CAM)) > 3 and meta.clips(CAM)[0].seconds == 3600
+    assert ev.search.recordings(CAM, FROZEN_NOW - timedelta(days=20), FROZEN_NOW - timedelta(days=19)) == []
+
+
+def test_thumbnails_and_frames(ev):
+    found = ev.search.thumbnails(CAM, START, START + timedelta(hours=1), 600)
+    assert found.frames == 6 and found.frames_timestamps[1] == START + timedelta(minutes=10)
+    jpeg = ev.search.thumbnail(CAM, START, START + timedelta(hours=1), 600, 3, width=160)
+    assert jpeg[:2] == b"\xff\xd8"
+    assert ev.search.recorded_frame(CAM, START + timedelta(seconds=30))[:2] == b"\xff\xd8"
+    with pytest.raises(NotFoundError, match="no video recorded"):
+        ev.search.recorded_frame(CAM, FROZEN_NOW - timedelta(days=20))
+    assert ev.video.jpeg(CAM, width=160)[:2] == b"\xff\xd8"
+
+
+def test_search_session_playback(ev):
+    with ev.search.open(CAM, START, START + timedelta(minutes=5)) as session:
+        assert session.reference_time() == START
+        assert session.playspeed() == 100
+        session.set_playspeed(-200)
+        assert session.playspeed() == -200
+        assert session.step(10) == 10
+        assert session.status().status["state"] == "complete"
+        assert session.frame(width=160)[:2] == b"\xff\xd8"
+        assert session.frame_at(START + timedelta(seconds=3))[:2] == b"\xff\xd8"
+
+
+def test_native_stream_frames(ev):
+    frames = []
+    for frame in ev.video.native_frames(CAM, iframes_only=True):
+        frames.append(frame)
+        if len(frames) == 2:
+            break
+    assert all(f.iframe and f.content_type == "video/h264" for f in frames)
+    codec = av.CodecContext.create("h264", "r")
+    decoded = codec.decode(av.Packet(frames[0].data)) + codec.decode(None)
+    assert decoded and decoded[0].width == 320
+
+
+def test_export_to_path_streams_and_verifies(ev, tmp_path):
+    seen = []
+    target = tmp_path / "out.mp4"
+    result = ev.exports.export(
+        CAM, START, START + timedelta(minutes=2), target, poll_interval=0.05, on_progress=seen.append
+    )
+    assert seen[-1] == 100
+    data = target.read_bytes()
+    assert result.size == len(data) and result.sha256 == hashlib.sha256(data).hexdigest()
+    assert result.filename == "Export.mp4" and not list(tmp_path.glob("*.partial"))
+    with av.open(str(target)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+
+
+def test_export_into_directory_uses_sanitised_server_name(ev, tmp_path):
+    result = ev.exports.export(
+        CAM, START, START + timedelta(minutes=1), tmp_path, name="../../etc/passwd\x07", poll_interval=0.05
+    )
+    assert result.filename == "passwd_.mp4"
+    assert (tmp_path / "passwd_.mp4").stat().st_size == result.size
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["passwd_.mp4"]
+
+
+def test_ps_zip_export(ev):
+    buffer = io.BytesIO()
+    result = ev.exports.export(
+        MOTION_CAM, START, START + timedelta(minutes=10), buffer, format="ps_zip", poll_interval=0.05
+    )
+    assert result.filename.endswith(".zip") and buffer.getvalue()[:4] == b"PK\x03\x04"
+    assert [f.name for f in ev.exports.formats()] == ["mp4", "ps_zip"]
+
+
+def test_export_of_nothing_recorded_is_not_found(ev):
+    with pytest.raises(NotFoundError, match="no video recorded"):
+        ev.exports.create(CAM, FROZEN_NOW - timedelta(days=20), FROZEN_NOW - timedelta(days=19))
+
+
+def test_export_freed_while_waiting_is_reported(ev, sim):
+    export_id = ev.exports.create(CAM, START, START + timedelta(minutes=1))
+    ev.exports.finish(export_id)
+    with pytest.raises(ExportFailedError, match="disappeared"):
+        ev.exports.wait(export_id, poll_interval=0.01)
+    ev.exports.finish(export_id)  # finishing twice is harmless
+
+
+def test_bookmarks_and_cases(ev):
+    case = ev.cases.create("Incident 12", description="door forced")
+    mark = ev.bookmarks.create("rear door", CAM, START, START + timedelta(minutes=5), case=case.guid)
+    assert mark.camera_ids == [CAM] and mark.start == START
+    assert mark.guid in [b.guid for b in ev.bookmarks.list()]
+    assert ev.bookmarks.update(mark.guid, description="checked").description == "checked"
+    assert ev.cases.update(case.guid, status="closed").status == "closed"
+    ev.bookmarks.delete(mark.guid)
+    assert mark.guid not in [b.guid for b in ev.bookmarks.list()]
+    with pytest.raises(NotFoundError):
+        ev.bookmarks.delete(mark.guid)
+    ev.cases.delete(case.guid)
+
+
+def test_events_status_servers_system(ev):
+    assert isinstance(ev.events.active([EventType.VIDEO_MOTION]), list)
+    assert ev.events.status([CAM]).camera[0]["id"] == CAM
+    assert ev.sessions.servers()[0].id == "0"
+    assert ev.sessions.system_info().serial_number == "18-62-66-32-4E-AF"
+
+
+def test_wrong_credentials(make_client, sim):
+    client = make_client(sim.url, password="not-it")
+    with pytest.raises(AuthenticationError, match="refused the credentials of user 'admin'") as caught:
+        client.cameras.list()
+    assert "not-it" not in str(caught.value)
+
+
+def test_relogin_once_when_session_expires(make_client, make_sim):
+    server = make_sim(session_idle_s=0.3)
+    client = make_client(server.url)
+    client.cameras.list()
+    import time
+
+    time.sleep(0.5)
+    assert len(client.cameras.list()) == 4  # expired, logged in again, replayed
+
+
+def test_server_errors_are_retried_then_reported(make_client, make_sim):
+    flaky = make_sim(faults="5xx=0.4,truncate=0.1", seed=3)
+    client = make_client(flaky.url)
+    for _ in range(5):
+        assert len(client.cameras.list()) == 4
+    broken = make_sim(faults="5xx=1.0")
+    client = make_client(broken.url, max_retries=2)
+    with pytest.raises(ServerError, match="HTTP 503"):
+        client.cameras.list()
+
+
+def test_download_resumes_after_resets(make_client, make_sim, tmp_path):
+    server = make_sim(faults="reset=0.3", seed=11)
+    client = make_client(server.url, max_retries=8)
+    target = tmp_path / "resumed.mp4"
+    result = client.exports.export(CAM, START, START + timedelta(minutes=5), target, poll_interval=0.05)
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == result.sha256
+    clean = make_sim(seed=11)  # the same site (the seed also draws the scene), without faults
+    reference = make_client(clean.url).exports.export(
+        CAM, START, START + timedelta(minutes=5), io.BytesIO(), poll_interval=0.05
+    )
+    assert reference.sha256 == result.sha256
+
+
+def test_truncated_download_leaves_no_file(make_client, make_sim, tmp_path):
+    server = make_sim(faults="truncate=1.0")
+    client = make_client(server.url, max_retries=1)
+    with pytest.raises((DownloadError, ServerError, Exception)) as caught:
+        client.exports.export(CAM, START, START + timedelta(minutes=2), tmp_path / "x.mp4", poll_interval=0.05)
+    assert list(tmp_path.iterdir()) == []
+    assert PASSWORD not in str(caught.value)
+
+
+def test_not_an_exacqvision_server(make_client, sim):
+    client = make_client(sim.url + "/nothing-here")
+    with pytest.raises(NotExacqVisionError, match="does not serve the exacqVision"):
+        client.cameras.list()
+
+
+def test_no_secret_in_logs(make_client, sim, caplog):
+    caplog.set_level(logging.DEBUG)
+    client = make_client(sim.url)
+    client.cameras.list()
+    client.search.recordings(CAM, START, START + timedelta(minutes=1))
+    session = client._session_id if hasattr(client, "_session_id") else client._target._session_id
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "HTTP Request" in text  # httpx did log the requests...
+    assert session not in text and PASSWORD not in text  # ...without the secrets
+    assert PASSWORD not in repr(client) and session not in repr(client)
