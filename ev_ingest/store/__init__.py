@@ -1,0 +1,37 @@
+"""The archive store: S3 (boto3) with checksums and Object Lock, plus the embedded SeaweedFS."""
+
+from ev_ingest.store.archive import (
+    ArchiveStore,
+    IntegrityError,
+    ObjectConflict,
+    ObjectInfo,
+    ObjectLockNotEnabled,
+    Retention,
+    StoredObject,
+    StoreError,
+    StoreSettings,
+    Verification,
+)
+from ev_ingest.store.embedded import EmbeddedS3, Ports
+from ev_ingest.store.records import AuditLog, Manifest, ManifestEntry, ManifestFailure, read_manifest, write_manifest
+
+__all__ = [
+    "ArchiveStore",
+    "AuditLog",
+    "EmbeddedS3",
+    "IntegrityError",
+    "Manifest",
+    "ManifestEntry",
+    "ManifestFailure",
+    "ObjectConflict",
+    "ObjectInfo",
+    "ObjectLockNotEnabled",
+    "Ports",
+    "Retention",
+    "StoreError",
+    "StoreSettings",
+    "StoredObject",
+    "Verification",
+    "read_manifest",
+    "write_manifest",
+]

@@ -1,0 +1,440 @@
+"""`ArchiveStore`: land bytes in S3 (boto3) with integrity and Object Lock retention.
+
+- `put()` streams a body (bytes, a file object, or an iterator of chunks) into S3:
+  one PUT for small bodies, a multipart upload for large ones, parts uploaded by a small
+  thread pool while the next part is read. SHA-256 is computed on the way and sent as the
+  S3 checksum (the whole object's for a single PUT, each part's for multipart); the
+  whole object's SHA-256 is also kept in the object's `sha256` tag. Any failure aborts
+  the multipart upload, so no partial object is ever visible.
+- A key that already holds an object with a recorded SHA-256 is skipped (reruns are
+  idempotent); one that holds *different* content raises `ObjectConflict` rather than
+  silently adding a version.
+- Retention (GOVERNANCE or COMPLIANCE until a date) and legal holds are set with the
+  upload or later, and read back; `verify()` re-reads and re-hashes an object.
+
+Works unchanged on AWS S3, and on SeaweedFS, Ceph RGW or StorageGRID via `endpoint_url`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO, Any, Literal
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+log = logging.getLogger(__name__)
+
+MiB = 1 << 20
+DEFAULT_PART_SIZE = 16 * MiB
+MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part but the last
+READ_CHUNK = 1 * MiB
+SHA256_TAG = "sha256"
+LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
+
+
+class StoreError(Exception):
+    """Base class of archive store errors."""
+
+
+class ObjectLockNotEnabled(StoreError):
+    pass
+
+
+class ObjectConflict(StoreError):
+    pass
+
+
+class IntegrityError(StoreError):
+    pass
+
+
+class StoreSettings(BaseModel):
+    """Where the archive lives. Strict: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bucket: str = Field(min_length=3, max_length=63)
+    endpoint_url: str | None = Field(None, description="None for AWS S3; http(s)://host:port otherwise")
+    region: str = "us-east-1"
+    access_key: str | None = None
+    secret_key: SecretStr | None = None
+    part_size: int = Field(DEFAULT_PART_SIZE, ge=MIN_PART_SIZE, le=5 * 1024 * MiB)
+    max_workers: int = Field(4, ge=1, le=32, description="Parts uploaded at once")
+    verify_tls: bool = True
+    path_style: bool = Field(True, description="Path-style addressing (needed by most S3-compatible stores)")
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> StoreSettings:
+        """EV_S3_BUCKET, EV_S3_ENDPOINT, EV_S3_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY."""
+        values: dict[str, Any] = {
+            "bucket": os.environ.get("EV_S3_BUCKET", "ev-archive"),
+            "endpoint_url": os.environ.get("EV_S3_ENDPOINT") or None,
+            "region": os.environ.get("EV_S3_REGION", "us-east-1"),
+            "access_key": os.environ.get("AWS_ACCESS_KEY_ID"),
+            "secret_key": os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class Retention:
+    mode: LockMode
+    until: datetime
+
+    def as_s3(self) -> dict[str, Any]:
+        return {"Mode": self.mode, "RetainUntilDate": self.until}
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    version_id: str | None
+    size: int
+    sha256: str | None
+    skipped: bool = False  # True when the key already held this content
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    version_id: str | None
+    size: int
+    sha256: str | None  # from the object's sha256 tag (None when it was never recorded)
+    checksum_sha256: str | None  # S3's own checksum (base64; "-N" suffix for multipart)
+    retention: Retention | None
+    legal_hold: bool
+    content_type: str | None
+
+
+@dataclass(frozen=True)
+class Verification:
+    key: str
+    version_id: str | None
+    expected: str
+    actual: str
+    size: int
+
+    @property
+    def ok(self) -> bool:
+        return self.expected == self.actual
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+class _Reader:
+    """`read(n)` over bytes, a binary file object or an iterator of byte chunks."""
+
+    def __init__(self, source: bytes | IO[bytes] | Iterable[bytes]) -> None:
+        self._buffer = bytearray()
+        self._file: IO[bytes] | None = None
+        self._chunks: Iterator[bytes] | None = None
+        if isinstance(source, bytes | bytearray | memoryview):
+            self._buffer += source
+        elif hasattr(source, "read"):
+            self._file = source  # type: ignore[assignment]
+        else:
+            self._chunks = iter(source)  # type: ignore[arg-type]
+
+    def read(self, size: int) -> bytes:
+        if self._file is not None:
+            parts, want = [], size
+            while want > 0:  # a file object may return short reads (pipes, sockets)
+                data = self._file.read(want)
+                if not data:
+                    break
+                parts.append(data)
+                want -= len(data)
+            return b"".join(parts)
+        while len(self._buffer) < size and self._chunks is not None:
+            try:
+                self._buffer += next(self._chunks)
+            except StopIteration:
+                self._chunks = None
+        out = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return out
+
+
+class ArchiveStore:
+    def __init__(self, settings: StoreSettings, client: Any = None) -> None:
+        self.settings = settings
+        self.bucket = settings.bucket
+        self.s3 = client or boto3.client(
+            "s3",
+            endpoint_url=settings.endpoint_url,
+            region_name=settings.region,
+            aws_access_key_id=settings.access_key,
+            aws_secret_access_key=settings.secret_key.get_secret_value() if settings.secret_key else None,
+            verify=settings.verify_tls,
+            config=Config(
+                s3={"addressing_style": "path" if settings.path_style else "auto"},
+                retries={"mode": "standard", "max_attempts": 5},
+                connect_timeout=10,
+                read_timeout=120,
+                max_pool_connections=settings.max_workers + 4,
+                # We send SHA-256 ourselves; don't add a second (CRC) checksum pass.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        )
+
+    def __repr__(self) -> str:
+        return f"ArchiveStore(bucket={self.bucket!r}, endpoint={self.settings.endpoint_url!r})"
+
+    # --- bucket ---------------------------------------------------------------------
+    def ensure_bucket(self, object_lock: bool = True) -> None:
+        """Create the bucket (versioned, Object Lock enabled) if missing; check the lock if present."""
+        try:
+            self.s3.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+                raise
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "ObjectLockEnabledForBucket": object_lock}
+            if self.settings.region != "us-east-1":
+                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.settings.region}
+            self.s3.create_bucket(**kwargs)
+            log.info("created bucket %s (object lock %s)", self.bucket, "on" if object_lock else "off")
+        self.s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
+        if object_lock and not self.lock_enabled():
+            raise ObjectLockNotEnabled(
+                f"bucket {self.bucket!r} exists without Object Lock; retention would not be enforced. "
+                "Object Lock can only be enabled at creation: use a new bucket."
+            )
+
+    def lock_enabled(self) -> bool:
+        """Checked, not assumed: some stores accept retention calls on buckets without a lock."""
+        try:
+            config = self.s3.get_object_lock_configuration(Bucket=self.bucket)
+        except ClientError:
+            return False
+        return config.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+
+    # --- reading ----------------------------------------------------------------------
+    def head(self, key: str, version_id: str | None = None) -> ObjectInfo | None:
+        extra = {"VersionId": version_id} if version_id else {}
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED", **extra)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound", "NoSuchVersion"):
+                return None
+            raise
+        version = head.get("VersionId")
+        tags = self.s3.get_object_tagging(Bucket=self.bucket, Key=key, **({"VersionId": version} if version else {}))
+        sha = next((t["Value"] for t in tags.get("TagSet", []) if t["Key"] == SHA256_TAG), None)
+        retention = None
+        if head.get("ObjectLockMode") and head.get("ObjectLockRetainUntilDate"):
+            retention = Retention(head["ObjectLockMode"], head["ObjectLockRetainUntilDate"].astimezone(UTC))
+        return ObjectInfo(
+            key=key,
+            version_id=version,
+            size=head["ContentLength"],
+            sha256=sha,
+            checksum_sha256=head.get("ChecksumSHA256"),
+            retention=retention,
+            legal_hold=head.get("ObjectLockLegalHoldStatus") == "ON",
+            content_type=head.get("ContentType"),
+        )
+
+    def get_bytes(self, key: str, version_id: str | None = None) -> bytes:
+        extra = {"VersionId": version_id} if version_id else {}
+        return self.s3.get_object(Bucket=self.bucket, Key=key, **extra)["Body"].read()
+
+    def iter_bytes(self, key: str, version_id: str | None = None) -> Iterator[bytes]:
+        extra = {"VersionId": version_id} if version_id else {}
+        body = self.s3.get_object(Bucket=self.bucket, Key=key, **extra)["Body"]
+        try:
+            yield from body.iter_chunks(READ_CHUNK)
+        finally:
+            body.close()
+
+    def get_json(self, key: str, version_id: str | None = None) -> Any:
+        return json.loads(self.get_bytes(key, version_id))
+
+    def list_keys(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            keys.extend(o["Key"] for o in page.get("Contents", []))
+        return keys
+
+    def versions(self, key: str) -> list[str]:
+        """Version ids of exactly `key`, newest first."""
+        answer = self.s3.list_object_versions(Bucket=self.bucket, Prefix=key)
+        found = [v for v in answer.get("Versions", []) if v["Key"] == key]
+        found.sort(key=lambda v: v["LastModified"], reverse=True)
+        return [v["VersionId"] for v in found]
+
+    def verify(self, key: str, expected_sha256: str, version_id: str | None = None) -> Verification:
+        """Re-read the object and re-hash it."""
+        hasher = hashlib.sha256()
+        size = 0
+        for chunk in self.iter_bytes(key, version_id):
+            hasher.update(chunk)
+            size += len(chunk)
+        return Verification(key, version_id, expected_sha256, hasher.hexdigest(), size)
+
+    # --- writing ----------------------------------------------------------------------
+    def put(
+        self,
+        key: str,
+        source: bytes | IO[bytes] | Iterable[bytes],
+        *,
+        content_type: str = "application/octet-stream",
+        retention: Retention | None = None,
+        legal_hold: bool = False,
+        expected_sha256: str | None = None,
+        skip_existing: bool = True,
+    ) -> StoredObject:
+        """Store `source` at `key` atomically; skip when the key already holds this content."""
+        if skip_existing:
+            existing = self.head(key)
+            if existing is not None and existing.sha256:
+                if expected_sha256 and existing.sha256 != expected_sha256:
+                    raise ObjectConflict(
+                        f"{key} already holds different content (sha256 {existing.sha256}, "
+                        f"not {expected_sha256}); refusing to add a version"
+                    )
+                log.debug("skip %s: already stored (sha256 %s)", key, existing.sha256)
+                return StoredObject(key, existing.version_id, existing.size, existing.sha256, skipped=True)
+        lock: dict[str, Any] = {}
+        if retention is not None:
+            lock.update(ObjectLockMode=retention.mode, ObjectLockRetainUntilDate=retention.until)
+        if legal_hold:
+            lock["ObjectLockLegalHoldStatus"] = "ON"
+        reader = _Reader(source)
+        first = reader.read(self.settings.part_size)
+        following = reader.read(self.settings.part_size) if len(first) == self.settings.part_size else b""
+        if not following:
+            stored = self._put_single(key, first, content_type, lock)
+        else:
+            stored = self._put_multipart(key, first, following, reader, content_type, lock)
+        if expected_sha256 and stored.sha256 != expected_sha256:
+            # Too late to undo a locked version: say so loudly; the manifest will not list it.
+            raise IntegrityError(f"{key}: stored sha256 {stored.sha256} but the caller expected {expected_sha256}")
+        return stored
+
+    def _put_single(self, key: str, body: bytes, content_type: str, lock: dict[str, Any]) -> StoredObject:
+        digest = hashlib.sha256(body)
+        answer = self.s3.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=body,
+            ContentType=content_type,
+            ChecksumSHA256=_b64(digest.digest()),
+            Tagging=f"{SHA256_TAG}={digest.hexdigest()}",
+            **lock,
+        )
+        return StoredObject(key, answer.get("VersionId"), len(body), digest.hexdigest())
+
+    def _put_multipart(
+        self, key: str, first: bytes, second: bytes, reader: _Reader, content_type: str, lock: dict[str, Any]
+    ) -> StoredObject:
+        upload = self.s3.create_multipart_upload(
+            Bucket=self.bucket, Key=key, ContentType=content_type, ChecksumAlgorithm="SHA256", **lock
+        )
+        upload_id = upload["UploadId"]
+        whole = hashlib.sha256()
+        size = 0
+        slots = threading.BoundedSemaphore(self.settings.max_workers + 1)  # bounds parts held in memory
+        futures: list[Future[dict[str, Any]]] = []
+
+        def send(number: int, data: bytes) -> dict[str, Any]:
+            try:
+                checksum = _b64(hashlib.sha256(data).digest())  # hashlib releases the GIL: runs in parallel
+                answer = self.s3.upload_part(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=data,
+                    ChecksumSHA256=checksum,
+                )
+                return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": checksum}
+            finally:
+                slots.release()
+
+        try:
+            with ThreadPoolExecutor(self.settings.max_workers, thread_name_prefix="s3-part") as pool:
+                chunks = itertools.chain((first, second), iter(lambda: reader.read(self.settings.part_size), b""))
+                for number, data in enumerate(chunks, start=1):
+                    whole.update(data)
+                    size += len(data)
+                    slots.acquire()  # waits while max_workers + 1 parts are in flight
+                    futures.append(pool.submit(send, number, data))
+                    if any(f.done() and f.exception() for f in futures):
+                        break  # stop reading: the upload is lost anyway
+                parts = [f.result() for f in futures]  # raises the first part failure
+            answer = self.s3.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            self._abort(key, upload_id)
+            raise
+        version = answer.get("VersionId")
+        sha = whole.hexdigest()
+        self.s3.put_object_tagging(
+            Bucket=self.bucket,
+            Key=key,
+            Tagging={"TagSet": [{"Key": SHA256_TAG, "Value": sha}]},
+            **({"VersionId": version} if version else {}),
+        )
+        return StoredObject(key, version, size, sha)
+
+    def _abort(self, key: str, upload_id: str) -> None:
+        try:
+            self.s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            log.warning("aborted the multipart upload of %s: nothing was stored", key)
+        except (ClientError, BotoCoreError) as exc:  # the store's lifecycle rule reaps it otherwise
+            log.error("could not abort the multipart upload of %s: %s", key, exc)
+
+    def put_json(self, key: str, document: Any, *, retention: Retention | None = None) -> StoredObject:
+        body = json.dumps(document, sort_keys=True, indent=1, default=str).encode()
+        return self.put(key, body, content_type="application/json", retention=retention, skip_existing=False)
+
+    # --- retention --------------------------------------------------------------------
+    def set_retention(
+        self, key: str, version_id: str | None, retention: Retention, *, bypass_governance: bool = False
+    ) -> None:
+        extra: dict[str, Any] = {"VersionId": version_id} if version_id else {}
+        if bypass_governance:
+            extra["BypassGovernanceRetention"] = True
+        self.s3.put_object_retention(Bucket=self.bucket, Key=key, Retention=retention.as_s3(), **extra)
+
+    def get_retention(self, key: str, version_id: str | None = None) -> Retention | None:
+        extra = {"VersionId": version_id} if version_id else {}
+        try:
+            found = self.s3.get_object_retention(Bucket=self.bucket, Key=key, **extra)["Retention"]
+        except ClientError as exc:
+            if "NoSuchObjectLockConfiguration" in str(exc) or "ObjectLockConfigurationNotFound" in str(exc):
+                return None
+            raise
+        return Retention(found["Mode"], found["RetainUntilDate"].astimezone(UTC))
+
+    def set_legal_hold(self, key: str, version_id: str | None, on: bool) -> None:
+        extra = {"VersionId": version_id} if version_id else {}
+        self.s3.put_object_legal_hold(Bucket=self.bucket, Key=key, LegalHold={"Status": "ON" if on else "OFF"}, **extra)
+
+    def get_legal_hold(self, key: str, version_id: str | None = None) -> bool:
+        extra = {"VersionId": version_id} if version_id else {}
+        try:
+            found = self.s3.get_object_legal_hold(Bucket=self.bucket, Key=key, **extra)
+        except ClientError as exc:
+            if "NoSuchObjectLockConfiguration" in str(exc) or "ObjectLockConfigurationNotFound" in str(exc):
+                return False
+            raise
+        return found.get("LegalHold", {}).get("Status") == "ON"

@@ -1,0 +1,108 @@
+"""Manifests (the commit record of a run) and the audit log, both stored under Object Lock.
+
+A manifest lists every object a run archived. It is written last: an object that is
+not in a manifest is not archived. The audit log records every retention change,
+legal hold, verification and failure, one small JSON object per action.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ev_ingest.store import keys
+from ev_ingest.store.archive import ArchiveStore, Retention, StoredObject
+
+EntryKind = Literal["export", "thumbnail", "contact_sheet", "motion_timeline", "motion_events"]
+MANIFEST_SCHEMA = 1
+
+
+class SourceServer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str | None = None
+    serial: str | None = None
+    version: str | None = None
+
+
+class ManifestEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    kind: EntryKind
+    version_id: str | None
+    size: int
+    sha256: str
+    camera_id: int
+    camera_name: str = ""
+    start: datetime
+    end: datetime
+    export_format: str | None = None
+    source: SourceServer = Field(default_factory=SourceServer)
+    retention_mode: str | None = None
+    retain_until: datetime | None = None
+    legal_hold: bool = False
+    motion_keys: list[str] = Field(default_factory=list)  # summaries derived from this export
+
+
+class ManifestFailure(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    camera_id: int
+    start: datetime
+    end: datetime
+    error: str
+    kind: str = "export"
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = MANIFEST_SCHEMA
+    run_id: str
+    site: str
+    interval_start: datetime
+    interval_end: datetime
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    entries: list[ManifestEntry] = Field(default_factory=list)
+    failures: list[ManifestFailure] = Field(default_factory=list)
+    planned: int = 0  # export chunks the run planned
+
+    @property
+    def key(self) -> str:
+        return keys.manifest_key(self.site, self.interval_start, self.run_id)
+
+    def exports(self) -> list[ManifestEntry]:
+        return [e for e in self.entries if e.kind == "export"]
+
+
+def write_manifest(store: ArchiveStore, manifest: Manifest, retention: Retention | None) -> StoredObject:
+    return store.put_json(manifest.key, manifest.model_dump(mode="json"), retention=retention)
+
+
+def read_manifest(store: ArchiveStore, key: str) -> Manifest:
+    return Manifest.model_validate(store.get_json(key))
+
+
+def list_manifests(store: ArchiveStore, site: str | None = None) -> list[str]:
+    prefix = f"manifests/site={keys.safe_part(site)}/" if site else "manifests/"
+    return sorted(k for k in store.list_keys(prefix) if k.endswith(".json"))
+
+
+class AuditLog:
+    """Append-only audit records (each its own locked object: nothing is ever rewritten)."""
+
+    def __init__(self, store: ArchiveStore, retention: Retention | None = None) -> None:
+        self.store = store
+        self.retention = retention
+
+    def record(self, action: str, **details: Any) -> str:
+        at = datetime.now(UTC)
+        key = keys.audit_key(at, action)
+        self.store.put_json(key, {"action": action, "at": at.isoformat(), **details}, retention=self.retention)
+        return key
+
+    def entries(self, day: str | None = None) -> list[dict[str, Any]]:
+        prefix = f"audit/date={day}/" if day else "audit/"
+        return [self.store.get_json(k) for k in sorted(self.store.list_keys(prefix))]

@@ -1,0 +1,128 @@
+"""The archive store against the real SeaweedFS: integrity, atomicity and Object Lock."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from ev_ingest.store import ObjectConflict, ObjectLockNotEnabled, Retention
+from ev_ingest.store import keys as k
+
+MiB = 1 << 20
+
+
+def soon(days: int = 1) -> datetime:
+    return datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
+
+
+def test_bucket_has_lock_and_versioning(store):
+    assert store.lock_enabled()
+    assert store.s3.get_bucket_versioning(Bucket=store.bucket)["Status"] == "Enabled"
+
+
+def test_existing_bucket_without_lock_is_refused(make_store):
+    plain = make_store(lock=False)
+    with pytest.raises(ObjectLockNotEnabled, match="without Object Lock"):
+        plain.ensure_bucket(object_lock=True)
+
+
+def test_small_put_sends_sha256_and_is_idempotent(store):
+    body = b"evidence" * 1000
+    first = store.put("a/one.bin", body, retention=Retention("GOVERNANCE", soon()))
+    assert first.sha256 == hashlib.sha256(body).hexdigest() and not first.skipped
+    info = store.head("a/one.bin")
+    assert info.sha256 == first.sha256 and info.size == len(body)
+    assert info.checksum_sha256 is not None  # S3 kept our checksum
+    again = store.put("a/one.bin", body)
+    assert again.skipped and again.version_id == first.version_id
+    assert store.versions("a/one.bin") == [first.version_id]
+    with pytest.raises(ObjectConflict, match="different content"):
+        store.put("a/one.bin", b"other", expected_sha256=hashlib.sha256(b"other").hexdigest())
+
+
+def test_multipart_stream_from_iterator(make_store):
+    store = make_store(part_size=5 * MiB, max_workers=2)
+    data = os.urandom(13 * MiB + 17)
+    chunks = (data[i : i + 777_777] for i in range(0, len(data), 777_777))
+    stored = store.put("big/stream.bin", chunks, retention=Retention("COMPLIANCE", soon()))
+    assert stored.size == len(data) and stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert store.head("big/stream.bin").checksum_sha256.endswith("-3")  # three parts, each checksummed
+    assert store.verify("big/stream.bin", stored.sha256).ok
+
+
+def test_interrupted_multipart_leaves_nothing(make_store):
+    store = make_store(part_size=5 * MiB)
+
+    def failing():
+        yield os.urandom(6 * MiB)
+        yield os.urandom(6 * MiB)
+        raise ConnectionError("the exacqVision download dropped")
+
+    with pytest.raises(ConnectionError):
+        store.put("big/broken.bin", failing())
+    assert store.head("big/broken.bin") is None
+    assert store.s3.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []) == []
+
+
+def test_locked_object_cannot_be_deleted_or_replaced(store):
+    stored = store.put("locked.bin", b"original", retention=Retention("COMPLIANCE", soon()))
+    with pytest.raises(ClientError):
+        store.s3.delete_object(Bucket=store.bucket, Key="locked.bin", VersionId=stored.version_id)
+    # A write to the same key makes a new version; the locked one stays, unchanged.
+    store.s3.put_object(Bucket=store.bucket, Key="locked.bin", Body=b"tampered")
+    assert store.get_bytes("locked.bin", stored.version_id) == b"original"
+    assert len(store.versions("locked.bin")) == 2
+
+
+def test_compliance_cannot_be_shortened_or_downgraded(store):
+    until = soon(10)
+    stored = store.put("c.bin", b"x", retention=Retention("COMPLIANCE", until))
+    with pytest.raises(ClientError):
+        store.set_retention("c.bin", stored.version_id, Retention("COMPLIANCE", soon(2)))
+    with pytest.raises(ClientError):
+        store.set_retention("c.bin", stored.version_id, Retention("GOVERNANCE", until), bypass_governance=True)
+    store.set_retention("c.bin", stored.version_id, Retention("COMPLIANCE", soon(20)))  # extending is fine
+    assert store.get_retention("c.bin", stored.version_id).until == soon(20)
+
+
+def test_legal_hold_blocks_delete_until_released(store):
+    stored = store.put("held.bin", b"x", retention=Retention("GOVERNANCE", soon()))
+    store.set_legal_hold("held.bin", stored.version_id, True)
+    assert store.get_legal_hold("held.bin", stored.version_id) is True
+    with pytest.raises(ClientError):
+        store.s3.delete_object(
+            Bucket=store.bucket, Key="held.bin", VersionId=stored.version_id, BypassGovernanceRetention=True
+        )
+    store.set_legal_hold("held.bin", stored.version_id, False)
+    store.s3.delete_object(
+        Bucket=store.bucket, Key="held.bin", VersionId=stored.version_id, BypassGovernanceRetention=True
+    )
+    assert store.head("held.bin") is None
+
+
+def test_wrong_credentials_are_refused(s3_server):
+    intruder = boto3.client(
+        "s3",
+        endpoint_url=s3_server.endpoint_url,
+        aws_access_key_id=s3_server.access_key,
+        aws_secret_access_key="guess",
+        region_name="us-east-1",
+    )
+    with pytest.raises(ClientError):
+        intruder.list_buckets()
+
+
+def test_keys_are_deterministic_and_sanitised():
+    start = datetime(2026, 11, 19, 0, 0, tzinfo=UTC)
+    assert k.export_key("HQ", 4593152, start, start + timedelta(hours=1), "mp4") == (
+        "exports/site=HQ/camera=4593152/date=2026-11-19/20261119T000000Z_20261119T010000Z.mp4"
+    )
+    assert k.safe_part("../../etc; rm -rf / `x`") == "etc_rm_-rf_x"
+    assert k.safe_part("Gate\x00\n") == "Gate"
+    assert k.safe_part("..") == "_"
+    assert k.motion_key("events", "HQ", 1, start).startswith("motion/events/site=HQ/camera=1/date=2026-11-19/")
