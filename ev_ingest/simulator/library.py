@@ -35,17 +35,16 @@ from ev_ingest.simulator.scene import Camera
 
 log = logging.getLogger(__name__)
 
-LIBRARY_VERSION = 3  # bump when rendering or encoding changes
+LIBRARY_VERSION = 5  # bump when rendering or encoding changes
 PS_CLOCK = 90_000  # MPEG system clock for PTS/DTS and SCR base
 DRIFT_LEVELS = 6.0  # light drift amplitude in luma levels (a slow "breathing" of the light)
 NOISE_LEVELS = 3  # sensor noise amplitude in luma levels
 X264_OPTIONS = {
     "preset": "ultrafast",
     "crf": "27",
-    "bframes": "0",
-    "keyint": "0",  # set per camera (one closed GOP per library entry)
-    "scenecut": "0",
-    "threads": "1",  # deterministic output, and the library builds in parallel per camera
+    "bf": "0",  # cameras send no B-frames
+    "sc_threshold": "0",  # one closed GOP per library entry, no scene-cut keyframes
+    "threads": "1",  # deterministic output
 }
 
 
@@ -97,7 +96,11 @@ class Renderer:
         for _ in range(6):
             x_a, y_a = rng.integers(0, w - w // 6), rng.integers(0, h - h // 6)
             bg[y_a : y_a + h // 8, x_a : x_a + w // 7] = rng.integers(30, 220)
-        bg += rng.normal(0, 4, size=(h, w))  # fine static texture
+        # Fine static texture, spatially correlated like real surfaces (iid per-pixel texture
+        # would be fixed-pattern noise: unrealistically expensive to intra-code).
+        fine = rng.normal(0, 6, size=(h // 2 + 1, w // 2 + 1)).astype(np.float32)
+        fine = (fine[:-1, :-1] + fine[1:, :-1] + fine[:-1, 1:] + fine[1:, 1:]) / 2
+        bg += np.repeat(np.repeat(fine, 2, axis=0), 2, axis=1)[:h, :w]
         self.background = np.clip(bg, 16, 235).astype(np.int16)
         self.u = np.full((h // 2, w // 2), 118 + camera.index % 5 * 4, np.uint8)
         self.v = np.full((h // 2, w // 2), 134 - camera.index % 3 * 5, np.uint8)
@@ -177,7 +180,7 @@ def _encode_variant(camera: Camera, renderer: Renderer, variant: str) -> tuple[b
     stream = out.add_stream("libx264", rate=camera.fps)
     stream.width, stream.height, stream.pix_fmt = camera.width, camera.height, "yuv420p"
     options = dict(X264_OPTIONS)
-    options["keyint"] = options["min-keyint"] = str(camera.gop_frames)
+    options["g"] = options["keyint_min"] = str(camera.gop_frames)
     stream.codec_context.options = options
     packets: list[tuple[bytes, bool]] = []
 

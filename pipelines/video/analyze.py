@@ -1,0 +1,314 @@
+"""Motion analysis of recordings: decode (in the chosen mode) -> detect -> summarise.
+
+Modes, and what each costs and finds:
+
+- `full`: every frame decoded and scored. Exhaustive; the reference for accuracy.
+- `gated` (default for long archives): every keyframe decoded; a GOP is decoded in full
+  only where the keyframes around it differ. Same events as `full` for every event that
+  spans a keyframe; blind to motion that starts and ends between two keyframes and
+  leaves them alike (with a 2 s GOP: events shorter than 2 s can be missed).
+- `keyframe`: keyframes only, a first pass; finds events longer than two GOPs, with
+  start and end rounded to keyframes.
+
+Work runs in parallel across files (and ps_zip members) and across GOP-aligned chunks
+of one long file, one single-threaded decoder per process (faster than frame threading
+on 2 cores, NOTES.md). A chunk decodes a few seconds before its start to warm its
+background model, and keeps only its own frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any, Literal
+
+import numpy as np
+
+from pipelines.video import decode
+from pipelines.video.decode import DecodeStats, Segment, Source, VideoError
+from pipelines.video.detect import MotionConfig, keyframe_change, make_detector
+from pipelines.video.summary import Event, Track, events_table, find_events, timeline_table
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["full", "gated", "keyframe"]
+MODES: tuple[Mode, ...] = ("full", "gated", "keyframe")
+MIN_CHUNK_SECONDS = 20.0  # shorter files are not worth a second process
+WARMUP_SECONDS = 1.0  # one keyframe back: enough to seed the background model
+Progress = Callable[[float, float], None]  # (seconds done, seconds in all)
+
+
+@dataclass(frozen=True)
+class Job:
+    data: Any  # path or bytes (pickled to the worker)
+    container_format: str | None
+    mode: Mode
+    config: MotionConfig
+    start_s: float  # chunk bounds within the segment
+    end_s: float | None
+    offset_s: float  # the segment's start within the whole recording
+    backend: str = "auto"
+    threads: int = 0
+
+
+@dataclass
+class JobResult:
+    track: Track
+    stats: DecodeStats
+    fps: float
+    duration: float | None
+    gops: int = 0
+    gops_decoded: int = 0
+    job_seconds: float = 0.0
+
+
+@dataclass
+class MotionSummary:
+    source: str
+    camera_id: int
+    start: datetime | None
+    mode: Mode
+    track: Track
+    events: list[Event]
+    stats: DecodeStats
+    duration_s: float
+    frame_s: float
+    elapsed_s: float
+    gops: int = 0
+    gops_decoded: int = 0
+    fps: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    def timeline_table(self) -> Any:
+        return timeline_table(self.track, self.camera_id, self.start or decode_epoch(), self.source)
+
+    def events_table(self) -> Any:
+        return events_table(self.events, self.camera_id, self.start or decode_epoch(), self.source)
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.duration_s / self.elapsed_s if self.elapsed_s else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        def utc(seconds: float) -> str | None:
+            moment = decode.wall_clock(self.start, seconds)
+            return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+        return {
+            "source": self.source,
+            "camera_id": self.camera_id,
+            "mode": self.mode,
+            "start": utc(0.0),
+            "duration_s": round(self.duration_s, 3),
+            "frames_analysed": self.stats.frames,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "x_realtime": round(self.realtime_factor, 1),
+            "gops": self.gops,
+            "gops_decoded": self.gops_decoded,
+            "corrupt_packets": self.stats.corrupt_packets,
+            "damaged_spans": [{"start_s": round(a, 3), "end_s": round(b, 3)} for a, b in self.stats.damaged],
+            "unreadable_from_s": self.stats.unreadable_from,
+            "events": [
+                {
+                    "start_s": round(e.start_s, 3),
+                    "end_s": round(e.end_s, 3),
+                    "peak": round(e.peak, 5),
+                    "mean": round(e.mean, 5),
+                    "frames": e.frames,
+                    "bbox": [round(v, 4) for v in e.bbox],
+                    "start": utc(e.start_s),
+                    "end": utc(e.end_s),
+                }
+                for e in self.events
+            ],
+            "warnings": self.warnings,
+        }
+
+
+def decode_epoch() -> datetime:
+    from pipelines.video.summary import EPOCH
+
+    return EPOCH
+
+
+def run_job(job: Job) -> JobResult:
+    """Decode and score one chunk. Runs in a worker process (or in-process)."""
+    began = time.perf_counter()
+    config = job.config
+    reader = decode.open_video(
+        Segment("", job.data, None, job.container_format), threads=job.threads, backend=job.backend
+    )  # type: ignore[arg-type]
+    try:
+        step = config.step_for(reader.info.width)
+        warm_from = max(0.0, job.start_s - WARMUP_SECONDS) if job.start_s > 0 else 0.0
+        if job.mode == "gated" and isinstance(reader, decode.PyAVReader):
+            gate = partial(_gate, config=config)
+            frames = reader.gated_frames(gate, step, warm_from, job.end_s)
+        else:
+            frames = reader.frames("keyframe" if job.mode == "keyframe" else "full", step, warm_from, job.end_s)
+        detector = make_detector(config)
+        times: list[float] = []
+        scores: list[float] = []
+        boxes: list[tuple[float, float, float, float]] = []
+        nan_box = (np.nan, np.nan, np.nan, np.nan)
+        for frame in frames:
+            result = detector.score(frame.luma, frame.t)
+            if frame.t < job.start_s - 1e-6:
+                continue  # warm-up frame of a later chunk
+            times.append(frame.t + job.offset_s)
+            scores.append(result.score)
+            boxes.append(result.bbox or nan_box)
+        track = Track(
+            np.array(times, np.float64), np.array(scores, np.float32), np.array(boxes, np.float32).reshape(-1, 4)
+        )
+        return JobResult(
+            track,
+            reader.stats,
+            reader.info.fps,
+            reader.info.duration,
+            getattr(reader, "gops", 0),
+            getattr(reader, "gops_decoded", 0),
+            time.perf_counter() - began,
+        )
+    finally:
+        reader.close()
+
+
+def _gate(before: np.ndarray, after: np.ndarray, config: MotionConfig) -> bool:
+    return keyframe_change(before, after, config) > config.gate_fraction
+
+
+def _probe(segment: Segment) -> tuple[float | None, float]:
+    reader = decode.open_video(segment)
+    try:
+        return reader.info.duration, reader.info.fps
+    finally:
+        reader.close()
+
+
+def plan_jobs(segments: list[Segment], mode: Mode, config: MotionConfig, workers: int, backend: str) -> list[Job]:
+    """One job per segment; a lone long file on a path is split into `workers` GOP-aligned chunks."""
+    first = next((s.start for s in segments if s.start is not None), None)
+    jobs = []
+    for segment in segments:
+        offset = (segment.start - first).total_seconds() if segment.start and first else 0.0
+        data = str(segment.data) if isinstance(segment.data, os.PathLike) else segment.data
+        # Keyframe mode decodes little: frame threading in one process beats two processes.
+        split = workers > 1 and len(segments) == 1 and isinstance(data, str) and mode != "keyframe"
+        duration = _probe(segment)[0] if split else None
+        if split and duration and duration >= MIN_CHUNK_SECONDS * 2:
+            bounds = np.linspace(0.0, duration, workers + 1)
+            for k in range(workers):
+                end = float(bounds[k + 1]) if k < workers - 1 else None
+                jobs.append(
+                    Job(data, segment.container_format, mode, config, float(bounds[k]), end, offset, backend, threads=1)
+                )
+        else:
+            threads = 1 if workers > 1 and len(segments) > 1 else 0
+            jobs.append(Job(data, segment.container_format, mode, config, 0.0, None, offset, backend, threads))
+    return jobs
+
+
+def analyze(
+    source: Source,
+    *,
+    mode: Mode = "gated",
+    config: MotionConfig | None = None,
+    camera_id: int = 0,
+    start: datetime | None = None,
+    workers: int | None = None,
+    backend: Literal["auto", "pyav", "opencv"] = "auto",
+    progress: Progress | None = None,
+    name: str | None = None,
+    expected_s: float | None = None,
+) -> MotionSummary:
+    """Motion summary of one recording (a file, bytes, a file object, or a ps_zip).
+
+    `expected_s`, when the caller knows how long the recording should be (an export's
+    span), turns a recording that ends early (truncated, or a container that stops
+    making sense) into a reported damaged span instead of a silently short summary.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    config = config or MotionConfig()
+    workers = max(1, workers if workers is not None else min(2, os.cpu_count() or 1))
+    began = time.perf_counter()
+    segments = decode.segments(source, start)
+    start = start or next((s.start for s in segments if s.start is not None), None)
+    if not isinstance(source, str | os.PathLike | bytes | bytearray):
+        workers = 1  # a file object cannot cross to another process
+    jobs = plan_jobs(segments, mode, config, workers, backend)
+    results = _run(jobs, workers, progress)
+    track = Track.concat([r.track for r in results])
+    stats = DecodeStats()
+    for job, result in zip(jobs, results, strict=True):
+        stats.merge(result.stats, job.offset_s)
+    if not len(track):
+        raise VideoError(f"no frame could be decoded from {name or _name(source)}")
+    fps = results[0].fps or 25.0
+    frame_s = _frame_spacing(track, fps, mode)
+    duration = float(track.t[-1] - track.t[0]) + frame_s
+    summary = MotionSummary(
+        source=name or _name(source),
+        camera_id=camera_id,
+        start=start,
+        mode=mode,
+        track=track,
+        events=find_events(track, config, frame_s),
+        stats=stats,
+        duration_s=duration,
+        frame_s=frame_s,
+        elapsed_s=time.perf_counter() - began,
+        gops=sum(r.gops for r in results),
+        gops_decoded=sum(r.gops_decoded for r in results),
+        fps=fps,
+    )
+    if stats.corrupt_packets:
+        summary.warnings.append(f"{stats.corrupt_packets} damaged packets skipped in {len(stats.damaged)} spans")
+    end = float(track.t[-1]) + frame_s
+    if expected_s is not None and end < expected_s - max(2.0, 2 * frame_s) and stats.unreadable_from is None:
+        stats.unreadable_from = end
+        stats.damage(end, expected_s - end)
+    if stats.unreadable_from is not None:
+        summary.warnings.append(f"the container is damaged from {stats.unreadable_from:.1f} s: the rest was not read")
+    return summary
+
+
+def _run(jobs: list[Job], workers: int, progress: Progress | None) -> list[JobResult]:
+    total = float(len(jobs))
+    if workers == 1 or len(jobs) == 1:
+        results = []
+        for index, job in enumerate(jobs):
+            results.append(run_job(job))
+            if progress:
+                progress(index + 1.0, total)
+        return results
+    # fork starts in milliseconds but copies a threaded process mid-flight (servers, Airflow
+    # runners): only fork when this process runs a single thread, else spawn.
+    context = multiprocessing.get_context("fork" if threading.active_count() == 1 else "spawn")
+    ordered: list[JobResult | None] = [None] * len(jobs)
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+        futures = {pool.submit(run_job, job): index for index, job in enumerate(jobs)}
+        for done, future in enumerate(as_completed(futures), start=1):
+            ordered[futures[future]] = future.result()
+            if progress:
+                progress(float(done), total)
+    return [r for r in ordered if r is not None]
+
+
+def _frame_spacing(track: Track, fps: float, mode: Mode) -> float:
+    if mode == "keyframe" and len(track) > 1:
+        return float(np.median(np.diff(track.t)))
+    return 1.0 / fps
+
+
+def _name(source: Source) -> str:
+    return str(source) if isinstance(source, str | os.PathLike) else "<stream>"

@@ -1,0 +1,215 @@
+"""Motion summaries: per-frame scores to a per-second timeline and a list of motion events.
+
+Tables follow DESIGN.md's contracts:
+
+timeline  camera_id int64, ts timestamp[ms, UTC], frames int16, score float32 (mean
+          fraction of changed pixels), peak float32, source string
+events    camera_id int64, start, end timestamp[ms, UTC], peak, mean float32, frames int32,
+          bbox list<float32>[4] (x0, y0, x1, y1 normalised), source string
+
+Events use hysteresis: a score at or above `event_on` opens an event, it stays open
+while scores stay at or above `event_off`, and closes after `merge_gap` quiet seconds;
+events shorter than `min_event` are dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.video.detect import FrameScore, MotionConfig
+
+TIMELINE_SCHEMA = pa.schema(
+    [
+        ("camera_id", pa.int64()),
+        ("ts", pa.timestamp("ms", tz="UTC")),
+        ("frames", pa.int16()),
+        ("score", pa.float32()),
+        ("peak", pa.float32()),
+        ("source", pa.string()),
+    ]
+)
+EVENTS_SCHEMA = pa.schema(
+    [
+        ("camera_id", pa.int64()),
+        ("start", pa.timestamp("ms", tz="UTC")),
+        ("end", pa.timestamp("ms", tz="UTC")),
+        ("peak", pa.float32()),
+        ("mean", pa.float32()),
+        ("frames", pa.int32()),
+        ("bbox", pa.list_(pa.float32(), 4)),
+        ("source", pa.string()),
+    ]
+)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Track:
+    """Per-frame scores as columns (cheap to pickle between processes, cheap to concatenate)."""
+
+    t: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
+    score: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
+    bbox: np.ndarray = field(default_factory=lambda: np.empty((0, 4), np.float32))  # NaN rows: no motion
+
+    @classmethod
+    def of(cls, scores: list[FrameScore], offset: float = 0.0) -> Track:
+        boxes = np.array([s.bbox if s.bbox is not None else (np.nan,) * 4 for s in scores], np.float32).reshape(-1, 4)
+        return cls(
+            np.array([s.t for s in scores], np.float64) + offset, np.array([s.score for s in scores], np.float32), boxes
+        )
+
+    @classmethod
+    def concat(cls, tracks: list[Track]) -> Track:
+        tracks = [t for t in tracks if len(t.t)]
+        if not tracks:
+            return cls()
+        joined = cls(
+            np.concatenate([t.t for t in tracks]),
+            np.concatenate([t.score for t in tracks]),
+            np.concatenate([t.bbox for t in tracks]),
+        )
+        order = np.argsort(joined.t, kind="stable")
+        return cls(joined.t[order], joined.score[order], joined.bbox[order])
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+@dataclass(frozen=True)
+class Event:
+    start_s: float
+    end_s: float
+    peak: float
+    mean: float
+    frames: int
+    bbox: tuple[float, float, float, float]
+
+
+def find_events(track: Track, config: MotionConfig, frame_s: float) -> list[Event]:
+    """Hysteresis over the per-frame scores; `frame_s` is the typical spacing of analysed frames."""
+    events: list[Event] = []
+    t, score, bbox = track.t, track.score, track.bbox
+    above_on = score >= config.event_on
+    above_off = score >= config.event_off
+    i, n = 0, len(t)
+    while i < n:
+        if not above_on[i]:
+            i += 1
+            continue
+        first = last = i
+        j = i + 1
+        while j < n and t[j] - t[last] <= config.merge_gap + frame_s * 0.5:
+            if above_off[j]:
+                last = j
+            j += 1
+        span = slice(first, last + 1)
+        active = above_off[span]
+        start, end = float(t[first]), float(t[last]) + frame_s
+        if end - start >= config.min_event:
+            boxes = bbox[span][active]
+            boxes = boxes[~np.isnan(boxes).any(axis=1)]
+            box = (
+                tuple(float(v) for v in (*boxes[:, :2].min(axis=0), *boxes[:, 2:].max(axis=0)))
+                if len(boxes)
+                else (0.0, 0.0, 1.0, 1.0)
+            )
+            events.append(
+                Event(start, end, float(score[span].max()), float(score[span][active].mean()), int(active.sum()), box)
+            )  # type: ignore[arg-type]
+        i = last + 1
+    return events
+
+
+def _ms(start: datetime, seconds: np.ndarray | list[float]) -> pa.Array:
+    base = (start - EPOCH).total_seconds() * 1000.0
+    return pa.array(
+        (np.asarray(seconds, np.float64) * 1000.0 + base).round().astype(np.int64), type=pa.timestamp("ms", tz="UTC")
+    )
+
+
+MAX_HOLD_SECONDS = 4.0  # a frame stands for the seconds after it up to the next frame, at most this long
+
+
+def timeline_table(track: Track, camera_id: int, start: datetime, source: str) -> pa.Table:
+    """One row per second covered by the recording.
+
+    In `gated` and `keyframe` modes a keyframe stands for the seconds up to the next
+    analysed frame: those seconds get its score with `frames` = 0 (nothing decoded there).
+    Recording gaps longer than MAX_HOLD_SECONDS stay gaps.
+    """
+    if not len(track):
+        return TIMELINE_SCHEMA.empty_table()
+    seconds = np.floor(track.t).astype(np.int64)
+    unique, index, counts = np.unique(seconds, return_inverse=True, return_counts=True)
+    sums = np.bincount(index, weights=track.score, minlength=len(unique))
+    peaks = np.zeros(len(unique), np.float32)
+    np.maximum.at(peaks, index, track.score)
+    means = (sums / counts).astype(np.float32)
+    # Seconds held by a preceding frame (no frame of their own).
+    hold = np.minimum(np.diff(track.t, append=track.t[-1]), MAX_HOLD_SECONDS)
+    last = np.floor(track.t + hold - 1e-6).astype(np.int64)
+    filled_s, filled_score = [], []
+    for i in np.nonzero(last > seconds)[0]:
+        for second in range(seconds[i] + 1, last[i] + 1):
+            filled_s.append(second)
+            filled_score.append(track.score[i])
+    if filled_s:
+        extra_s = np.array(filled_s, np.int64)
+        keep = ~np.isin(extra_s, unique)
+        extra_s, extra_score = extra_s[keep], np.array(filled_score, np.float32)[keep]
+        extra_s, first = np.unique(extra_s, return_index=True)
+        extra_score = extra_score[first]
+        order = np.argsort(np.concatenate([unique, extra_s]), kind="stable")
+        unique = np.concatenate([unique, extra_s])[order]
+        counts = np.concatenate([counts, np.zeros(len(extra_s), counts.dtype)])[order]
+        means = np.concatenate([means, extra_score])[order]
+        peaks = np.concatenate([peaks, extra_score])[order]
+    return pa.table(
+        {
+            "camera_id": pa.array(np.full(len(unique), camera_id, np.int64)),
+            "ts": _ms(start, unique.astype(np.float64)),
+            "frames": pa.array(np.minimum(counts, 32767).astype(np.int16)),
+            "score": pa.array(means),
+            "peak": pa.array(peaks),
+            "source": pa.array([source] * len(unique), pa.string()),
+        },
+        schema=TIMELINE_SCHEMA,
+    )
+
+
+def events_table(events: list[Event], camera_id: int, start: datetime, source: str) -> pa.Table:
+    if not events:
+        return EVENTS_SCHEMA.empty_table()
+    return pa.table(
+        {
+            "camera_id": pa.array([camera_id] * len(events), pa.int64()),
+            "start": _ms(start, [e.start_s for e in events]),
+            "end": _ms(start, [e.end_s for e in events]),
+            "peak": pa.array([e.peak for e in events], pa.float32()),
+            "mean": pa.array([e.mean for e in events], pa.float32()),
+            "frames": pa.array([e.frames for e in events], pa.int32()),
+            "bbox": pa.array([list(e.bbox) for e in events], pa.list_(pa.float32(), 4)),
+            "source": pa.array([source] * len(events), pa.string()),
+        },
+        schema=EVENTS_SCHEMA,
+    )
+
+
+def write_parquet(table: pa.Table, path: Path | str) -> None:
+    pq.write_table(table, str(path), compression="zstd")
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def at(start: datetime | None, seconds: float) -> datetime | None:
+    return start + timedelta(seconds=seconds) if start is not None else None
