@@ -38,12 +38,15 @@ class ManifestEntry(BaseModel):
     camera_name: str = ""
     start: datetime
     end: datetime
+    recorded_start: datetime | None = None  # first recorded moment (t = 0 of an export file)
     export_format: str | None = None
     source: SourceServer = Field(default_factory=SourceServer)
     retention_mode: str | None = None
     retain_until: datetime | None = None
     legal_hold: bool = False
     motion_keys: list[str] = Field(default_factory=list)  # summaries derived from this export
+    derived_from: str | None = None  # for summaries and thumbnails: the export key they describe
+    events: int | None = None  # motion events in a motion_events object
 
 
 class ManifestFailure(BaseModel):
@@ -75,6 +78,17 @@ class Manifest(BaseModel):
 
     def exports(self) -> list[ManifestEntry]:
         return [e for e in self.entries if e.kind == "export"]
+
+    def same_content(self, other: Manifest) -> bool:
+        """Same objects (key, version, hash) and failures: a rerun that changed nothing."""
+
+        def objects(m: Manifest) -> set[tuple[str, str | None, str]]:
+            return {(e.key, e.version_id, e.sha256) for e in m.entries}
+
+        def failed(m: Manifest) -> set[tuple[int, datetime, str]]:
+            return {(f.camera_id, f.start, f.kind) for f in m.failures}
+
+        return objects(self) == objects(other) and failed(self) == failed(other)
 
 
 def write_manifest(store: ArchiveStore, manifest: Manifest, retention: Retention | None) -> StoredObject:

@@ -1,0 +1,340 @@
+"""The `ev-ingest` command.
+
+    ev-ingest simulator [--port 8780] [--cameras 4] [--faults SPEC]   an exacqVision look-alike
+    ev-ingest cameras | recordings | export | frame                    talk to a server (EV_URL)
+    ev-ingest motion FILE... [--mode gated] [--json]                   motion summaries of files
+    ev-ingest s3 serve [--data-dir] [--port]                           the embedded S3 store
+    ev-ingest retention apply|audit|hold|release                       compliance retention
+    ev-ingest archive --date YYYY-MM-DD                                the nightly archival, without Airflow
+
+The server comes from `--url` or EV_URL (`exacqvision://user@host:port/?server_id=0`),
+the password from EV_PASSWORD or `--password-file` (never a command-line argument:
+other users can read those). `--json` prints machine-readable output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import stat
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+def parse_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r} (e.g. 2026-11-20T09:00:00Z)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_region(text: str) -> tuple[float, float, float, float]:
+    try:
+        x0, y0, x1, y1 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("region is x0,y0,x1,y1 in 0..1, e.g. 0,0.5,1,1") from None
+    return x0, y0, x1, y1
+
+
+def read_password_file(path: Path) -> str:
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise CliError(f"{path} is readable by other users; run: chmod 600 {path}")
+    return path.read_text().strip()
+
+
+def client_from_args(args: argparse.Namespace) -> Any:
+    from ev_ingest.client import ClientSettings, ExacqClient
+
+    password = read_password_file(args.password_file) if args.password_file else os.environ.get("EV_PASSWORD")
+    url = args.url or os.environ.get("EV_URL")
+    if not url:
+        raise CliError("no server: pass --url or set EV_URL (e.g. exacqvision://admin@127.0.0.1:8780)")
+    settings = ClientSettings.from_url(
+        url,
+        username=args.user or os.environ.get("EV_USER"),
+        password=password,
+        server_id=os.environ.get("EV_SERVER_ID"),
+        tls_verify=False if args.insecure else None,
+    )
+    return ExacqClient(settings=settings)
+
+
+def emit(args: argparse.Namespace, payload: Any, text: Callable[[], str]) -> None:
+    print(json.dumps(payload, indent=2, default=str) if args.json else text())
+
+
+# --- server verbs --------------------------------------------------------------------
+
+
+def cmd_cameras(args: argparse.Namespace) -> int:
+    with client_from_args(args) as ev:
+        listing = ev.cameras.listing(show_all=args.all)
+    rows = [c.model_dump(mode="json", by_alias=True) for c in listing.cameras]
+    emit(
+        args,
+        {"server": listing.name, "timezone": listing.timezone, "cameras": rows},
+        lambda: "\n".join(
+            [f"{listing.name} (UTC{listing.timezone:+g})"]
+            + [
+                f"  {c.id:>10}  {c.name:<24} {c.resolution.width}x{c.resolution.height} "
+                f"{'ok' if c.operating else 'DOWN'}"
+                for c in listing.cameras
+            ]
+        ),
+    )
+    return EXIT_OK
+
+
+def cmd_recordings(args: argparse.Namespace) -> int:
+    with client_from_args(args) as ev:
+        clips = ev.search.recordings(args.camera, args.start, args.end)
+    total = sum(c.seconds for c in clips)
+    emit(
+        args,
+        {"camera": args.camera, "clips": [c.model_dump(mode="json") for c in clips], "seconds": total},
+        lambda: "\n".join(
+            [f"{c.start.isoformat()}  ->  {c.end.isoformat()}  ({c.seconds:.0f} s)" for c in clips]
+            + [f"{len(clips)} clips, {total / 3600:.2f} h recorded"]
+        ),
+    )
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    with client_from_args(args) as ev, tqdm(total=100, unit="%", desc="export", disable=args.json or None) as bar:
+
+        def progress(percent: int) -> None:
+            bar.update(percent - bar.n)
+
+        result = ev.exports.export(
+            args.camera,
+            args.start,
+            args.end,
+            args.output,
+            format=args.format,
+            name=args.name,
+            on_progress=progress,
+            timeout=args.timeout,
+        )
+    path = args.output / result.filename if args.output.is_dir() else args.output
+    emit(
+        args,
+        {"path": str(path), "size": result.size, "sha256": result.sha256, "resumed": result.resumed},
+        lambda: f"{path}  {result.size} bytes\nsha256 {result.sha256}",
+    )
+    return EXIT_OK
+
+
+def cmd_frame(args: argparse.Namespace) -> int:
+    with client_from_args(args) as ev:
+        data = (
+            ev.search.recorded_frame(args.camera, args.at, width=args.width)
+            if args.at
+            else ev.video.jpeg(args.camera, width=args.width)
+        )
+    args.output.write_bytes(data)
+    emit(args, {"path": str(args.output), "size": len(data)}, lambda: f"{args.output}  {len(data)} bytes")
+    return EXIT_OK
+
+
+# --- local verbs ----------------------------------------------------------------------
+
+
+def cmd_motion(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from pipelines.video import MotionConfig, analyze
+    from pipelines.video.summary import write_parquet
+
+    config = MotionConfig(region=args.region) if args.region else MotionConfig()
+    reports = []
+    for path in args.files:
+        with tqdm(total=1.0, desc=path.name, unit="job", disable=args.json or None, leave=False) as bar:
+
+            def progress(done: float, total: float, bar: Any = bar) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            summary = analyze(
+                path, mode=args.mode, config=config, start=args.start, workers=args.workers, progress=progress
+            )
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            write_parquet(summary.timeline_table(), args.out / f"{path.stem}.timeline.parquet")
+            write_parquet(summary.events_table(), args.out / f"{path.stem}.events.parquet")
+        reports.append(summary.as_json())
+        if not args.json:
+            print(
+                f"{path}: {len(summary.events)} events, {summary.duration_s:.0f} s of video in "
+                f"{summary.elapsed_s:.1f} s ({summary.realtime_factor:.0f}x real time, {args.mode})"
+            )
+            for event in summary.events:
+                print(f"  {event.start_s:8.2f} s -> {event.end_s:8.2f} s  peak {event.peak:.3f}")
+            for warning in summary.warnings:
+                print(f"  warning: {warning}")
+    if args.json:
+        print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
+    return EXIT_OK
+
+
+def cmd_simulator(args: argparse.Namespace) -> int:
+    from ev_ingest.simulator import SimulatorConfig
+    from ev_ingest.simulator.server import serve_forever
+
+    width, _, height = args.resolution.partition("x")
+    config = SimulatorConfig(
+        host=args.host,
+        port=args.port,
+        cameras=args.cameras,
+        seed=args.seed,
+        width=int(width),
+        height=int(height),
+        fps=args.fps,
+        faults=args.faults,
+        users_file=args.users,
+        timezone_hours=args.timezone,
+    )
+    print(
+        f"exacqVision simulator on http://{args.host}:{args.port} ({args.cameras} cameras, {args.resolution})",
+        file=sys.stderr,
+    )
+    serve_forever(config)
+    return EXIT_OK
+
+
+def cmd_s3_serve(args: argparse.Namespace) -> int:
+    from ev_ingest.store import EmbeddedS3, Ports
+
+    secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if not secret:
+        raise CliError("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: the store refuses to run without credentials")
+    server = EmbeddedS3(
+        args.data_dir,
+        access_key=os.environ.get("AWS_ACCESS_KEY_ID", "ev-ingest"),
+        secret_key=secret,
+        ports=Ports.free(s3=args.port),
+    )
+    server.start()
+    print(f"S3 at {server.endpoint_url} (data in {args.data_dir}); Ctrl-C stops it", file=sys.stderr)
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        server.stop()
+    return EXIT_OK
+
+
+# --- parser --------------------------------------------------------------------------
+
+
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="exacqvision://user@host:port (default: EV_URL)")
+    parser.add_argument("--user", help="user name (default: from the URL or EV_USER)")
+    parser.add_argument("--password-file", type=Path, help="file holding the password (mode 600)")
+    parser.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ev-ingest", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(
+        name: str, handler: Callable[[argparse.Namespace], int], help_text: str, server: bool = False
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        if server:
+            _server_options(p)
+        p.set_defaults(handler=handler)
+        return p
+
+    command("cameras", cmd_cameras, "list the server's cameras", server=True).add_argument(
+        "--all", action="store_true", help="include unused quality streams"
+    )
+    p = command("recordings", cmd_recordings, "recorded clips of a camera", server=True)
+    p.add_argument("camera", type=int)
+    p.add_argument("--start", type=parse_time, required=True)
+    p.add_argument("--end", type=parse_time, required=True)
+    p = command("export", cmd_export, "export a camera's video to a file (prints its SHA-256)", server=True)
+    p.add_argument("camera", type=int)
+    p.add_argument("--start", type=parse_time, required=True)
+    p.add_argument("--end", type=parse_time, required=True)
+    p.add_argument("--format", default="mp4", help="mp4 (default) or ps_zip")
+    p.add_argument("--name", help="the export's name on the server")
+    p.add_argument("-o", "--output", type=Path, default=Path("."), help="file or folder (default: .)")
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the server to prepare it")
+    p = command("frame", cmd_frame, "save a camera's live frame, or a recorded one with --at", server=True)
+    p.add_argument("camera", type=int)
+    p.add_argument("--at", type=parse_time)
+    p.add_argument("--width", type=int)
+    p.add_argument("-o", "--output", type=Path, default=Path("frame.jpg"))
+
+    p = command("motion", cmd_motion, "motion events and a per-second timeline of video files")
+    p.add_argument("files", type=Path, nargs="+")
+    p.add_argument("--mode", choices=["full", "gated", "keyframe"], default="gated")
+    p.add_argument("--region", type=parse_region, help="x0,y0,x1,y1 (0..1): only look here")
+    p.add_argument("--start", type=parse_time, help="wall-clock time of the first frame (UTC)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: 2)")
+    p.add_argument("--out", type=Path, help="write <name>.timeline.parquet and <name>.events.parquet here")
+
+    p = command("simulator", cmd_simulator, "run the exacqVision simulator")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8780)
+    p.add_argument("--cameras", type=int, default=4)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--resolution", default="1280x720")
+    p.add_argument("--fps", type=int, default=25)
+    p.add_argument("--timezone", type=int, default=0, help="server UTC offset in hours")
+    p.add_argument("--faults", help="e.g. 5xx=0.05,reset=0.02,slow=0.1:2s,expire=0.01,truncate=0.01")
+    p.add_argument("--users", type=Path, help="file of user:password lines")
+
+    s3 = sub.add_parser("s3", help="the embedded S3 store").add_subparsers(dest="s3_command", required=True)
+    p = s3.add_parser("serve", help="run SeaweedFS on 127.0.0.1 with credentials from the environment")
+    p.add_argument("--data-dir", type=Path, default=Path(".s3data"))
+    p.add_argument("--port", type=int, default=8333)
+    p.set_defaults(handler=cmd_s3_serve, json=False)
+
+    from pipelines import cli_archive
+
+    cli_archive.register(sub, command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from ev_ingest.client import ExacqError
+    from ev_ingest.store import StoreError
+    from pipelines.video import VideoError
+
+    try:
+        return args.handler(args)
+    except (CliError, ExacqError, StoreError, VideoError, ValueError, OSError) as exc:
+        print(f"ev-ingest {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

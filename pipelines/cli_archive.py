@@ -1,0 +1,101 @@
+"""`ev-ingest archive` and `ev-ingest retention ...`: the archival and compliance verbs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pipelines.config import load_config
+
+
+def _day(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date: {text!r} (YYYY-MM-DD)") from None
+
+
+def _interval(config: Any, site: str, day: datetime) -> tuple[datetime, datetime]:
+    """The site's local calendar day `day`, as UTC."""
+    return config.site(site).previous_day(day + timedelta(days=1, hours=12))
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    from pipelines import archive
+    from pipelines.nightly import run_nightly
+
+    config = load_config(args.config)
+    store = archive.open_store(config)
+    store.ensure_bucket()
+    site = args.site or config.sites[0].name
+    start, end = _interval(config, site, args.date)
+    result = run_nightly(config, store, site, start, end, summarize=not args.no_motion)
+    payload = {
+        "manifest": result.manifest.key,
+        "objects": len(result.manifest.entries),
+        "failures": [f.model_dump(mode="json") for f in result.failures],
+        "motion_manifest": result.motion_manifest.key if result.motion_manifest else None,
+    }
+    print(
+        json.dumps(payload, indent=2)
+        if args.json
+        else f"{site} {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC: {len(result.manifest.entries)} exports "
+        f"archived, {len(result.failures)} failed\nmanifest: {result.manifest.key}"
+    )
+    return 1 if result.failures else 0
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    from ev_ingest.store import AuditLog
+    from pipelines import archive, retention
+
+    config = load_config(args.config)
+    store = archive.open_store(config)
+    log = AuditLog(store)
+    if args.action == "apply":
+        changed = retention.apply_policy(store, config.retention, args.site, log)
+        result: dict[str, Any] = {"retention_extended": changed}
+        if args.holds:
+            site = config.site(args.site or config.sites[0].name)
+            for server in site.servers:
+                with archive.connect(server) as client:
+                    result.update(retention.sync_legal_holds(client, store, site.name, log))
+    elif args.action == "audit":
+        report = retention.audit(store, config.retention, args.site, deep=args.deep, audit_log=log)
+        result = report.as_json()
+        if not args.json:
+            print(
+                f"checked {report.checked} objects ({'re-hashed' if args.deep else 'metadata'}): "
+                f"{'OK' if report.ok else f'{len(report.findings)} problems'}"
+            )
+            for finding in report.findings:
+                print(f"  {finding.problem:<11} {finding.key}  {finding.detail}")
+            return 0 if report.ok else 1
+        print(json.dumps(result, indent=2, default=str))
+        return 0 if report.ok else 1
+    else:
+        if not args.key:
+            raise SystemExit("hold and release need --key")
+        retention.set_hold(store, args.key, args.action == "hold", args.reason, log)
+        result = {"key": args.key, "legal_hold": args.action == "hold"}
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def register(sub: Any, command: Any) -> None:
+    p = command("archive", cmd_archive, "run the nightly archival of one day (no Airflow needed)")
+    p.add_argument("--config", type=Path, help="configuration file (default: $EV_CONFIG)")
+    p.add_argument("--site", help="site name (default: the first)")
+    p.add_argument("--date", type=_day, required=True, help="the site's local day to archive, YYYY-MM-DD")
+    p.add_argument("--no-motion", action="store_true", help="skip the motion summaries")
+    p = command("retention", cmd_retention, "retention policy, legal holds and the audit")
+    p.add_argument("action", choices=["apply", "audit", "hold", "release"])
+    p.add_argument("--config", type=Path, help="configuration file (default: $EV_CONFIG)")
+    p.add_argument("--site")
+    p.add_argument("--deep", action="store_true", help="audit: re-read and re-hash every object")
+    p.add_argument("--holds", action="store_true", help="apply: also sync legal holds from exacqVision cases")
+    p.add_argument("--key", help="hold/release: the object's key")
+    p.add_argument("--reason", default="manual", help="hold/release: recorded in the audit log")

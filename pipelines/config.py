@@ -1,0 +1,187 @@
+"""The typed configuration of an ev-ingest deployment (a YAML or JSON file).
+
+Sites, their servers, which cameras to include or exclude, export chunk length and
+format, retention, motion and thumbnail settings come from here, not from code.
+Strict: an unknown or invalid field is an error that names it.
+
+```yaml
+sites:
+  - name: HQ
+    timezone: America/New_York        # the nightly run archives the previous local day
+    servers:
+      - name: nvr1
+        url: exacqvision://archiver@10.0.0.5:80/?server_id=0   # no password here
+        password_env: EV_PASSWORD_NVR1                          # or an Airflow connection:
+        airflow_conn_id: exacqvision_nvr1
+        exclude_cameras: [4593920]
+        max_concurrent_exports: 2
+export: {format: mp4, chunk_minutes: 60}
+store: {bucket: ev-archive, endpoint_url: null}
+retention: {mode: GOVERNANCE, days: 30, sites: {HQ: {days: 90}}, cameras: {"4593152": {days: 365}}}
+```
+
+Secrets never live in this file: passwords come from the environment (`password_env`)
+or from Airflow connections.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipelines.video.detect import MotionConfig
+
+CONFIG_ENV = "EV_CONFIG"
+LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing or invalid; the message names the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Strict):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    url: str | None = Field(None, description="exacqvision://user@host:port/?server_id=0 (no password)")
+    username: str | None = None
+    password_env: str = Field("EV_PASSWORD", description="environment variable holding the password")
+    airflow_conn_id: str | None = Field(None, description="Airflow connection (conn type exacqvision)")
+    include_cameras: list[int] | None = Field(None, description="only these camera ids (default: all)")
+    exclude_cameras: list[int] = Field(default_factory=list)
+    max_concurrent_exports: int = Field(2, ge=1, le=16)
+
+    @field_validator("url")
+    @classmethod
+    def _no_password(cls, value: str | None) -> str | None:
+        if value and "@" in value and ":" in value.split("://", 1)[-1].split("@", 1)[0]:
+            raise ValueError("put the password in the environment (password_env), not in the URL")
+        return value
+
+    def wants(self, camera_id: int) -> bool:
+        if self.include_cameras is not None and camera_id not in self.include_cameras:
+            return False
+        return camera_id not in self.exclude_cameras
+
+
+class SiteConfig(_Strict):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    timezone: str = "UTC"
+    servers: list[ServerConfig] = Field(min_length=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Paris)") from None
+        return value
+
+    @property
+    def zone(self) -> tzinfo:
+        return ZoneInfo(self.timezone)
+
+    def previous_day(self, moment: datetime) -> tuple[datetime, datetime]:
+        """The local calendar day before `moment`, as a UTC interval."""
+        local = moment.astimezone(self.zone)
+        end = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        start = (end - timedelta(days=1)).replace(tzinfo=None).replace(tzinfo=self.zone)
+        return start.astimezone(UTC), end.astimezone(UTC)
+
+
+class ExportSettings(_Strict):
+    format: Literal["mp4", "ps_zip"] = "mp4"
+    chunk_minutes: int = Field(60, ge=1, le=1440, description="one export per camera and chunk")
+    wait_timeout_s: float = Field(3600, gt=0)
+    poll_interval_s: float = Field(2.0, gt=0, le=60)
+
+
+class StoreConfig(_Strict):
+    bucket: str = Field("ev-archive", min_length=3, max_length=63)
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+
+
+class RetentionRule(_Strict):
+    days: int | None = Field(None, ge=1, le=36500)
+    mode: LockMode | None = None
+
+
+class RetentionPolicy(_Strict):
+    mode: LockMode = "GOVERNANCE"
+    days: int = Field(30, ge=1, le=36500)
+    sites: dict[str, RetentionRule] = Field(default_factory=dict)
+    cameras: dict[str, RetentionRule] = Field(default_factory=dict, description="keyed by camera id")
+
+    def rule_for(self, site: str, camera_id: int | None) -> tuple[LockMode, int]:
+        """The most specific rule wins: camera, then site, then the default."""
+        mode, days = self.mode, self.days
+        for rule in (self.sites.get(site), self.cameras.get(str(camera_id)) if camera_id is not None else None):
+            if rule is not None:
+                mode, days = rule.mode or mode, rule.days or days
+        return mode, days
+
+    def until(self, site: str, camera_id: int | None, recorded_end: datetime) -> tuple[LockMode, datetime]:
+        mode, days = self.rule_for(site, camera_id)
+        return mode, (recorded_end + timedelta(days=days)).replace(microsecond=0)
+
+
+class ThumbnailSettings(_Strict):
+    interval_s: int = Field(900, ge=10, le=86400, description="one thumbnail per this many seconds")
+    width: int = Field(320, ge=32, le=1920)
+    sheet_columns: int = Field(8, ge=1, le=32)
+
+
+class PipelineConfig(_Strict):
+    sites: list[SiteConfig] = Field(min_length=1)
+    export: ExportSettings = Field(default_factory=ExportSettings)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
+    motion: MotionConfig = Field(default_factory=MotionConfig)
+    motion_mode: Literal["full", "gated", "keyframe"] = "gated"
+    thumbnails: ThumbnailSettings = Field(default_factory=ThumbnailSettings)
+
+    def site(self, name: str) -> SiteConfig:
+        for site in self.sites:
+            if site.name == name:
+                return site
+        raise ConfigError(f"no site {name!r} in the configuration (sites: {[s.name for s in self.sites]})")
+
+    def server(self, site: str, name: str) -> ServerConfig:
+        for server in self.site(site).servers:
+            if server.name == name:
+                return server
+        raise ConfigError(f"no server {name!r} in site {site!r}")
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> PipelineConfig:
+    """Read and validate the configuration (default: $EV_CONFIG)."""
+    path = path or os.environ.get(CONFIG_ENV)
+    if not path:
+        raise ConfigError(f"no configuration: pass a path or set {CONFIG_ENV}")
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the configuration {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or '(top level)'}: {error['msg']}" for error in exc.errors()
+        )
+        raise ConfigError(f"{path}: invalid configuration: {problems}") from None

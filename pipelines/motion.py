@@ -1,0 +1,145 @@
+"""Motion summary step: summarise an archived export and store its Parquet summaries.
+
+Reads the export back from the store (streamed to a temporary file, never whole in
+memory), runs the motion core, and writes the per-second timeline and the events as
+Parquet under `motion/{timeline,events}/site=/camera=/date=/part-<start>.parquet`, with
+the export's retention. Idempotent: summaries already stored are skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from ev_ingest.store import ArchiveStore, ManifestEntry, Retention
+from ev_ingest.store import keys as store_keys
+from pipelines.config import PipelineConfig
+from pipelines.video import analyze
+from pipelines.video.summary import parquet_bytes
+
+log = logging.getLogger(__name__)
+
+
+def summarize_export(
+    store: ArchiveStore, config: PipelineConfig, site: str, export: ManifestEntry, workers: int | None = None
+) -> list[ManifestEntry]:
+    """Timeline and events entries (for the motion manifest) of one archived export."""
+    start = export.recorded_start or export.start
+    timeline_key = store_keys.motion_key("timeline", site, export.camera_id, export.start)
+    events_key = store_keys.motion_key("events", site, export.camera_id, export.start)
+    retention = (
+        Retention(export.retention_mode, export.retain_until)
+        if (export.retention_mode and export.retain_until)
+        else None
+    )
+    existing = [store.head(timeline_key), store.head(events_key)]
+    if all(info is not None and info.sha256 for info in existing):
+        log.info("motion summaries of %s already stored: skipped", export.key)
+        return [
+            _entry(export, kind, info.key, info.version_id, info.size, info.sha256, retention, None)
+            for kind, info in zip(("motion_timeline", "motion_events"), existing, strict=True)
+        ]
+    suffix = Path(export.key).suffix
+    with tempfile.NamedTemporaryFile(suffix=suffix) as local:
+        for chunk in store.iter_bytes(export.key, export.version_id):
+            local.write(chunk)
+        local.flush()
+        summary = analyze(
+            local.name,
+            mode=config.motion_mode,
+            config=config.motion,
+            camera_id=export.camera_id,
+            start=start,
+            workers=workers,
+            name=export.key,
+        )
+    for warning in summary.warnings:
+        log.warning("%s: %s", export.key, warning)
+    stored_timeline = store.put(
+        timeline_key,
+        parquet_bytes(summary.timeline_table()),
+        content_type="application/vnd.apache.parquet",
+        retention=retention,
+    )
+    stored_events = store.put(
+        events_key,
+        parquet_bytes(summary.events_table()),
+        content_type="application/vnd.apache.parquet",
+        retention=retention,
+    )
+    log.info(
+        "%s: %d motion events (%s mode, %.0fx real time)",
+        export.key,
+        len(summary.events),
+        summary.mode,
+        summary.realtime_factor,
+    )
+    return [
+        _entry(
+            export,
+            "motion_timeline",
+            timeline_key,
+            stored_timeline.version_id,
+            stored_timeline.size,
+            stored_timeline.sha256,
+            retention,
+            None,
+        ),
+        _entry(
+            export,
+            "motion_events",
+            events_key,
+            stored_events.version_id,
+            stored_events.size,
+            stored_events.sha256,
+            retention,
+            len(summary.events),
+        ),
+    ]
+
+
+def _entry(
+    export: ManifestEntry,
+    kind: str,
+    key: str,
+    version: str | None,
+    size: int,
+    sha: str | None,
+    retention: Retention | None,
+    events: int | None,
+) -> ManifestEntry:
+    return ManifestEntry(
+        key=key,
+        kind=kind,
+        version_id=version,
+        size=size,
+        sha256=sha or "",
+        camera_id=export.camera_id,
+        camera_name=export.camera_name,
+        start=export.start,
+        end=export.end,
+        recorded_start=export.recorded_start,
+        source=export.source,
+        retention_mode=retention.mode if retention else None,
+        retain_until=retention.until if retention else None,
+        derived_from=export.key,
+        events=events,
+    )
+
+
+def motion_run_id(archive_run_id: str) -> str:
+    return f"{archive_run_id}-motion"
+
+
+def event_count(entries: list[ManifestEntry]) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for entry in entries:
+        if entry.kind == "motion_events":
+            counts[entry.camera_id] = counts.get(entry.camera_id, 0) + (entry.events or 0)
+    return counts
+
+
+def day_of(moment: datetime) -> str:
+    return store_keys.day(moment)

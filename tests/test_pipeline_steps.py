@@ -1,0 +1,197 @@
+"""The archival steps end to end without Airflow: simulator -> client -> SeaweedFS -> motion.
+
+The DAG tests run the same steps through Airflow; these pin the steps themselves:
+idempotent reruns, manifests, motion against the simulator's ground truth, holds and
+the audit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from datetime import timedelta
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+
+from ev_ingest.client import ExacqClient
+from ev_ingest.store import AuditLog
+from pipelines import archive, retention
+from pipelines.config import ConfigError, PipelineConfig, load_config
+from pipelines.nightly import run_nightly
+from tests.conftest import FROZEN_NOW, PASSWORD
+
+START = FROZEN_NOW - timedelta(hours=4)
+END = START + timedelta(hours=2)
+
+
+def pipeline_config(sim, **overrides) -> PipelineConfig:
+    data = {
+        "sites": [
+            {
+                "name": "HQ",
+                "timezone": "America/New_York",
+                "servers": [
+                    {
+                        "name": "nvr1",
+                        "url": f"exacqvision://admin@{sim.url.split('://')[1]}",
+                        "exclude_cameras": [4593664],
+                    }
+                ],
+            }
+        ],
+        "export": {"format": "mp4", "chunk_minutes": 60, "poll_interval_s": 0.05},
+        "retention": {"mode": "GOVERNANCE", "days": 7, "cameras": {"4593152": {"days": 30}}},
+        "thumbnails": {"interval_s": 1200, "width": 160},
+    }
+    data.update(overrides)
+    return PipelineConfig.model_validate(data)
+
+
+@pytest.fixture(scope="module")
+def archived(sim, s3_server, tmp_path_factory):
+    """One nightly run over two hours of three cameras (one of them motion-triggered)."""
+    from ev_ingest.store import ArchiveStore, StoreSettings
+
+    config = pipeline_config(sim)
+    store = ArchiveStore(
+        StoreSettings(
+            bucket="pipeline-steps",
+            endpoint_url=s3_server.endpoint_url,
+            access_key=s3_server.access_key,
+            secret_key=s3_server.secret_key,
+        )
+    )
+    store.ensure_bucket()
+    result = run_nightly(config, store, "HQ", START, END, workers=1)
+    return config, store, result
+
+
+def test_run_archives_every_planned_export(archived):
+    config, store, result = archived
+    manifest = result.manifest
+    assert manifest.planned == 6 and len(manifest.exports()) == 6 and not result.failures  # 3 cameras x 2 h
+    assert {e.camera_id for e in manifest.exports()} == {4593152, 4593408, 4593920}
+    lobby = next(e for e in manifest.exports() if e.camera_id == 4593152)
+    assert lobby.key == "exports/site=HQ/camera=4593152/date=2026-11-20/20261120T080000Z_20261120T090000Z.mp4"
+    assert lobby.retention_mode == "GOVERNANCE" and lobby.retain_until == lobby.end + timedelta(days=30)
+    assert store.head(manifest.key) is not None and store.get_retention(lobby.key, lobby.version_id) is not None
+
+
+def test_archived_bytes_equal_a_direct_download(archived, sim):
+    config, store, result = archived
+    entry = next(e for e in result.manifest.exports() if e.camera_id == 4593920)  # motion-triggered, with gaps
+    with ExacqClient(sim.url, "admin", PASSWORD) as ev:
+        direct = hashlib.sha256()
+        for chunk in ev.exports.iter_download(ev.exports.create(entry.camera_id, entry.start, entry.end)):
+            direct.update(chunk)
+    assert direct.hexdigest() == entry.sha256 == store.verify(entry.key, entry.sha256, entry.version_id).actual
+
+
+def test_motion_summaries_match_ground_truth(archived, sim):
+    config, store, result = archived
+    events_entries = [e for e in result.motion_manifest.entries if e.kind == "motion_events"]
+    assert len(events_entries) == 6
+    truth = httpx.get(sim.url + "/_sim/truth", params={"start": START.isoformat(), "end": END.isoformat()}).json()
+    for camera in (4593152, 4593408, 4593920):
+        found = []
+        for entry in (e for e in events_entries if e.camera_id == camera):
+            table = pq.read_table(io.BytesIO(store.get_bytes(entry.key)))
+            found += table.to_pylist()
+        expected = [e for e in truth["events"] if e["camera"] == camera and e["duration_s"] > 2.5]
+        for event in expected:  # gated mode: every event longer than a GOP, within 1 s
+            assert any(
+                abs((f["start"] - _t(event["start"])).total_seconds()) <= 1.0
+                and abs((f["end"] - _t(event["end"])).total_seconds()) <= 1.0
+                for f in found
+            ), event
+
+
+def _t(text):
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_rerun_of_the_same_interval_writes_nothing_new(archived):
+    config, store, result = archived
+    before = {k: store.versions(k) for k in store.list_keys("")}
+    again = run_nightly(config, store, "HQ", START, END, workers=1)
+    after = {k: store.versions(k) for k in store.list_keys("")}
+    assert after == before  # no new key, no new version
+    assert again.manifest.same_content(result.manifest)
+
+
+def test_audit_is_clean_then_flags_tampering(archived):
+    config, store, result = archived
+    log = AuditLog(store)
+    clean = retention.audit(store, config.retention, "HQ", deep=True, audit_log=log)
+    assert clean.ok and clean.checked == len(result.manifest.entries) + len(result.motion_manifest.entries)
+    victim = result.manifest.exports()[0]
+    store.s3.put_object(Bucket=store.bucket, Key=victim.key, Body=b"not the evidence")  # behind our back
+    report = retention.audit(store, config.retention, "HQ", audit_log=log)
+    assert [f.problem for f in report.findings] == ["superseded"] and report.findings[0].key == victim.key
+    assert store.get_json(report.audit_key)["findings"][0]["problem"] == "superseded"
+
+
+def test_legal_holds_follow_cases(archived, sim):
+    config, store, result = archived
+    entry = next(e for e in result.manifest.exports() if e.camera_id == 4593408)
+    log = AuditLog(store)
+    with ExacqClient(sim.url, "admin", PASSWORD) as ev:
+        case = ev.cases.create("Incident 42")
+        ev.bookmarks.create(
+            "loading bay",
+            4593408,
+            entry.start + timedelta(minutes=5),
+            entry.start + timedelta(minutes=6),
+            case=case.guid,
+        )
+        # The export and the two motion summaries derived from it.
+        assert retention.sync_legal_holds(ev, store, "HQ", log) == {"held": 3, "released": 0}
+        assert store.get_legal_hold(entry.key, entry.version_id)
+        assert retention.sync_legal_holds(ev, store, "HQ", log) == {"held": 0, "released": 0}  # idempotent
+        ev.cases.update(case.guid, status="closed")
+        assert retention.sync_legal_holds(ev, store, "HQ", log) == {"held": 0, "released": 3}
+    assert not store.get_legal_hold(entry.key, entry.version_id)
+    actions = [a["action"] for a in log.entries()]
+    assert "legal-hold" in actions and "legal-hold-release" in actions
+
+
+def test_thumbnails_and_contact_sheet(archived, sim):
+    from pipelines.thumbnails import thumbnails_to_store
+
+    config, store, result = archived
+    with ExacqClient(sim.url, "admin", PASSWORD) as ev:
+        entries = thumbnails_to_store(ev, store, config, "HQ", 4593152, "Lobby", START, START + timedelta(hours=1))
+    assert [e.kind for e in entries] == ["thumbnail"] * 3 + ["contact_sheet"]
+    sheet = store.get_bytes(entries[-1].key)
+    assert sheet[:2] == b"\xff\xd8" and entries[-1].key.endswith("date=2026-11-20/contact_sheet.jpg")
+
+
+def test_config_errors_name_the_field(tmp_path, sim):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sites:\n  - name: HQ\n    timezone: Mars/Olympus\n    servers: []\nexport: {chunk_minutes: 0}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(bad)
+    text = str(caught.value)
+    assert "sites.0.timezone" in text and "sites.0.servers" in text and "export.chunk_minutes" in text
+    leaky = tmp_path / "leaky.yaml"
+    leaky.write_text("sites: [{name: HQ, servers: [{name: n, url: 'exacqvision://admin:hunter2@h:80'}]}]\n")
+    with pytest.raises(ConfigError, match="password_env") as caught:
+        load_config(leaky)
+    assert "hunter2" not in str(caught.value)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_interval_is_the_previous_local_day():
+    from datetime import UTC, datetime
+
+    site = PipelineConfig.model_validate(
+        {"sites": [{"name": "HQ", "timezone": "America/New_York", "servers": [{"name": "n"}]}]}
+    ).site("HQ")
+    start, end = site.previous_day(datetime(2026, 11, 21, 7, 0, tzinfo=UTC))  # 02:00 in New York
+    assert (start, end) == (datetime(2026, 11, 20, 5, tzinfo=UTC), datetime(2026, 11, 21, 5, tzinfo=UTC))
+    assert archive.run_id_for("HQ", start) == "nightly-20261120T050000Z"
