@@ -139,7 +139,7 @@ def export_to_store(
     """
     fmt = config.export.format
     key = store_keys.export_key(chunk.site, chunk.camera_id, chunk.start_dt, chunk.end_dt, EXTENSIONS[fmt])
-    mode, until = config.retention.until(chunk.site, chunk.camera_id, chunk.end_dt)
+    retention = retention_for(config, chunk.site, chunk.camera_id, chunk.end_dt)
     existing = store.head(key)
     if existing is not None and existing.sha256:
         log.info("%s already archived (sha256 %s): skipped", key, existing.sha256)
@@ -153,7 +153,7 @@ def export_to_store(
             existing.sha256,
             fmt,
             client,
-            existing.retention or Retention(mode, until),
+            existing.retention or retention,
             existing.legal_hold,
         )
     if export_id is None:
@@ -177,7 +177,7 @@ def export_to_store(
             key,
             _verified(client.exports.iter_download(export_id, tracker), tracker),
             content_type=CONTENT_TYPES[fmt],
-            retention=Retention(mode, until),
+            retention=retention,
         )
     finally:
         try:
@@ -187,7 +187,14 @@ def export_to_store(
     if tracker.hasher.hexdigest() != stored.sha256:
         raise DownloadError(f"{key}: the stored bytes differ from the downloaded bytes")
     log.info("archived %s (%d bytes, sha256 %s)", key, stored.size, stored.sha256)
-    return _entry(chunk, key, stored.version_id, stored.size, stored.sha256, fmt, client, Retention(mode, until), False)
+    return _entry(chunk, key, stored.version_id, stored.size, stored.sha256, fmt, client, retention, False)
+
+
+def retention_for(config: PipelineConfig, site: str, camera_id: int | None, recorded_end: datetime) -> Retention | None:
+    """The lock an object needs; None once its policy's retention has already run out
+    (archiving old video: S3 refuses a retain-until date in the past)."""
+    mode, until = config.retention.until(site, camera_id, recorded_end)
+    return Retention(mode, until) if until > datetime.now(UTC) + timedelta(minutes=1) else None
 
 
 def _entry(
@@ -198,7 +205,7 @@ def _entry(
     sha: str,
     fmt: str,
     client: ExacqClient,
-    retention: Retention,
+    retention: Retention | None,
     held: bool,
 ) -> ManifestEntry:
     info = client.login_info
@@ -217,8 +224,8 @@ def _entry(
         source=SourceServer(
             name=chunk.server, serial=info.serial if info else None, version=info.version if info else None
         ),
-        retention_mode=retention.mode,
-        retain_until=retention.until,
+        retention_mode=retention.mode if retention else None,
+        retain_until=retention.until if retention else None,
         legal_hold=held,
     )
 
@@ -249,8 +256,7 @@ def commit_manifest(
         if previous.same_content(manifest):
             log.info("manifest %s unchanged: not rewritten", manifest.key)
             return previous
-    mode, until = config.retention.until(site, None, end)
-    write_manifest(store, manifest, Retention(mode, until))
+    write_manifest(store, manifest, retention_for(config, site, None, end))
     log.info("manifest %s: %d objects, %d failures", manifest.key, len(manifest.entries), len(manifest.failures))
     return manifest
 

@@ -13,8 +13,9 @@ import cv2
 import numpy as np
 
 from ev_ingest.client import ExacqClient
-from ev_ingest.store import ArchiveStore, ManifestEntry, Retention
+from ev_ingest.store import ArchiveStore, ManifestEntry
 from ev_ingest.store import keys as store_keys
+from pipelines.archive import retention_for
 from pipelines.config import PipelineConfig
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,8 @@ def thumbnails_to_store(
 ) -> list[ManifestEntry]:
     settings = config.thumbnails
     found = client.search.thumbnails(camera_id, start, end, settings.interval_s)
-    mode, until = config.retention.until(site, camera_id, end)
-    retention = Retention(mode, until)
+    retention = retention_for(config, site, camera_id, end)
+    mode, until = (retention.mode, retention.until) if retention else (None, None)
     entries: list[ManifestEntry] = []
     frames: list[tuple[datetime, bytes]] = []
     for index, at in enumerate(found.frames_timestamps):

@@ -34,6 +34,8 @@ os.environ.update(
     }
 )
 os.environ.setdefault("EV_SIM_CACHE", str(ROOT / ".cache" / "simulator"))
+# dag.test() sleeps through real retries: DAG tests run without them (see test_nightly_structure).
+os.environ["EV_TASK_RETRIES"] = "0"
 
 from ev_ingest.simulator import SimulatorConfig, SimulatorServer  # noqa: E402
 
@@ -228,3 +230,19 @@ def make_store(s3_server: Any, request: pytest.FixtureRequest) -> Any:
 @pytest.fixture
 def store(make_store: Any) -> Any:
     return make_store()
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Airflow's metadata database (SQLite in the git-ignored test home), created once."""
+    from airflow.utils import db
+
+    db.resetdb()
+
+
+@pytest.fixture(scope="session")
+def dagbag(airflow_db: None) -> Any:
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    # As the DAG processor does: the bundle folder goes on sys.path (DAGs import ev_tasks from it).
+    return BundleDagBag(dag_folder=str(ROOT / "dags"), bundle_path=ROOT / "dags")

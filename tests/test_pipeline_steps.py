@@ -84,7 +84,9 @@ def test_archived_bytes_equal_a_direct_download(archived, sim):
     entry = next(e for e in result.manifest.exports() if e.camera_id == 4593920)  # motion-triggered, with gaps
     with ExacqClient(sim.url, "admin", PASSWORD) as ev:
         direct = hashlib.sha256()
-        for chunk in ev.exports.iter_download(ev.exports.create(entry.camera_id, entry.start, entry.end)):
+        export_id = ev.exports.create(entry.camera_id, entry.start, entry.end)
+        ev.exports.wait(export_id, poll_interval=0.05)
+        for chunk in ev.exports.iter_download(export_id):
             direct.update(chunk)
     assert direct.hexdigest() == entry.sha256 == store.verify(entry.key, entry.sha256, entry.version_id).actual
 

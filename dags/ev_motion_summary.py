@@ -1,0 +1,92 @@
+"""ev_motion_summary: motion summaries of what ev_nightly_archive archived.
+
+Scheduled on the nightly manifest Asset; mapped over the manifest's exports; writes the
+per-second timeline and the events as Parquet, then the motion manifest. A manual run
+takes `{"manifest": "<key>"}`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from airflow.sdk import Param, dag, task
+from ev_tasks import DEFAULT_ARGS, NIGHTLY_MANIFEST, load, store_for
+
+
+@dag(
+    dag_id="ev_motion_summary",
+    schedule=[NIGHTLY_MANIFEST],
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    params={"manifest": Param(None, type=["null", "string"], description="a nightly manifest key")},
+    tags=["ev-ingest", "motion"],
+    doc_md=__doc__,
+)
+def ev_motion_summary() -> None:
+    @task(multiple_outputs=False)
+    def exports(**context: Any) -> list[dict[str, Any]]:
+        """The exports listed by the manifests that triggered this run."""
+        from ev_ingest.store import read_manifest
+
+        keys = (
+            [context["params"]["manifest"]]
+            if context["params"].get("manifest")
+            else [
+                key
+                for event in context["triggering_asset_events"].get(NIGHTLY_MANIFEST, [])
+                for key in (event.extra or {}).get("manifests", [])
+            ]
+        )
+        store = store_for(load())
+        items = []
+        for key in keys:
+            manifest = read_manifest(store, key)
+            items += [
+                {"manifest": key, "site": manifest.site, "entry": e.model_dump(mode="json")} for e in manifest.exports()
+            ]
+        return items
+
+    @task(multiple_outputs=False)
+    def summarize(item: dict[str, Any]) -> list[dict[str, Any]]:
+        from ev_ingest.store import ManifestEntry
+        from pipelines.motion import summarize_export
+
+        config = load()
+        entries = summarize_export(
+            store_for(config), config, item["site"], ManifestEntry.model_validate(item["entry"]), workers=1
+        )
+        return [e.model_dump(mode="json") for e in entries]
+
+    @task(multiple_outputs=False)
+    def commit(items: list[dict[str, Any]], summaries: list[list[dict[str, Any]]]) -> dict[str, Any]:
+        from ev_ingest.store import read_manifest
+        from pipelines import archive, motion
+
+        config = load()
+        store = store_for(config)
+        flat = [entry for group in summaries if group for entry in group]
+        written = {}
+        for key in sorted({i["manifest"] for i in items}):
+            nightly = read_manifest(store, key)
+            mine = [e for e in flat if e["derived_from"] in {x.key for x in nightly.exports()}]
+            manifest = archive.commit_manifest(
+                store,
+                config,
+                nightly.site,
+                motion.motion_run_id(nightly.run_id),
+                nightly.interval_start,
+                nightly.interval_end,
+                mine,
+                [],
+                len(nightly.exports()),
+            )
+            written[key] = {"manifest": manifest.key, "summaries": len(mine)}
+        return written
+
+    items = exports()
+    commit(items, summarize.expand(item=items))
+
+
+ev_motion_summary()

@@ -1,0 +1,64 @@
+"""ev_retention: every day, legal holds from exacqVision cases and bookmarks, the retention
+policy applied to every manifest entry, and the audit (which fails the run on findings)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from airflow.sdk import CronDataIntervalTimetable, dag, task
+from ev_tasks import DEFAULT_ARGS, client_for, load, store_for
+
+
+@dag(
+    dag_id="ev_retention",
+    schedule=CronDataIntervalTimetable("30 4 * * *", timezone="UTC"),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["ev-ingest", "compliance"],
+    doc_md=__doc__,
+)
+def ev_retention() -> None:
+    @task(multiple_outputs=False)
+    def legal_holds() -> dict[str, Any]:
+        from ev_ingest.store import AuditLog
+        from pipelines import retention
+
+        config = load()
+        store = store_for(config)
+        result = {}
+        for site in config.sites:
+            for server in site.servers:
+                with client_for(site.name, server.name, config) as client:
+                    result[f"{site.name}/{server.name}"] = retention.sync_legal_holds(
+                        client, store, site.name, AuditLog(store)
+                    )
+        return result
+
+    @task(multiple_outputs=False)
+    def apply_policy() -> int:
+        from ev_ingest.store import AuditLog
+        from pipelines import retention
+
+        config = load()
+        store = store_for(config)
+        return retention.apply_policy(store, config.retention, None, AuditLog(store))
+
+    @task(multiple_outputs=False)
+    def audit() -> dict[str, Any]:
+        from ev_ingest.store import AuditLog
+        from pipelines import retention
+
+        config = load()
+        store = store_for(config)
+        report = retention.audit(store, config.retention, None, audit_log=AuditLog(store))
+        if not report.ok:
+            raise RuntimeError(f"audit found {len(report.findings)} problems; see {report.audit_key}")
+        return {"checked": report.checked, "audit_key": report.audit_key}
+
+    legal_holds() >> apply_policy() >> audit()
+
+
+ev_retention()

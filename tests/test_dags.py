@@ -1,0 +1,209 @@
+"""The DAGs: they import cleanly, have the intended shape, and run end to end through
+Airflow (`dag.test()`) against the simulator and SeaweedFS.
+
+The end-to-end site is small on purpose (160x120 at 5 fps, 2 cameras, 6-hour chunks)
+so a whole day archives in seconds; the logic is the production one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from ev_ingest.client import ExacqClient
+from ev_ingest.store import ArchiveStore, StoreSettings, read_manifest
+from tests.conftest import PASSWORD, S3_SECRET, sim_config
+
+pytestmark = pytest.mark.airflow
+DAY = "2026-11-19"  # a whole local day inside the simulator's 7 days of recordings
+BUCKET = "dag-e2e"
+
+
+def test_dag_folder_imports_cleanly(dagbag):
+    assert dagbag.import_errors == {}
+    assert {"ev_nightly_archive", "ev_motion_summary", "ev_thumbnails", "ev_retention"} <= set(dagbag.dag_ids)
+
+
+def test_nightly_structure(dagbag):
+    dag = dagbag.get_dag("ev_nightly_archive")
+    assert set(dag.task_dict) == {"targets", "plan", "flatten", "export", "commit"}
+    export = dag.task_dict["export"]
+    assert export.partial_kwargs["pool"] == "exacqvision_exports"
+    assert dag.task_dict["commit"].trigger_rule == "all_done"
+    assert dag.default_args["retry_exponential_backoff"] is True and dag.default_args["max_retry_delay"]
+    assert _default_retries_without_env() == 3
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+    assert [o.name for o in dag.task_dict["commit"].outlets] == ["ev_nightly_manifest"]
+    assert dag.max_active_runs == 1 and not dag.catchup
+
+
+def _default_retries_without_env() -> int:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "EV_TASK_RETRIES"}
+    code = "import sys; sys.path.insert(0, 'dags'); import ev_tasks; print(ev_tasks.DEFAULT_ARGS['retries'])"
+    return int(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
+
+
+def test_consumers_and_schedules(dagbag):
+    motion = dagbag.get_dag("ev_motion_summary")
+    assert "ev_nightly_manifest" in str(motion.timetable.asset_condition)
+    assert set(motion.task_dict) == {"exports", "summarize", "commit"}
+    assert set(dagbag.get_dag("ev_retention").task_dict) == {"legal_holds", "apply_policy", "audit"}
+    assert type(dagbag.get_dag("ev_thumbnails").timetable).__name__ == "CronDataIntervalTimetable"
+
+
+def test_dag_files_do_no_heavy_imports():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.path.insert(0, 'dags'); import ev_nightly_archive, ev_motion_summary, ev_thumbnails, "
+        "ev_retention; heavy = [m for m in ('av', 'cv2', 'boto3', 'pipelines', 'numpy') if m in sys.modules]; "
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, s3_server):
+    """A small simulator, a config file, and the connection and store in the environment."""
+    from ev_ingest.simulator import SimulatorServer
+
+    mp = pytest.MonkeyPatch()
+    server = SimulatorServer(sim_config(cameras=2, width=160, height=120, fps=5)).start()
+    folder = tmp_path_factory.mktemp("e2e")
+    config = {
+        "sites": [{"name": "HQ", "timezone": "UTC", "servers": [{"name": "nvr1"}]}],
+        "export": {"format": "mp4", "chunk_minutes": 360, "poll_interval_s": 0.1},
+        "store": {"bucket": BUCKET, "endpoint_url": s3_server.endpoint_url},
+        "retention": {"mode": "GOVERNANCE", "days": 30},
+        "motion": {"target_width": 160},
+    }
+    (folder / "ev.yaml").write_text(yaml.safe_dump(config))
+    host, port = server.url.removeprefix("http://").split(":")
+    mp.setenv("EV_CONFIG", str(folder / "ev.yaml"))
+    mp.setenv(
+        "AIRFLOW_CONN_EXACQVISION_NVR1",
+        json.dumps(
+            {
+                "conn_type": "exacqvision",
+                "host": host,
+                "port": int(port),
+                "login": "admin",
+                "password": PASSWORD,
+                "extra": {"server_id": "0"},
+            }
+        ),
+    )
+    mp.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+    mp.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+    yield server
+    mp.undo()
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def nightly_run(site, dagbag):
+    dag = dagbag.get_dag("ev_nightly_archive")
+    run = dag.test(run_conf={"date": DAY})
+    return run
+
+
+def store(s3_server) -> ArchiveStore:
+    return ArchiveStore(
+        StoreSettings(
+            bucket=BUCKET, endpoint_url=s3_server.endpoint_url, access_key=s3_server.access_key, secret_key=S3_SECRET
+        )
+    )
+
+
+def test_nightly_archive_end_to_end(nightly_run, site, s3_server):
+    assert nightly_run.state == "success"
+    tis = {(ti.task_id, ti.map_index): ti for ti in nightly_run.get_task_instances()}
+    exports = [ti for (task, _), ti in tis.items() if task == "export"]
+    assert len(exports) == 8 and all(ti.state == "success" for ti in exports)  # 2 cameras x 4 chunks
+    archive = store(s3_server)
+    manifest = read_manifest(archive, "manifests/site=HQ/date=2026-11-19/nightly-20261119T000000Z.json")
+    assert len(manifest.exports()) == 8 and manifest.failures == []
+    with ExacqClient(site.url, "admin", PASSWORD) as ev:
+        for entry in manifest.exports():
+            import hashlib
+
+            direct = hashlib.sha256()
+            export_id = ev.exports.create(entry.camera_id, entry.start, entry.end)
+            ev.exports.wait(export_id, poll_interval=0.05)
+            for chunk in ev.exports.iter_download(export_id):
+                direct.update(chunk)
+            assert direct.hexdigest() == entry.sha256, entry.key
+
+
+def test_asset_hands_off_to_motion_summary(nightly_run, dagbag, site, s3_server):
+    from airflow.models.asset import AssetDagRunQueue, AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = session.query(AssetEvent).all()
+        queued = [q.target_dag_id for q in session.query(AssetDagRunQueue).all()]
+    manifests = [key for e in events for key in (e.extra or {}).get("manifests", [])]
+    assert manifests == ["manifests/site=HQ/date=2026-11-19/nightly-20261119T000000Z.json"]
+    assert "ev_motion_summary" in queued
+    run = dagbag.get_dag("ev_motion_summary").test(run_conf={"manifest": manifests[0]})
+    assert run.state == "success"
+    archive = store(s3_server)
+    motion = read_manifest(archive, "manifests/site=HQ/date=2026-11-19/nightly-20261119T000000Z-motion.json")
+    assert len([e for e in motion.entries if e.kind == "motion_events"]) == 8
+    start = datetime(2026, 11, 19, tzinfo=UTC)
+    truth = httpx.get(
+        site.url + "/_sim/truth", params={"start": start.isoformat(), "end": (start + timedelta(days=1)).isoformat()}
+    ).json()
+    found = [
+        row
+        for e in motion.entries
+        if e.kind == "motion_events"
+        for row in pq.read_table(io.BytesIO(archive.get_bytes(e.key))).to_pylist()
+    ]
+    long_events = [e for e in truth["events"] if e["duration_s"] > 2.5]
+    assert len(long_events) > 50
+    matched = [
+        e
+        for e in long_events
+        if any(
+            row["camera_id"] == e["camera"]
+            and abs((row["start"] - _t(e["start"])).total_seconds()) <= 1.0
+            and abs((row["end"] - _t(e["end"])).total_seconds()) <= 1.0
+            for row in found
+        )
+    ]
+    assert len(matched) >= 0.95 * len(long_events)
+
+
+def _t(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_second_run_creates_no_new_versions(nightly_run, dagbag, s3_server):
+    archive = store(s3_server)
+    before = {k: archive.versions(k) for k in archive.list_keys("exports/") + archive.list_keys("manifests/")}
+    run = dagbag.get_dag("ev_nightly_archive").test(run_conf={"date": DAY})
+    assert run.state == "success"
+    after = {k: archive.versions(k) for k in archive.list_keys("exports/") + archive.list_keys("manifests/")}
+    assert after == before
+
+
+def test_no_secret_in_xcom_or_logs(nightly_run, site, caplog):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        values = [json.dumps(x.value, default=str) for x in session.query(XComModel).all()]
+    assert values and not any(PASSWORD in v or S3_SECRET in v for v in values)
