@@ -1,0 +1,194 @@
+"""Data scientists' access to the archive: motion timelines, events, exports and manifests as
+pandas data frames, reading only the partitions asked for.
+
+The archive is S3 (an `ArchiveStore`'s bucket) or a local folder with the same layout.
+With cameras and a date range the exact Hive partitions (`.../camera=C/date=D/`) are
+opened, so loading one camera-day of a 30-day, 16-camera archive opens that day's files
+only; without cameras the site's partitions are listed and pruned by date.
+
+    from pipelines.datasets import Archive
+    archive = Archive.from_env()                     # or Archive.local("/data/ev-archive")
+    events = archive.motion_events("HQ", start=datetime(2026, 11, 20, tzinfo=UTC), days=1)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+from ev_ingest.store import ArchiveStore, StoreSettings
+from ev_ingest.store import keys as store_keys
+from pipelines.video.summary import EVENTS_SCHEMA, TIMELINE_SCHEMA
+
+
+@dataclass
+class Archive:
+    filesystem: pafs.FileSystem
+    base: str  # bucket name (S3) or folder path (local), no trailing slash
+    store: ArchiveStore | None = None  # for byte-level reads (exports, manifests) on S3
+
+    @classmethod
+    def from_store(cls, store: ArchiveStore) -> Archive:
+        settings = store.settings
+        endpoint = settings.endpoint_url or None
+        scheme = "http" if endpoint and endpoint.startswith("http://") else "https"
+        filesystem = pafs.S3FileSystem(
+            access_key=settings.access_key,
+            secret_key=settings.secret_key.get_secret_value() if settings.secret_key else None,
+            region=settings.region,
+            endpoint_override=endpoint.split("://", 1)[1] if endpoint else None,
+            scheme=scheme,
+            force_virtual_addressing=not settings.path_style,
+        )
+        return cls(filesystem, settings.bucket, store)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Archive:
+        return cls.from_store(ArchiveStore(StoreSettings.from_env(**overrides)))
+
+    @classmethod
+    def local(cls, folder: str | Path) -> Archive:
+        return cls(pafs.LocalFileSystem(), str(Path(folder).resolve()))
+
+    # --- motion -------------------------------------------------------------------------
+    def _partitions(
+        self, kind: str, site: str, cameras: list[int] | None, start: datetime | None, days: int
+    ) -> list[str]:
+        root = f"{self.base}/motion/{kind}/site={store_keys.safe_part(site)}"
+        dates = [store_keys.day(start + timedelta(days=i)) for i in range(days)] if start else None
+        if cameras is not None and dates is not None:
+            wanted = [f"{root}/camera={c}/date={d}" for c in cameras for d in dates]
+        else:
+            found = self.filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True, recursive=False))
+            camera_dirs = [
+                f.path
+                for f in found
+                if f.type == pafs.FileType.Directory and (cameras is None or int(f.path.rsplit("=", 1)[1]) in cameras)
+            ]
+            wanted = []
+            for camera_dir in camera_dirs:
+                if dates is not None:
+                    wanted += [f"{camera_dir}/date={d}" for d in dates]
+                else:
+                    listing = self.filesystem.get_file_info(pafs.FileSelector(camera_dir, allow_not_found=True))
+                    wanted += [f.path for f in listing if f.type == pafs.FileType.Directory]
+        files = []
+        for folder in wanted:
+            listing = self.filesystem.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+            files += sorted(f.path for f in listing if f.path.endswith(".parquet"))
+        return files
+
+    def _read(
+        self, kind: str, schema: pa.Schema, site: str, cameras: list[int] | None, start: datetime | None, days: int
+    ) -> pd.DataFrame:
+        files = self._partitions(kind, site, cameras, start, days)
+        self.files_opened = len(files)
+        if not files:
+            return schema.empty_table().to_pandas()
+        table = ds.dataset(files, schema=schema, format="parquet", filesystem=self.filesystem).to_table()
+        frame = table.to_pandas()
+        column = "ts" if kind == "timeline" else "start"
+        frame = frame.sort_values(["camera_id", column]).reset_index(drop=True)
+        if start is not None:
+            end = start + timedelta(days=days)
+            frame = frame[(frame[column] >= pd.Timestamp(start)) & (frame[column] < pd.Timestamp(end))]
+        return frame.reset_index(drop=True)
+
+    def motion_timeline(
+        self, site: str, *, cameras: list[int] | None = None, start: datetime | None = None, days: int = 1
+    ) -> pd.DataFrame:
+        """Per-second activity: camera_id, ts, frames, score, peak, source."""
+        return self._read("timeline", TIMELINE_SCHEMA, site, cameras, _day_start(start), days)
+
+    def motion_events(
+        self, site: str, *, cameras: list[int] | None = None, start: datetime | None = None, days: int = 1
+    ) -> pd.DataFrame:
+        """Motion events: camera_id, start, end, peak, mean, frames, bbox, source (+ duration_s)."""
+        frame = self._read("events", EVENTS_SCHEMA, site, cameras, _day_start(start), days)
+        frame["duration_s"] = (frame["end"] - frame["start"]).dt.total_seconds()
+        return frame
+
+    # --- manifests and exports ------------------------------------------------------------
+    def _bytes(self, key: str) -> bytes:
+        with self.filesystem.open_input_stream(f"{self.base}/{key}") as stream:
+            return stream.read()
+
+    def manifests(self, site: str) -> list[dict[str, Any]]:
+        root = f"{self.base}/manifests/site={store_keys.safe_part(site)}"
+        found = self.filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True, recursive=True))
+        keys = sorted(f.path[len(self.base) + 1 :] for f in found if f.path.endswith(".json"))
+        return [json.loads(self._bytes(key)) | {"key": key} for key in keys]
+
+    def exports(self, site: str) -> pd.DataFrame:
+        """Every archived export of the site, from its manifests (one row per object)."""
+        rows = [
+            entry | {"manifest": m["key"]}
+            for m in self.manifests(site)
+            for entry in m["entries"]
+            if entry["kind"] == "export"
+        ]
+        frame = pd.DataFrame(rows)
+        for column in ("start", "end", "recorded_start"):
+            if column in frame:
+                frame[column] = pd.to_datetime(frame[column], utc=True)
+        return frame
+
+    def event_frame(self, event: Any, *, width: int = 320, client: Any = None) -> bytes:
+        """A JPEG of the middle of an event: decoded from the archived export, or from the
+        exacqVision server when a client is given (its single recorded frame)."""
+        middle = pd.Timestamp(event["start"]) + (pd.Timestamp(event["end"]) - pd.Timestamp(event["start"])) / 2
+        moment = middle.to_pydatetime()
+        if client is not None:
+            return client.search.recorded_frame(int(event["camera_id"]), moment, width=width)
+        site = str(event.get("site") or event["source"].split("site=")[1].split("/")[0])
+        exports = self.exports(site)
+        row = exports[
+            (exports["camera_id"] == int(event["camera_id"])) & (exports["start"] <= middle) & (exports["end"] > middle)
+        ]
+        if row.empty:
+            raise LookupError(f"no archived export of camera {event['camera_id']} covers {moment}")
+        export = row.iloc[0]
+        offset = (
+            middle - (export["recorded_start"] if pd.notna(export.get("recorded_start")) else export["start"])
+        ).total_seconds()
+        return _jpeg_at(self._bytes(export["key"]), offset, width)
+
+
+def _day_start(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _jpeg_at(video: bytes, seconds: float, width: int) -> bytes:
+    """The frame at `seconds` of an export (MP4), scaled to `width`, as JPEG."""
+    import av
+    import cv2
+
+    with av.open(io.BytesIO(video)) as container:
+        stream = container.streams.video[0]
+        base = stream.start_time or 0
+        container.seek(int(base + seconds / float(stream.time_base)), stream=stream, backward=True)
+        chosen = None
+        for frame in container.decode(stream):
+            chosen = frame
+            if (frame.pts - base) * float(stream.time_base) >= seconds:
+                break
+        if chosen is None:
+            raise LookupError("the export has no frame there")
+        height = max(2, chosen.height * width // chosen.width // 2 * 2)
+        image = chosen.to_ndarray(format="bgr24", width=width, height=height)
+    ok, encoded = cv2.imencode(".jpg", image)
+    if not ok:
+        raise ValueError("could not encode the frame")
+    return encoded.tobytes()

@@ -1,0 +1,122 @@
+"""A sandbox archive for notebooks: the embedded simulator and S3 store, with a few days archived.
+
+    from pipelines.sandbox import Sandbox
+    with Sandbox(days=2) as box:          # starts both, archives the last 2 days if empty
+        archive = box.archive             # a pipelines.datasets.Archive over the bucket
+        client = box.client()             # an ExacqClient on the simulator
+
+Runs the same steps as the nightly DAG (`pipelines.nightly.run_nightly`), without Airflow.
+Small by default (2 cameras, 160x120 at 5 fps) so a notebook starts in under a minute.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ev_ingest.client import ExacqClient
+from ev_ingest.simulator import SimulatorConfig, SimulatorServer
+from ev_ingest.store import ArchiveStore, EmbeddedS3, StoreSettings
+from pipelines.config import PipelineConfig
+from pipelines.datasets import Archive
+from pipelines.nightly import run_nightly
+
+SITE = "sandbox"
+
+
+class Sandbox:
+    def __init__(
+        self,
+        days: int = 2,
+        cameras: int = 2,
+        resolution: tuple[int, int] = (160, 120),
+        fps: int = 5,
+        folder: str | Path | None = None,
+    ) -> None:
+        self.days = days
+        self._password = secrets.token_urlsafe(12)
+        self._secret = secrets.token_urlsafe(18)
+        self._folder = Path(folder or tempfile.mkdtemp(prefix="ev-sandbox-"))
+        # A fixed clock: the same sandbox every time (yesterday is always 2026-11-19).
+        self.now = datetime(2026, 11, 20, 12, tzinfo=UTC)
+        self.sim = SimulatorServer(
+            SimulatorConfig(
+                port=0,
+                cameras=cameras,
+                width=resolution[0],
+                height=resolution[1],
+                fps=fps,
+                frozen_now=self.now,
+                export_rate=1e6,
+                users_file=self._users(),
+            )
+        )
+        self.s3 = EmbeddedS3(self._folder / "s3", secret_key=self._secret)
+
+    def _users(self) -> Path:
+        path = self._folder / "users.txt"
+        path.write_text(f"admin:{self._password}\n")
+        path.chmod(0o600)
+        return path
+
+    def __enter__(self) -> Sandbox:
+        self.s3.start()
+        self.sim.start()
+        self.store = ArchiveStore(
+            StoreSettings(
+                bucket="sandbox-archive",
+                endpoint_url=self.s3.endpoint_url,
+                access_key=self.s3.access_key,
+                secret_key=self._secret,
+            )
+        )
+        self.store.ensure_bucket()
+        self.archive = Archive.from_store(self.store)
+        if not self.store.list_keys("manifests/"):
+            self.fill()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sim.stop()
+        self.s3.stop()
+
+    def config(self) -> PipelineConfig:
+        return PipelineConfig.model_validate(
+            {
+                "sites": [
+                    {
+                        "name": SITE,
+                        "timezone": "UTC",
+                        "servers": [
+                            {
+                                "name": "sim",
+                                "url": f"exacqvision://admin@{self.sim.url.split('://')[1]}",
+                                "password_env": "EV_SANDBOX_PASSWORD",
+                            }
+                        ],
+                    }
+                ],
+                "export": {"chunk_minutes": 360, "poll_interval_s": 0.05},
+                "store": {"bucket": self.store.bucket, "endpoint_url": self.s3.endpoint_url},
+                "retention": {"mode": "GOVERNANCE", "days": 30},
+                "motion": {"target_width": 160},
+            }
+        )
+
+    def fill(self) -> list[Any]:
+        """Archive the `days` whole days before the sandbox's clock (UTC)."""
+        os.environ["EV_SANDBOX_PASSWORD"] = self._password
+        end = self.now.replace(hour=0)
+        return [
+            run_nightly(
+                self.config(), self.store, SITE, end - timedelta(days=d + 1), end - timedelta(days=d), workers=1
+            )
+            for d in range(self.days)
+        ]
+
+    def client(self) -> ExacqClient:
+        return ExacqClient(self.sim.url, "admin", self._password)
