@@ -184,7 +184,7 @@ def export_to_store(
             client.exports.finish(export_id)
         except Exception as exc:  # the server frees idle exports itself after 15 minutes
             log.warning("could not finish export %s: %s", export_id, exc)
-    if tracker.hasher.hexdigest() != stored.sha256:
+    if tracker.finish().sha256 != stored.sha256:
         raise DownloadError(f"{key}: the stored bytes differ from the downloaded bytes")
     log.info("archived %s (%d bytes, sha256 %s)", key, stored.size, stored.sha256)
     return _entry(chunk, key, stored.version_id, stored.size, stored.sha256, fmt, client, retention, False)

@@ -230,10 +230,12 @@ def cmd_s3_serve(args: argparse.Namespace) -> int:
         secret_key=secret,
         ports=Ports.free(s3=args.port),
     )
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # delivered to sigwait below, not to handlers
     server.start()
     print(f"S3 at {server.endpoint_url} (data in {args.data_dir}); Ctrl-C stops it", file=sys.stderr)
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        signal.sigwait(stop_signals)
     finally:
         server.stop()
     return EXIT_OK

@@ -37,17 +37,25 @@ def chaos(tmp_path_factory, s3_server, airflow_db):
     mp = pytest.MonkeyPatch()
     faulty = SimulatorServer(sim_config(faults=FAULTS, **SITE)).start()
     folder = tmp_path_factory.mktemp("chaos")
-    (folder / "ev.yaml").write_text(yaml.safe_dump({
-        "sites": [{"name": "HQ", "timezone": "UTC", "servers": [{"name": "nvr1"}]}],
-        "export": {"format": "mp4", "chunk_minutes": 180, "poll_interval_s": 0.1},
-        "store": {"bucket": BUCKET, "endpoint_url": s3_server.endpoint_url},
-        "retention": {"mode": "GOVERNANCE", "days": 30},
-    }))
+    (folder / "ev.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "sites": [{"name": "HQ", "timezone": "UTC", "servers": [{"name": "nvr1"}]}],
+                "export": {"format": "mp4", "chunk_minutes": 180, "poll_interval_s": 0.1},
+                "store": {"bucket": BUCKET, "endpoint_url": s3_server.endpoint_url},
+                "retention": {"mode": "GOVERNANCE", "days": 30},
+            }
+        )
+    )
 
     def point_at(server: SimulatorServer) -> None:
         host, port = server.url.removeprefix("http://").split(":")
-        mp.setenv("AIRFLOW_CONN_EXACQVISION_NVR1", json.dumps(
-            {"conn_type": "exacqvision", "host": host, "port": int(port), "login": "admin", "password": PASSWORD}))
+        mp.setenv(
+            "AIRFLOW_CONN_EXACQVISION_NVR1",
+            json.dumps(
+                {"conn_type": "exacqvision", "host": host, "port": int(port), "login": "admin", "password": PASSWORD}
+            ),
+        )
 
     point_at(faulty)
     mp.setenv("EV_CONFIG", str(folder / "ev.yaml"))
@@ -67,8 +75,11 @@ def chaos(tmp_path_factory, s3_server, airflow_db):
 
 
 def archive(s3_server) -> ArchiveStore:
-    return ArchiveStore(StoreSettings(bucket=BUCKET, endpoint_url=s3_server.endpoint_url,
-                                      access_key=s3_server.access_key, secret_key=S3_SECRET))
+    return ArchiveStore(
+        StoreSettings(
+            bucket=BUCKET, endpoint_url=s3_server.endpoint_url, access_key=s3_server.access_key, secret_key=S3_SECRET
+        )
+    )
 
 
 def manifest_key() -> str:
@@ -102,9 +113,11 @@ def test_chaos_run_accounts_for_every_export_and_loses_nothing(chaos, s3_server)
     stray = [k for k in store.list_keys("exports/") if k not in listed]
     assert stray == []  # no object outside a manifest
     retries = sum(max(0, ti.try_number - 1) for ti in chaos["run"].get_task_instances())
-    print(f"\nchaos: {stats['requests']} requests, faults {stats['faults']}, task retries {retries}, "
-          f"{len(exports)} objects archived ({sum(e.size for e in exports) / 1e6:.1f} MB), {verified} hashes "
-          f"verified against a clean server, {len(manifest.failures)} reported failed, 0 lost")
+    print(
+        f"\nchaos: {stats['requests']} requests, faults {stats['faults']}, task retries {retries}, "
+        f"{len(exports)} objects archived ({sum(e.size for e in exports) / 1e6:.1f} MB), {verified} hashes "
+        f"verified against a clean server, {len(manifest.failures)} reported failed, 0 lost"
+    )
 
 
 def test_rerun_completes_without_duplicates(chaos, s3_server):

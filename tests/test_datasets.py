@@ -22,8 +22,10 @@ def test_one_camera_day_of_a_30_day_16_camera_archive(tmp_path):
             folder.mkdir(parents=True)
             track = Track(seconds, np.full(len(seconds), camera / 100, np.float32), np.full((len(seconds), 4), np.nan))
             for part in range(4):  # four exports a day
-                pq.write_table(timeline_table(track, 4593152 + 256 * camera, start, "x").slice(part * 360, 360),
-                               folder / f"part-{part}.parquet")
+                pq.write_table(
+                    timeline_table(track, 4593152 + 256 * camera, start, "x").slice(part * 360, 360),
+                    folder / f"part-{part}.parquet",
+                )
     archive = Archive.local(tmp_path)
     began = time.perf_counter()
     frame = archive.motion_timeline("HQ", cameras=[4593152 + 256 * 5], start=first + timedelta(days=12))

@@ -12,7 +12,9 @@ import hashlib
 import json
 import logging
 import random
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Generic, Literal, TypeVar
@@ -288,12 +290,56 @@ class BaseClient:
 # --- streaming helpers (pure) ----------------------------------------------------------
 
 
+class _BackgroundHash:
+    """SHA-256 computed on a helper thread, in order, while the next chunks arrive.
+
+    hashlib releases the GIL on large buffers, so hashing overlaps with reading the
+    socket; at most MAX_PENDING chunks wait, which bounds memory.
+    """
+
+    MAX_PENDING = 8
+    BATCH = 1 << 20  # hand chunks over a megabyte at a time: one thread hop per MB, not per 64 kB read
+
+    def __init__(self) -> None:
+        self._hasher = hashlib.sha256()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sha256")
+        self._pending: deque[Future[None]] = deque()
+        self._batch: list[bytes] = []
+        self._batched = 0
+
+    def _hash(self, chunks: list[bytes]) -> None:
+        # One call per batch: each call takes the GIL back once, which the reading thread feels.
+        self._hasher.update(b"".join(chunks))
+
+    def _submit(self) -> None:
+        if self._batch:
+            self._pending.append(self._pool.submit(self._hash, self._batch))
+            self._batch, self._batched = [], 0
+        while len(self._pending) > self.MAX_PENDING:
+            self._pending.popleft().result()
+
+    def update(self, chunk: bytes) -> None:
+        self._batch.append(chunk)
+        self._batched += len(chunk)
+        if self._batched >= self.BATCH:
+            self._submit()
+
+    def hexdigest(self) -> str:
+        self._submit()
+        while self._pending:
+            self._pending.popleft().result()
+        return self._hasher.hexdigest()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 class DownloadTracker:
     """Size, SHA-256 and resume bookkeeping of one export download."""
 
     def __init__(self, export_id: str) -> None:
         self.export_id = export_id
-        self.hasher = hashlib.sha256()
+        self.hasher = _BackgroundHash()
         self.offset = 0
         self.total: int | None = None
         self.resumes = 0
@@ -320,7 +366,8 @@ class DownloadTracker:
         self.total = int(length) if length and length.isdigit() else None
         if self.offset:
             # The server ignored our Range: start over.
-            self.hasher = hashlib.sha256()
+            self.hasher.close()
+            self.hasher = _BackgroundHash()
             self.offset = 0
             return False
         return True
@@ -331,10 +378,14 @@ class DownloadTracker:
 
     def finish(self) -> DownloadResult:
         if self.total is not None and self.offset != self.total:
+            self.hasher.close()
             raise DownloadError(f"export {self.export_id} download stopped at {self.offset} of {self.total} bytes")
-        return DownloadResult(self.filename, self.offset, self.hasher.hexdigest(), self.content_type, self.resumes)
+        digest = self.hasher.hexdigest()
+        self.hasher.close()
+        return DownloadResult(self.filename, self.offset, digest, self.content_type, self.resumes)
 
     def give_up(self, exc: BaseException) -> DownloadError:
+        self.hasher.close()
         return DownloadError(
             f"export {self.export_id} download failed after {self.resumes} resumes at byte {self.offset}"
             f" of {self.total if self.total is not None else '?'}: {type(exc).__name__}"

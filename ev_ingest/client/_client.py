@@ -29,6 +29,7 @@ from ev_ingest.client._base import (
 from ev_ingest.client._config import DEFAULT_TIMEOUT, ClientSettings, redact_url
 
 T = TypeVar("T")
+
 USER_AGENT = "ev-ingest/0.1 (+httpx)"
 
 

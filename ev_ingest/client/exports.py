@@ -25,7 +25,6 @@ import httpx
 from ev_ingest.client import paths
 from ev_ingest.client._base import Call, DownloadTracker, backoff, check_range
 from ev_ingest.client._config import (
-    DOWNLOAD_CHUNK,
     DOWNLOAD_RESUMES,
     EXPORT_POLL_INTERVAL,
     EXPORT_STALL_POLLS,
@@ -210,7 +209,8 @@ class Exports(_ExportCalls):
                         if rewind is None:
                             raise DownloadError(f"export {export_id}: the server cannot resume the download")
                         rewind()
-                    for chunk in response.iter_raw(DOWNLOAD_CHUNK):
+                    # The transport's own pieces: re-chunking them would cost a copy.
+                    for chunk in response.iter_raw():
                         tracker.update(chunk)
                         yield chunk
                 if tracker.total is None or tracker.offset >= tracker.total:
@@ -313,7 +313,7 @@ class AsyncExports(_ExportCalls):
                         if rewind is None:
                             raise DownloadError(f"export {export_id}: the server cannot resume the download")
                         rewind()
-                    async for chunk in response.aiter_raw(DOWNLOAD_CHUNK):
+                    async for chunk in response.aiter_raw():
                         tracker.update(chunk)
                         yield chunk
                 if tracker.total is None or tracker.offset >= tracker.total:

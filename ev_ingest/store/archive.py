@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 log = logging.getLogger(__name__)
 
 MiB = 1 << 20
-DEFAULT_PART_SIZE = 16 * MiB
+DEFAULT_PART_SIZE = 8 * MiB  # 8 MiB x 10,000 parts = 80 GB, far above a day of one camera
 MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part but the last
 READ_CHUNK = 1 * MiB
 SHA256_TAG = "sha256"
@@ -350,7 +350,7 @@ class ArchiveStore:
         upload_id = upload["UploadId"]
         whole = hashlib.sha256()
         size = 0
-        slots = threading.BoundedSemaphore(self.settings.max_workers + 1)  # bounds parts held in memory
+        slots = threading.BoundedSemaphore(self.settings.max_workers)  # bounds parts held in memory
         futures: list[Future[dict[str, Any]]] = []
 
         def send(number: int, data: bytes) -> dict[str, Any]:
@@ -374,7 +374,7 @@ class ArchiveStore:
                 for number, data in enumerate(chunks, start=1):
                     whole.update(data)
                     size += len(data)
-                    slots.acquire()  # waits while max_workers + 1 parts are in flight
+                    slots.acquire()  # waits while max_workers parts are in flight
                     futures.append(pool.submit(send, number, data))
                     if any(f.done() and f.exception() for f in futures):
                         break  # stop reading: the upload is lost anyway
