@@ -92,7 +92,7 @@ def test_chaos_run_accounts_for_every_export_and_loses_nothing(chaos, s3_server)
     store = archive(s3_server)
     manifest = read_manifest(store, manifest_key())
     exports = manifest.exports()
-    assert manifest.planned == 8 and len(exports) + len(manifest.failures) == manifest.planned
+    assert manifest.planned == 16 and len(exports) + len(manifest.failures) == manifest.planned  # 2 cams x 8
     stats = chaos["stats"]
     assert sum(stats["faults"].values()) > 0  # the faults did happen
     clean = SimulatorServer(sim_config(**SITE)).start()
@@ -133,7 +133,7 @@ def test_rerun_completes_without_duplicates(chaos, s3_server):
         clean.stop()
     assert run.state == "success"
     manifest = read_manifest(store, manifest_key())
-    assert len(manifest.exports()) == manifest.planned == 8 and manifest.failures == []
+    assert len(manifest.exports()) == manifest.planned == 16 and manifest.failures == []
     after = {k: store.versions(k) for k in store.list_keys("exports/")}
     assert all(after[k] == v for k, v in before.items())  # what was archived was not written again
     assert all(len(v) == 1 for v in after.values())

@@ -223,8 +223,12 @@ def test_not_an_exacqvision_server(make_client, sim):
         client.cameras.list()
 
 
-def test_no_secret_in_logs(make_client, sim, caplog):
+def test_no_secret_in_logs(make_client, sim, caplog, monkeypatch):
+    # Airflow (imported by other tests) reconfigures logging: make httpx's logger reach caplog.
+    monkeypatch.setattr(logging.getLogger("httpx"), "propagate", True)
+    monkeypatch.setattr(logging.getLogger("httpx"), "disabled", False)
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")
     client = make_client(sim.url)
     client.cameras.list()
     client.search.recordings(CAM, START, START + timedelta(minutes=1))
