@@ -35,9 +35,13 @@ demo: setup
 demo-big: setup
 	$(BIN)/python -m pipelines.demo --cameras 16
 
+# Benchmarks are run on purpose, never by `make test`; each prints same-run ratios.
 bench: setup
+	$(BIN)/python benchmarks/motion_throughput.py
 	$(BIN)/python benchmarks/client_download.py
+	$(BIN)/python benchmarks/store_upload.py
 	$(BIN)/python benchmarks/simulator_generation.py
+	$(BIN)/python benchmarks/nightly_site.py --cameras 1 2 4 --resolution 320x240 --fps 5 --hours 12
 
 clean:
 	rm -rf $(VENV) .airflow-test-home .demo .cache
