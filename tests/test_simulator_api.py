@@ -360,3 +360,11 @@ def test_truncated_json_and_reset_download(make_sim):
     reset = make_sim(faults="reset=1.0")
     with httpx.Client(base_url=reset.url) as http, pytest.raises(httpx.RemoteProtocolError):
         http.get("/v1/video.web", params={"s": "x", "camera": 4593152, "format": 6})
+
+
+def test_system_info_and_logout(http, session):
+    info = http.get("/v1/system.web", params={"s": session}).json()
+    assert info["success"] is True and info["serialNumber"] == "18-62-66-32-4E-AF" and "systemName" in info
+    answer = http.post("/v1/logout.web", params={"s": session})
+    assert answer.status_code == 302 and answer.headers["location"] == "login.web"
+    assert http.get("/v1/system.web", params={"s": session}).json() == {"success": False, "error": "invalid session"}
