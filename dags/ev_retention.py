@@ -23,7 +23,6 @@ from ev_tasks import DEFAULT_ARGS, client_for, load, store_for
 def ev_retention() -> None:
     @task(multiple_outputs=False)
     def legal_holds() -> dict[str, Any]:
-        from ev_ingest.store import AuditLog
         from pipelines import retention
 
         config = load()
@@ -33,27 +32,25 @@ def ev_retention() -> None:
             for server in site.servers:
                 with client_for(site.name, server.name, config) as client:
                     result[f"{site.name}/{server.name}"] = retention.sync_legal_holds(
-                        client, store, site.name, AuditLog(store)
+                        client, store, site.name, retention.audit_log(store, config.retention)
                     )
         return result
 
     @task(multiple_outputs=False)
     def apply_policy() -> int:
-        from ev_ingest.store import AuditLog
         from pipelines import retention
 
         config = load()
         store = store_for(config)
-        return retention.apply_policy(store, config.retention, None, AuditLog(store))
+        return retention.apply_policy(store, config.retention, None, retention.audit_log(store, config.retention))
 
     @task(multiple_outputs=False)
     def audit() -> dict[str, Any]:
-        from ev_ingest.store import AuditLog
         from pipelines import retention
 
         config = load()
         store = store_for(config)
-        report = retention.audit(store, config.retention, None, audit_log=AuditLog(store))
+        report = retention.audit(store, config.retention, None, audit_log=retention.audit_log(store, config.retention))
         if not report.ok:
             raise RuntimeError(f"audit found {len(report.findings)} problems; see {report.audit_key}")
         return {"checked": report.checked, "audit_key": report.audit_key}

@@ -49,12 +49,11 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
-    from ev_ingest.store import AuditLog
     from pipelines import archive, retention
 
     config = load_config(args.config)
     store = archive.open_store(config)
-    log = AuditLog(store)
+    log = retention.audit_log(store, config.retention)
     if args.action == "apply":
         changed = retention.apply_policy(store, config.retention, args.site, log)
         result: dict[str, Any] = {"retention_extended": changed}

@@ -60,6 +60,12 @@ class AuditReport:
         }
 
 
+def audit_log(store: ArchiveStore, policy: RetentionPolicy) -> AuditLog:
+    """The audit log, its records locked like the archive they describe (the policy's default)."""
+    until = (datetime.now(UTC) + timedelta(days=policy.days)).replace(microsecond=0)
+    return AuditLog(store, Retention(policy.mode, until))
+
+
 def manifests(store: ArchiveStore, site: str | None = None) -> list[Manifest]:
     return [read_manifest(store, key) for key in list_manifests(store, site)]
 

@@ -127,7 +127,7 @@ def test_rerun_of_the_same_interval_writes_nothing_new(archived):
 
 def test_audit_is_clean_then_flags_tampering(archived):
     config, store, result = archived
-    log = AuditLog(store)
+    log = retention.audit_log(store, config.retention)
     clean = retention.audit(store, config.retention, "HQ", deep=True, audit_log=log)
     assert clean.ok and clean.checked == len(result.manifest.entries) + len(result.motion_manifest.entries)
     victim = result.manifest.exports()[0]
@@ -135,6 +135,7 @@ def test_audit_is_clean_then_flags_tampering(archived):
     report = retention.audit(store, config.retention, "HQ", audit_log=log)
     assert [f.problem for f in report.findings] == ["superseded"] and report.findings[0].key == victim.key
     assert store.get_json(report.audit_key)["findings"][0]["problem"] == "superseded"
+    assert store.get_retention(report.audit_key) is not None  # the audit trail is locked too
 
 
 def test_legal_holds_follow_cases(archived, sim):
