@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from ev_ingest.client import ExacqClient
-from ev_ingest.store import ArchiveStore, ManifestEntry
+from ev_ingest.store import ArchiveStore, ManifestEntry, StoredObject
 from ev_ingest.store import keys as store_keys
 from pipelines.archive import retention_for
 from pipelines.config import PipelineConfig
@@ -69,7 +69,22 @@ def thumbnails_to_store(
     settings = config.thumbnails
     found = client.search.thumbnails(camera_id, start, end, settings.interval_s)
     retention = retention_for(config, site, camera_id, end)
-    mode, until = (retention.mode, retention.until) if retention else (None, None)
+
+    def entry(stored: StoredObject, kind: str, first: datetime, last: datetime) -> ManifestEntry:
+        return ManifestEntry(
+            key=stored.key,
+            kind=kind,
+            version_id=stored.version_id,
+            size=stored.size,
+            sha256=stored.sha256 or "",
+            camera_id=camera_id,
+            camera_name=camera_name,
+            start=first,
+            end=last,
+            retention_mode=retention.mode if retention else None,
+            retain_until=retention.until if retention else None,
+        )
+
     entries: list[ManifestEntry] = []
     frames: list[tuple[datetime, bytes]] = []
     for index, at in enumerate(found.frames_timestamps):
@@ -78,21 +93,7 @@ def thumbnails_to_store(
         stored = store.put(
             store_keys.thumbnail_key(site, camera_id, at), jpeg, content_type="image/jpeg", retention=retention
         )
-        entries.append(
-            ManifestEntry(
-                key=stored.key,
-                kind="thumbnail",
-                version_id=stored.version_id,
-                size=stored.size,
-                sha256=stored.sha256 or "",
-                camera_id=camera_id,
-                camera_name=camera_name,
-                start=at,
-                end=at,
-                retention_mode=mode,
-                retain_until=until,
-            )
-        )
+        entries.append(entry(stored, "thumbnail", at, at))
     if frames:
         # The day's sheet holds every thumbnail of the day stored so far, not just this run's.
         prefix = store_keys.thumbnail_key(site, camera_id, start).rsplit("/", 1)[0] + "/"
@@ -108,20 +109,6 @@ def thumbnails_to_store(
             retention=retention,
             skip_existing=False,
         )
-        entries.append(
-            ManifestEntry(
-                key=stored.key,
-                kind="contact_sheet",
-                version_id=stored.version_id,
-                size=stored.size,
-                sha256=stored.sha256 or "",
-                camera_id=camera_id,
-                camera_name=camera_name,
-                start=start,
-                end=end,
-                retention_mode=mode,
-                retain_until=until,
-            )
-        )
+        entries.append(entry(stored, "contact_sheet", start, end))
     log.info("camera %s: %d thumbnails stored", camera_id, len(frames))
     return entries
