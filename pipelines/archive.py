@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ev_ingest.client import ClientSettings, DownloadError, ExacqClient
+from ev_ingest.client import ClientSettings, DownloadError, DownloadResult, ExacqClient
 from ev_ingest.client._base import DownloadTracker
 from ev_ingest.store import ArchiveStore, Manifest, ManifestEntry, ManifestFailure, Retention, StoreSettings
 from ev_ingest.store import keys as store_keys
@@ -123,10 +123,14 @@ def plan(
     return chunks
 
 
-def _verified(chunks: Iterator[bytes], tracker: DownloadTracker) -> Iterator[bytes]:
-    """Pass the download through; at its end, check its length before the store commits it."""
+def _verified(chunks: Iterator[bytes], tracker: DownloadTracker, result: list[DownloadResult]) -> Iterator[bytes]:
+    """Pass the download through; at its end, check its length before the store commits it.
+
+    `tracker.finish()` raises DownloadError on a short body, inside the store's read: the
+    store then aborts the upload. The verified result is handed back through `result`.
+    """
     yield from chunks
-    tracker.finish()  # raises DownloadError on a short body: the store then aborts the upload
+    result.append(tracker.finish())
 
 
 def export_to_store(
@@ -173,9 +177,10 @@ def export_to_store(
                 export_id, timeout=config.export.wait_timeout_s, poll_interval=config.export.poll_interval_s
             )
         tracker = DownloadTracker(export_id)
+        downloaded: list[DownloadResult] = []
         stored = store.put(
             key,
-            _verified(client.exports.iter_download(export_id, tracker), tracker),
+            _verified(client.exports.iter_download(export_id, tracker), tracker, downloaded),
             content_type=CONTENT_TYPES[fmt],
             retention=retention,
         )
@@ -184,7 +189,7 @@ def export_to_store(
             client.exports.finish(export_id)
         except Exception as exc:  # the server frees idle exports itself after 15 minutes
             log.warning("could not finish export %s: %s", export_id, exc)
-    if tracker.finish().sha256 != stored.sha256:
+    if downloaded[0].sha256 != stored.sha256:
         raise DownloadError(f"{key}: the stored bytes differ from the downloaded bytes")
     log.info("archived %s (%d bytes, sha256 %s)", key, stored.size, stored.sha256)
     return _entry(chunk, key, stored.version_id, stored.size, stored.sha256, fmt, client, retention, False)

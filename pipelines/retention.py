@@ -113,22 +113,6 @@ def _covering(entry: ManifestEntry, bookmarks: list[Bookmark], open_cases: dict[
     return sorted(set(found))
 
 
-def _tags(store: ArchiveStore, entry: ManifestEntry) -> dict[str, str]:
-    answer = store.s3.get_object_tagging(
-        Bucket=store.bucket, Key=entry.key, **({"VersionId": entry.version_id} if entry.version_id else {})
-    )
-    return {t["Key"]: t["Value"] for t in answer.get("TagSet", [])}
-
-
-def _set_tags(store: ArchiveStore, entry: ManifestEntry, tags: dict[str, str]) -> None:
-    store.s3.put_object_tagging(
-        Bucket=store.bucket,
-        Key=entry.key,
-        Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]},
-        **({"VersionId": entry.version_id} if entry.version_id else {}),
-    )
-
-
 def sync_legal_holds(
     client: ExacqClient, store: ArchiveStore, site: str | None = None, audit_log: AuditLog | None = None
 ) -> dict[str, int]:
@@ -140,17 +124,17 @@ def sync_legal_holds(
     for manifest in manifests(store, site):
         for entry in manifest.entries:
             covering = _covering(entry, bookmarks, open_cases)
-            tags = _tags(store, entry)
+            tags = store.tags(entry.key, entry.version_id)
             ours = HOLD_TAG in tags
             if covering and not (ours and tags[HOLD_TAG] == "+".join(covering)):
                 store.set_legal_hold(entry.key, entry.version_id, True)
-                _set_tags(store, entry, {**tags, HOLD_TAG: "+".join(covering)})
+                store.set_tags(entry.key, entry.version_id, {**tags, HOLD_TAG: "+".join(covering)})
                 held += 1
                 if audit_log:
                     audit_log.record("legal-hold", key=entry.key, version_id=entry.version_id, cases=covering)
             elif not covering and ours:
                 store.set_legal_hold(entry.key, entry.version_id, False)
-                _set_tags(store, entry, {k: v for k, v in tags.items() if k != HOLD_TAG})
+                store.set_tags(entry.key, entry.version_id, {k: v for k, v in tags.items() if k != HOLD_TAG})
                 released += 1
                 if audit_log:
                     audit_log.record(

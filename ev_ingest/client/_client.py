@@ -42,9 +42,8 @@ def _settings(
 ) -> ClientSettings:
     if settings is not None:
         return settings
-    if base_url and "://" in base_url and not base_url.startswith(("http://", "https://")):
-        return ClientSettings.from_url(base_url, username=username, password=password, **options)
-    if base_url and "@" in base_url:
+    # exacqvision:// URLs, and any URL carrying user info, are parsed; a plain http(s) base is used as is.
+    if base_url and ("@" in base_url or ("://" in base_url and not base_url.startswith(("http://", "https://")))):
         return ClientSettings.from_url(base_url, username=username, password=password, **options)
     return ClientSettings.build(base_url=base_url, username=username, password=password, **options)
 

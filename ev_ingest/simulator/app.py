@@ -529,7 +529,8 @@ def build_app(config: SimulatorConfig) -> Starlette:
                     raise ApiError(400, "missing parameter 'name'")
                 item = {"guid": str(uuid.uuid4()), **{k: q[k] for k in fields if k in q}}
                 if singular == "bookmark":
-                    state.camera(q.get("itemId")) if q.get("itemType", "0") == "0" else None
+                    if q.get("itemType", "0") == "0":
+                        state.camera(q.get("itemId"))  # a camera bookmark must name a known camera
                     item["start"] = scene.iso_z(parse_time(q.get("start"), "start"))
                     item["end"] = scene.iso_z(parse_time(q.get("end"), "end"))
                     item["items"] = [{"type": int(q.get("itemType", "0")), "id": int(q.get("itemId", "0"))}]

@@ -235,8 +235,7 @@ class ArchiveStore:
                 return None
             raise
         version = head.get("VersionId")
-        tags = self.s3.get_object_tagging(Bucket=self.bucket, Key=key, **({"VersionId": version} if version else {}))
-        sha = next((t["Value"] for t in tags.get("TagSet", []) if t["Key"] == SHA256_TAG), None)
+        sha = self.tags(key, version).get(SHA256_TAG)
         retention = None
         if head.get("ObjectLockMode") and head.get("ObjectLockRetainUntilDate"):
             retention = Retention(head["ObjectLockMode"], head["ObjectLockRetainUntilDate"].astimezone(UTC))
@@ -250,6 +249,17 @@ class ArchiveStore:
             legal_hold=head.get("ObjectLockLegalHoldStatus") == "ON",
             content_type=head.get("ContentType"),
         )
+
+    def tags(self, key: str, version_id: str | None = None) -> dict[str, str]:
+        extra = {"VersionId": version_id} if version_id else {}
+        answer = self.s3.get_object_tagging(Bucket=self.bucket, Key=key, **extra)
+        return {t["Key"]: t["Value"] for t in answer.get("TagSet", [])}
+
+    def set_tags(self, key: str, version_id: str | None, tags: dict[str, str]) -> None:
+        """Replace the object's tags (tags stay writable under Object Lock); keep `sha256` in them."""
+        extra = {"VersionId": version_id} if version_id else {}
+        tag_set = [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+        self.s3.put_object_tagging(Bucket=self.bucket, Key=key, Tagging={"TagSet": tag_set}, **extra)
 
     def get_bytes(self, key: str, version_id: str | None = None) -> bytes:
         extra = {"VersionId": version_id} if version_id else {}
@@ -387,12 +397,7 @@ class ArchiveStore:
             raise
         version = answer.get("VersionId")
         sha = whole.hexdigest()
-        self.s3.put_object_tagging(
-            Bucket=self.bucket,
-            Key=key,
-            Tagging={"TagSet": [{"Key": SHA256_TAG, "Value": sha}]},
-            **({"VersionId": version} if version else {}),
-        )
+        self.set_tags(key, version, {SHA256_TAG: sha})
         return StoredObject(key, version, size, sha)
 
     def _abort(self, key: str, upload_id: str) -> None:

@@ -35,7 +35,7 @@ import numpy as np
 from pipelines.video import decode
 from pipelines.video.decode import DecodeStats, Segment, Source, VideoError
 from pipelines.video.detect import MotionConfig, keyframe_change, make_detector
-from pipelines.video.summary import Event, Track, events_table, find_events, timeline_table
+from pipelines.video.summary import EPOCH, Event, Track, events_table, find_events, timeline_table
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +88,10 @@ class MotionSummary:
     warnings: list[str] = field(default_factory=list)
 
     def timeline_table(self) -> Any:
-        return timeline_table(self.track, self.camera_id, self.start or decode_epoch(), self.source)
+        return timeline_table(self.track, self.camera_id, self.start or EPOCH, self.source)
 
     def events_table(self) -> Any:
-        return events_table(self.events, self.camera_id, self.start or decode_epoch(), self.source)
+        return events_table(self.events, self.camera_id, self.start or EPOCH, self.source)
 
     @property
     def realtime_factor(self) -> float:
@@ -131,12 +131,6 @@ class MotionSummary:
             ],
             "warnings": self.warnings,
         }
-
-
-def decode_epoch() -> datetime:
-    from pipelines.video.summary import EPOCH
-
-    return EPOCH
 
 
 def run_job(job: Job) -> JobResult:
