@@ -4,9 +4,17 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-fast lint demo demo-big lock bench clean
+.PHONY: setup test test-fast lint demo demo-big lock bench clean browser
 
-setup: $(STAMP)
+setup: $(STAMP) browser
+
+# The HTML report test drives a headless Chromium: Debian's package (a registry install,
+# no browser download). As root it is installed here; elsewhere the command is printed.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	  else echo "note: the report test needs Chromium: sudo apt-get install chromium"; fi; }
 
 # uv is bootstrapped with pip (pinned), then installs the exact lock in a few seconds.
 $(STAMP): requirements.lock pyproject.toml

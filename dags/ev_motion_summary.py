@@ -1,7 +1,8 @@
 """ev_motion_summary: motion summaries of what ev_nightly_archive archived.
 
 Scheduled on the nightly manifest Asset; mapped over the manifest's exports; writes the
-per-second timeline and the events as Parquet, then the motion manifest. A manual run
+per-second timeline and the events as Parquet, then the HTML report of the run and
+the motion manifest that links it. A manual run
 takes `{"manifest": "<key>"}`.
 """
 
@@ -62,7 +63,7 @@ def ev_motion_summary() -> None:
     @task(multiple_outputs=False)
     def commit(items: list[dict[str, Any]], summaries: list[list[dict[str, Any]]]) -> dict[str, Any]:
         from ev_ingest.store import read_manifest
-        from pipelines import archive, motion
+        from pipelines import archive, motion, report
 
         config = load()
         store = store_for(config)
@@ -71,18 +72,27 @@ def ev_motion_summary() -> None:
         for key in sorted({i["manifest"] for i in items}):
             nightly = read_manifest(store, key)
             mine = [e for e in flat if e["derived_from"] in {x.key for x in nightly.exports()}]
+            run_id = motion.motion_run_id(nightly.run_id)
+            page = report.publish(
+                store,
+                nightly.site,
+                nightly.interval_start,
+                nightly.interval_end,
+                run_id,
+                archive.retention_for(config, nightly.site, None, nightly.interval_end),
+            )
             manifest = archive.commit_manifest(
                 store,
                 config,
                 nightly.site,
-                motion.motion_run_id(nightly.run_id),
+                run_id,
                 nightly.interval_start,
                 nightly.interval_end,
-                mine,
+                [*mine, page],
                 [],
                 len(nightly.exports()),
             )
-            written[key] = {"manifest": manifest.key, "summaries": len(mine)}
+            written[key] = {"manifest": manifest.key, "summaries": len(mine), "report": page.key}
         return written
 
     items = exports()

@@ -6,6 +6,7 @@
     ev-ingest s3 serve [--data-dir] [--port]                           the embedded S3 store
     ev-ingest retention apply|audit|hold|release                       compliance retention
     ev-ingest archive --date YYYY-MM-DD                                the nightly archival, without Airflow
+    ev-ingest report --date YYYY-MM-DD [-o report.html]                the HTML report of a nightly run
 
 The server comes from `--url` or EV_URL (`exacqvision://user@host:port/?server_id=0`),
 the password from EV_PASSWORD or `--password-file` (never a command-line argument:

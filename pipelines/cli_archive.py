@@ -48,6 +48,26 @@ def cmd_archive(args: argparse.Namespace) -> int:
     return 1 if result.failures else 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipelines import archive, motion, report
+    from pipelines.datasets import Archive
+
+    config = load_config(args.config)
+    site = args.site or config.sites[0].name
+    start, end = _interval(config, site, args.date)
+    store = archive.open_store(config)
+    if args.publish:
+        run_id = motion.motion_run_id(archive.run_id_for(site, start))
+        entry = report.publish(store, site, start, end, run_id, archive.retention_for(config, site, None, end))
+        print(f"stored: s3://{store.settings.bucket}/{entry.key} (sha256 {entry.sha256})")
+        document = store.get_bytes(entry.key, entry.version_id).decode()
+    else:
+        document = report.render(Archive.from_store(store), site, start, end)
+    args.output.write_text(document)
+    print(f"{args.output}: {len(document) // 1024} KB; open it in a browser")
+    return 0
+
+
 def cmd_retention(args: argparse.Namespace) -> int:
     from pipelines import archive, retention
 
@@ -90,6 +110,12 @@ def register(sub: Any, command: Any) -> None:
     p.add_argument("--site", help="site name (default: the first)")
     p.add_argument("--date", type=_day, required=True, help="the site's local day to archive, YYYY-MM-DD")
     p.add_argument("--no-motion", action="store_true", help="skip the motion summaries")
+    p = command("report", cmd_report, "the HTML report of a day's nightly run, from the archive")
+    p.add_argument("--config", type=Path, help="configuration file (default: $EV_CONFIG)")
+    p.add_argument("--site", help="site name (default: the first)")
+    p.add_argument("--date", type=_day, required=True, help="the site's local day, YYYY-MM-DD")
+    p.add_argument("-o", "--output", type=Path, default=Path("report.html"))
+    p.add_argument("--publish", action="store_true", help="also store it in the archive (the DAGs do this)")
     p = command("retention", cmd_retention, "retention policy, legal holds and the audit")
     p.add_argument("action", choices=["apply", "audit", "hold", "release"])
     p.add_argument("--config", type=Path, help="configuration file (default: $EV_CONFIG)")

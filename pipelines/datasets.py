@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
 import pyarrow as pa
@@ -160,7 +160,9 @@ class Archive:
         offset = (
             middle - (export["recorded_start"] if pd.notna(export.get("recorded_start")) else export["start"])
         ).total_seconds()
-        return _jpeg_at(self._bytes(export["key"]), offset, width)
+        # Random access (ranged reads on S3): only the fragments around the moment are fetched.
+        with self.filesystem.open_input_file(f"{self.base}/{export['key']}") as video:
+            return _jpeg_at(video, offset, width)
 
 
 def _day_start(moment: datetime | None) -> datetime | None:
@@ -170,12 +172,12 @@ def _day_start(moment: datetime | None) -> datetime | None:
     return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def _jpeg_at(video: bytes, seconds: float, width: int) -> bytes:
-    """The frame at `seconds` of an export (MP4), scaled to `width`, as JPEG."""
+def _jpeg_at(video: bytes | BinaryIO, seconds: float, width: int) -> bytes:
+    """The frame at `seconds` of an export (MP4; bytes or a seekable file), scaled to `width`, as JPEG."""
     import av
     import cv2
 
-    with av.open(io.BytesIO(video)) as container:
+    with av.open(io.BytesIO(video) if isinstance(video, bytes) else video) as container:
         stream = container.streams.video[0]
         base = stream.start_time or 0
         container.seek(int(base + seconds / float(stream.time_base)), stream=stream, backward=True)

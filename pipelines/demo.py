@@ -164,8 +164,13 @@ def report(manifest_key: str, began: float) -> None:
     motion_key = manifest_key.replace(".json", "-motion.json")
     events: dict[int, int] = {}
     summary_keys: list[str] = []
+    report_key = None
     if store.head(motion_key) is not None:
         for entry in read_manifest(store, motion_key).entries:
+            if entry.kind == "report":
+                report_key = entry.key
+                (DEMO / "report.html").write_bytes(store.get_bytes(entry.key, entry.version_id))
+                continue
             summary_keys.append(entry.key)
             if entry.kind == "motion_events":
                 table = pq.read_table(io.BytesIO(store.get_bytes(entry.key)))
@@ -187,6 +192,9 @@ def report(manifest_key: str, began: float) -> None:
         print(f"  summary          s3://{store.bucket}/{key}")
     if len(summary_keys) > 4:
         print(f"                   ... and {len(summary_keys) - 4} more under s3://{store.bucket}/motion/")
+    if report_key:
+        print(f"  report           s3://{store.bucket}/{report_key}")
+        print(f"                   copied to {DEMO / 'report.html'} (open it in a browser)")
     print()
 
 

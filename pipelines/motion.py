@@ -20,6 +20,7 @@ from pipelines.video import analyze
 from pipelines.video.summary import parquet_bytes
 
 log = logging.getLogger(__name__)
+MOTION_SUFFIX = "-motion"
 
 
 def summarize_export(
@@ -130,7 +131,7 @@ def _entry(
 
 
 def motion_run_id(archive_run_id: str) -> str:
-    return f"{archive_run_id}-motion"
+    return f"{archive_run_id}{MOTION_SUFFIX}"
 
 
 def event_count(entries: list[ManifestEntry]) -> dict[int, int]:

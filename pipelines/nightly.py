@@ -2,7 +2,8 @@
 
 Same steps as the `ev_nightly_archive` + `ev_motion_summary` DAGs, run in sequence:
 plan every server, export every chunk into the store (failures recorded, not fatal),
-commit the manifest, then summarise motion and commit the motion manifest.
+commit the manifest, then summarise motion, publish the HTML report and commit the
+motion manifest (which links the report).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime
 
 from ev_ingest.client import ExacqError
 from ev_ingest.store import ArchiveStore, Manifest, ManifestEntry, ManifestFailure, StoreError
-from pipelines import archive, motion
+from pipelines import archive, motion, report
 from pipelines.config import PipelineConfig
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,10 @@ def run_nightly(
         summaries: list[ManifestEntry] = []
         for entry in manifest.exports():
             summaries.extend(motion.summarize_export(store, config, site, entry, workers=workers))
+        motion_run = motion.motion_run_id(run_id)
+        lock = archive.retention_for(config, site, None, end)
+        summaries.append(report.publish(store, site, start, end, motion_run, lock))
         motion_manifest = archive.commit_manifest(
-            store, config, site, motion.motion_run_id(run_id), start, end, summaries, [], len(manifest.exports())
+            store, config, site, motion_run, start, end, summaries, [], len(manifest.exports())
         )
     return NightlyResult(manifest, motion_manifest, failures)

@@ -14,7 +14,7 @@ import pathlib
 import shutil
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -246,3 +246,53 @@ def dagbag(airflow_db: None) -> Any:
 
     # As the DAG processor does: the bundle folder goes on sys.path (DAGs import ev_tasks from it).
     return BundleDagBag(dag_folder=str(ROOT / "dags"), bundle_path=ROOT / "dags")
+
+
+# --- one nightly run, shared by the step, report and data-access tests ----------------------
+START = FROZEN_NOW - timedelta(hours=4)
+END = START + timedelta(hours=2)
+
+
+def pipeline_config(sim: SimulatorServer, **overrides: Any) -> Any:
+    from pipelines.config import PipelineConfig
+
+    data = {
+        "sites": [
+            {
+                "name": "HQ",
+                "timezone": "America/New_York",
+                "servers": [
+                    {
+                        "name": "nvr1",
+                        "url": f"exacqvision://admin@{sim.url.split('://')[1]}",
+                        "exclude_cameras": [4593664],
+                    }
+                ],
+            }
+        ],
+        "export": {"format": "mp4", "chunk_minutes": 60, "poll_interval_s": 0.05},
+        "retention": {"mode": "GOVERNANCE", "days": 7, "cameras": {"4593152": {"days": 30}}},
+        "thumbnails": {"interval_s": 1200, "width": 160},
+    }
+    data.update(overrides)
+    return PipelineConfig.model_validate(data)
+
+
+@pytest.fixture(scope="session")
+def archived(sim: SimulatorServer, s3_server: Any) -> Any:
+    """One nightly run over two hours of three cameras (one of them motion-triggered)."""
+    from ev_ingest.store import ArchiveStore, StoreSettings
+    from pipelines.nightly import run_nightly
+
+    config = pipeline_config(sim)
+    store = ArchiveStore(
+        StoreSettings(
+            bucket="pipeline-steps",
+            endpoint_url=s3_server.endpoint_url,
+            access_key=s3_server.access_key,
+            secret_key=s3_server.secret_key,
+        )
+    )
+    store.ensure_bucket()
+    result = run_nightly(config, store, "HQ", START, END, workers=1)
+    return config, store, result

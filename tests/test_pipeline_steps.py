@@ -20,52 +20,7 @@ from ev_ingest.store import AuditLog
 from pipelines import archive, retention
 from pipelines.config import ConfigError, PipelineConfig, load_config
 from pipelines.nightly import run_nightly
-from tests.conftest import FROZEN_NOW, PASSWORD
-
-START = FROZEN_NOW - timedelta(hours=4)
-END = START + timedelta(hours=2)
-
-
-def pipeline_config(sim, **overrides) -> PipelineConfig:
-    data = {
-        "sites": [
-            {
-                "name": "HQ",
-                "timezone": "America/New_York",
-                "servers": [
-                    {
-                        "name": "nvr1",
-                        "url": f"exacqvision://admin@{sim.url.split('://')[1]}",
-                        "exclude_cameras": [4593664],
-                    }
-                ],
-            }
-        ],
-        "export": {"format": "mp4", "chunk_minutes": 60, "poll_interval_s": 0.05},
-        "retention": {"mode": "GOVERNANCE", "days": 7, "cameras": {"4593152": {"days": 30}}},
-        "thumbnails": {"interval_s": 1200, "width": 160},
-    }
-    data.update(overrides)
-    return PipelineConfig.model_validate(data)
-
-
-@pytest.fixture(scope="module")
-def archived(sim, s3_server, tmp_path_factory):
-    """One nightly run over two hours of three cameras (one of them motion-triggered)."""
-    from ev_ingest.store import ArchiveStore, StoreSettings
-
-    config = pipeline_config(sim)
-    store = ArchiveStore(
-        StoreSettings(
-            bucket="pipeline-steps",
-            endpoint_url=s3_server.endpoint_url,
-            access_key=s3_server.access_key,
-            secret_key=s3_server.secret_key,
-        )
-    )
-    store.ensure_bucket()
-    result = run_nightly(config, store, "HQ", START, END, workers=1)
-    return config, store, result
+from tests.conftest import END, PASSWORD, START
 
 
 def test_run_archives_every_planned_export(archived):

@@ -63,3 +63,7 @@ def manifest_key(site: str, on: datetime, run_id: str) -> str:
 
 def audit_key(at: datetime, action: str) -> str:
     return f"audit/date={day(at)}/{_utc(at).strftime('%Y%m%dT%H%M%S%fZ')}-{safe_part(action)}.json"
+
+
+def report_key(site: str, on: datetime, run_id: str) -> str:
+    return f"reports/site={safe_part(site)}/date={day(on)}/{safe_part(run_id)}.html"

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ev_ingest.store import keys
 from ev_ingest.store.archive import ArchiveStore, Retention, StoredObject
 
-EntryKind = Literal["export", "thumbnail", "contact_sheet", "motion_timeline", "motion_events"]
+EntryKind = Literal["export", "thumbnail", "contact_sheet", "motion_timeline", "motion_events", "report"]
 MANIFEST_SCHEMA = 1
 
 

@@ -1,0 +1,216 @@
+"""The HTML report of a nightly run: one self-contained file, stored beside the run and
+linked from its motion manifest.
+
+It holds what a person checks in the morning: what was archived (exports, bytes,
+failures per camera), the activity heatmap, the event timeline, the busiest events as
+frames decoded from the archived exports, and the table of events. Images are inline
+PNG/JPEG data URIs, so the file opens anywhere, offline, and can be mailed or attached
+to a case. Rendering is deterministic (no clock in it): a rerun over the same archive
+gives the same bytes, and the store skips it.
+
+    ev-ingest report --date 2026-11-19 -o report.html        # from the configured archive
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import io
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ev_ingest.store import ArchiveStore, ManifestEntry, Retention
+from ev_ingest.store import keys as store_keys
+from pipelines import plots
+from pipelines.datasets import Archive
+from pipelines.motion import MOTION_SUFFIX
+
+log = logging.getLogger(__name__)
+
+EVENT_FRAMES = 8  # busiest events shown as frames: each costs a seek into an archived export
+EVENT_ROWS = 25
+SITE_WIDE = 0  # camera_id of a manifest entry that covers the whole site (the report)
+
+_STYLE = """
+body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+h1{font-size:1.5em;margin-bottom:.2em} h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
+.muted{color:#666} table{border-collapse:collapse;margin:.5em 0} img{max-width:100%;height:auto}
+th,td{padding:.25em .7em;border-bottom:1px solid #eee;text-align:right} th{background:#f6f6f6}
+td:first-child,th:first-child{text-align:left} .bad{color:#b00020;font-weight:600}
+.frames{display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:.8em}
+figure{margin:0} figcaption{font-size:.85em;color:#555}
+"""
+
+
+def _png(figure: Figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, metadata={"Software": None})  # no version: same bytes on rerun
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _jpeg(data: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode()
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, border=0, escape=True, na_rep="")
+
+
+def _camera_table(exports: pd.DataFrame, events: pd.DataFrame, names: dict[int, str]) -> pd.DataFrame:
+    cameras = sorted(set(exports.get("camera_id", pd.Series(dtype=int))) | set(events["camera_id"]))
+    rows = []
+    for camera in cameras:
+        mine = exports[exports["camera_id"] == camera] if not exports.empty else exports
+        theirs = events[events["camera_id"] == camera]
+        busiest = theirs["start"].dt.hour.mode() if not theirs.empty else pd.Series(dtype=int)
+        rows.append(
+            {
+                "camera": f"{camera} {names.get(camera, '')}".strip(),
+                "exports": len(mine),
+                "MB archived": round(float(mine["size"].sum()) / 1e6, 1) if not mine.empty else 0.0,
+                "motion events": len(theirs),
+                "busiest hour (UTC)": f"{int(busiest.iloc[0]):02d}:00" if not busiest.empty else "",
+                "peak % moving": round(float(theirs["peak"].max()) * 100, 1) if not theirs.empty else None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _event_frames(archive: Archive, events: pd.DataFrame, site: str) -> list[tuple[str, str]]:
+    """(caption, data URI) of the busiest events, a frame from the middle of each, spread
+    over the cameras (each camera's strongest first) so one busy camera does not fill the sheet."""
+    per_camera = -(-EVENT_FRAMES // max(1, events["camera_id"].nunique()))
+    strongest = events.sort_values("peak", ascending=False).groupby("camera_id").head(per_camera)
+    frames = []
+    for _, event in strongest.nlargest(EVENT_FRAMES, "peak").sort_values("start").iterrows():
+        caption = f"camera {event['camera_id']} · {event['start']:%H:%M:%S} · {event['duration_s']:.0f} s"
+        try:
+            frames.append((caption, _jpeg(archive.event_frame({**event.to_dict(), "site": site}, width=320))))
+        except (LookupError, ValueError, OSError) as exc:  # a missing export must not sink the report
+            log.warning("no frame for %s: %s", caption, exc)
+            frames.append((f"{caption} (no frame: {exc})", ""))
+    return frames
+
+
+def render(archive: Archive, site: str, start: datetime, end: datetime) -> str:
+    """The report of the site's runs over [start, end) as one HTML document."""
+    # The archival runs of the interval; motion manifests are left out: they link this report,
+    # so reading them would make each rerun's report differ from the last.
+    runs = [
+        m
+        for m in archive.manifests(site)
+        if pd.Timestamp(m["interval_start"]) == pd.Timestamp(start) and not m["run_id"].endswith(MOTION_SUFFIX)
+    ]
+    entries = [e for m in runs for e in m["entries"]]
+    failures = [f for m in runs for f in m.get("failures", [])]
+    exports = pd.DataFrame([e for e in entries if e["kind"] == "export"])
+    names = {int(e["camera_id"]): e.get("camera_name", "") for e in entries if e["kind"] == "export"}
+    # Motion partitions are UTC days; a site's local day spans two of them.
+    days = ((end - timedelta(microseconds=1)).date() - start.date()).days + 1
+    events = archive.motion_events(site, start=start, days=days)
+    timeline = archive.motion_timeline(site, start=start, days=days)
+    events = events[(events["start"] >= pd.Timestamp(start)) & (events["start"] < pd.Timestamp(end))]
+    timeline = timeline[(timeline["ts"] >= pd.Timestamp(start)) & (timeline["ts"] < pd.Timestamp(end))]
+
+    total_bytes = int(exports["size"].sum()) if not exports.empty else 0
+    planned = sum(int(m.get("planned", 0)) for m in runs) or len(exports)
+    summary = pd.DataFrame(
+        [
+            {"": "exports planned", "value": planned},
+            {"": "exports archived (SHA-256 recorded)", "value": len(exports)},
+            {"": "exports failed", "value": len([f for f in failures if f.get("kind") == "export"])},
+            {"": "GB archived", "value": f"{total_bytes / 1e9:.3f}"},
+            {"": "cameras", "value": len(names)},
+            {"": "motion events", "value": len(events)},
+        ]
+    )
+    top = events.nlargest(EVENT_ROWS, "peak").sort_values("start") if not events.empty else events
+    event_rows = pd.DataFrame(
+        {
+            "camera": top["camera_id"],
+            "start (UTC)": top["start"].dt.strftime("%H:%M:%S"),
+            "end (UTC)": top["end"].dt.strftime("%H:%M:%S"),
+            "seconds": top["duration_s"].round(1),
+            "peak % moving": (top["peak"] * 100).round(1),
+        }
+    )
+    title = f"{site}: nightly run {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC"
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        '<p class="muted">manifests: ' + ", ".join(html.escape(m["key"]) for m in runs) + "</p>"
+        if runs
+        else '<p class="bad">no manifest of this interval in the archive</p>',
+        "<h2>Archive</h2>",
+        _table(summary),
+        _table(_camera_table(exports, events, names)) if names or not events.empty else "",
+    ]
+    if failures:
+        parts += [
+            '<h2 class="bad">Failures</h2>',
+            _table(pd.DataFrame(failures)[["camera_id", "start", "end", "kind", "error"]]),
+        ]
+    parts += [
+        "<h2>Activity</h2>",
+        f'<img alt="activity heatmap" src="{_png(plots.activity_heatmap(timeline, names))}">',
+        f'<img alt="event timeline" src="{_png(plots.event_timeline(events, names))}">',
+    ]
+    if not events.empty:
+        frames = _figures(_event_frames(archive, events, site))
+        parts.append(f"<h2>Busiest events</h2><div class='frames'>{frames}</div>")
+        parts += [f"<h2>Events (top {EVENT_ROWS} by peak)</h2>", _table(event_rows)]
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _figures(frames: list[tuple[str, str]]) -> str:
+    def one(caption: str, uri: str) -> str:
+        text = html.escape(caption)
+        if not uri:
+            return f"<figure><figcaption class='bad'>{text}</figcaption></figure>"
+        return f'<figure><img alt="{text}" src="{uri}"><figcaption>{text}</figcaption></figure>'
+
+    return "".join(one(caption, uri) for caption, uri in frames)
+
+
+def publish(
+    store: ArchiveStore, site: str, start: datetime, end: datetime, run_id: str, retention: Retention | None
+) -> ManifestEntry:
+    """Render the report from the archive, store it (skipped when the same bytes are there),
+    and return its manifest entry (camera_id 0: it covers the whole site)."""
+    document = render(Archive.from_store(store), site, start, end).encode()
+    key = store_keys.report_key(site, start, run_id)
+    existing = store.head(key)
+    # A rerun that archived more (a failed export completed) changes the report: a new version then.
+    stored = store.put(
+        key,
+        document,
+        content_type="text/html; charset=utf-8",
+        retention=retention,
+        skip_existing=existing is not None and existing.sha256 == hashlib.sha256(document).hexdigest(),
+    )
+    log.info("report %s: %d KB", key, len(document) // 1024)
+    return ManifestEntry(
+        key=key,
+        kind="report",
+        version_id=stored.version_id,
+        size=stored.size,
+        sha256=stored.sha256 or "",
+        camera_id=SITE_WIDE,
+        start=start,
+        end=end,
+        retention_mode=retention.mode if retention else None,
+        retain_until=retention.until if retention else None,
+    )
+
+
+def report_link(manifest: Any) -> str | None:
+    """The key of the report a (motion) manifest links to."""
+    return next((e.key for e in manifest.entries if e.kind == "report"), None)

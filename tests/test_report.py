@@ -1,0 +1,88 @@
+"""The HTML report of a nightly run: linked from the motion manifest, self-contained, and
+rendered by a real headless Chromium with every image loaded and no page error."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ev_ingest.store import read_manifest
+from pipelines import report
+from pipelines.datasets import Archive
+from tests.conftest import END, START
+
+pytestmark = pytest.mark.slow
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing: `make setup` installs it (apt-get install chromium)")
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def published(archived):
+    config, store, result = archived
+    link = report.report_link(result.motion_manifest)
+    assert link is not None, "the motion manifest links no report"
+    return store, result, link
+
+
+def test_report_is_linked_stored_and_self_contained(published):
+    store, result, link = published
+    assert link == "reports/site=HQ/date=2026-11-20/nightly-20261120T080000Z-motion.html"
+    entry = next(e for e in read_manifest(store, result.motion_manifest.key).entries if e.kind == "report")
+    document = store.get_bytes(link, entry.version_id)
+    assert hashlib.sha256(document).hexdigest() == entry.sha256 == store.head(link).sha256
+    assert store.get_retention(link, entry.version_id) is not None  # locked like the run it describes
+    text = document.decode()
+    assert result.manifest.key in text and "exports archived" in text
+    assert not re.search(r"""(src|href)=["']?(https?:|//|/[^/])""", text)  # nothing fetched from elsewhere
+    # A second render over the same archive is byte-identical: reruns add no version.
+    assert report.render(Archive.from_store(store), "HQ", START, END).encode() == document
+
+
+def test_report_names_the_failures(published, tmp_path):
+    store, result, _ = published
+    archive = Archive.from_store(store)
+    text = report.render(archive, "HQ", START, END)
+    assert "Failures" not in text  # a clean run
+    events = archive.motion_events("HQ", start=START)
+    assert f"<td>{len(events)}</td>" in text  # the events counted in the summary
+
+
+def test_report_renders_in_headless_chromium(published, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    store, _, link = published
+    page_file = tmp_path / "report.html"
+    page_file.write_bytes(store.get_bytes(link))
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            page.goto(page_file.as_uri(), wait_until="load")
+            images = page.eval_on_selector_all(
+                "img", "els => els.map(i => ({alt: i.alt, ok: i.complete && i.naturalWidth > 0, w: i.naturalWidth}))"
+            )
+            shot = Path(tmp_path / "report.png")
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    assert not errors
+    assert len(images) >= 3  # heatmap, timeline, at least one event frame
+    assert all(image["ok"] for image in images), [i["alt"] for i in images if not i["ok"]]
+    assert {"activity heatmap", "event timeline"} <= {i["alt"] for i in images}
+    assert shot.stat().st_size > 20_000  # a page with pictures, not a blank one
+    print(f"\nreport: {len(images)} images loaded, screenshot {shot.stat().st_size // 1024} KB at {shot}")
