@@ -92,6 +92,7 @@ def plan(
     """
     server_cfg = config.server(site, server)
     cameras = [c for c in client.cameras.list() if server_cfg.wants(c.id)]
+    check_clock(client, config, server, end)
     if not cameras:
         return []
     found = client.search.metadata([c.id for c in cameras], start, end)
@@ -121,6 +122,30 @@ def plan(
             cursor = chunk_end
     log.info("planned %d exports for %s/%s over %s .. %s", len(chunks), site, server, start, end)
     return chunks
+
+
+class ClockSkewError(ValueError):
+    """The recording server's clock is so far off that the interval is not over on it yet."""
+
+
+def check_clock(client: ExacqClient, config: PipelineConfig, server: str, end: datetime) -> None:
+    """A recorder labels video with its own clock. Within `max_clock_skew_s` nothing is said;
+    beyond it a warning (exports are cut in server time); and when the interval has not yet
+    ended on the server's clock, an error: archiving now would silently miss its last part."""
+    skew = client.clock_skew
+    if skew is None or abs(skew.total_seconds()) <= config.export.max_clock_skew_s:
+        return
+    server_now = datetime.now(UTC) + skew
+    direction = "ahead of" if skew > timedelta(0) else "behind"
+    minutes = round(abs(skew.total_seconds()) / 60)  # the Date header has 1 s resolution
+    said = f"server {server!r}: its clock is {minutes // 60} h {minutes % 60:02d} min {direction} this worker's"
+    if server_now < end:
+        raise ClockSkewError(
+            f"{said}; the interval ends at {end:%Y-%m-%d %H:%M} UTC but the server's clock says "
+            f"{server_now:%Y-%m-%d %H:%M}, so its recordings of the interval are not complete. "
+            "Fix the server's time (NTP) or archive this interval later."
+        )
+    log.warning("%s; exports are cut by the server's clock (check its NTP)", said)
 
 
 def _verified(chunks: Iterator[bytes], tracker: DownloadTracker, result: list[DownloadResult]) -> Iterator[bytes]:

@@ -104,6 +104,7 @@ class ExportSettings(_Strict):
     chunk_minutes: int = Field(60, ge=1, le=1440, description="one export per camera and chunk")
     wait_timeout_s: float = Field(3600, gt=0)
     poll_interval_s: float = Field(2.0, gt=0, le=60)
+    max_clock_skew_s: float = Field(300, gt=0, description="server/worker clock difference tolerated silently")
 
 
 class StoreConfig(_Strict):

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, Generic, Literal, TypeVar
 
 import httpx
@@ -124,6 +125,9 @@ class BaseClient:
         self._session_id: str | None = None
         self._offset: timedelta | None = None  # the server's UTC offset, from config.web
         self.login_info: LoginResult | None = None
+        # The server's clock minus ours, from the login answer's `Date` (1 s resolution):
+        # a skewed recorder labels video with its own time, so the pipeline checks it.
+        self.clock_skew: timedelta | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.settings.base_url!r}, user={self.settings.username!r})"
@@ -218,6 +222,7 @@ class BaseClient:
             )
         self._session_id = str(session)
         self.login_info = result
+        self.clock_skew = _clock_skew(response)
         log.debug("logged in to %s as %r", self.settings.base_url, self.settings.username)
         return result
 
@@ -464,3 +469,11 @@ __all__ = [
     "raise_for_stream",
     "translate_transport",
 ]
+
+
+def _clock_skew(response: httpx.Response) -> timedelta | None:
+    try:
+        server = parsedate_to_datetime(response.headers["date"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return server - datetime.now(UTC) if server.tzinfo else None

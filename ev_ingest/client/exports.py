@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import time
@@ -143,10 +144,15 @@ def _lost(export_id: str, exc: NotFoundError) -> ExportFailedError:
 
 @contextlib.contextmanager
 def _partial_file(path: Path) -> Iterator[IO[bytes]]:
-    """Write to `<path>.partial`; rename over `path` only on success, delete on failure."""
+    """Write to `<path>.partial`; rename over `path` only on success, delete on failure.
+
+    The partial file is flock()ed while it is written: a process killed mid-download loses
+    its lock with its life, which is how `_sweep_stale_partials` tells its leftovers apart
+    from a download still running in another process."""
     partial = path.with_name(path.name + ".partial")
     try:
         with partial.open("wb") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
@@ -154,6 +160,18 @@ def _partial_file(path: Path) -> Iterator[IO[bytes]]:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+def _sweep_stale_partials(folder: Path) -> None:
+    """Delete `.partial` files in `folder` that no living process is writing (see `_partial_file`)."""
+    for stale in folder.glob(".export-*.partial"):
+        try:
+            with stale.open("rb") as fh:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                stale.unlink()
+            log.info("removed %s, left by an interrupted download", stale)
+        except (BlockingIOError, FileNotFoundError):
+            continue  # still being written, or gone already
 
 
 def _rewinder(fh: IO[bytes]) -> Callable[[], None]:
@@ -236,6 +254,7 @@ class Exports(_ExportCalls):
             return tracker.finish()
         path = Path(destination)
         if path.is_dir():
+            _sweep_stale_partials(path)
             scratch = path / f".export-{export_id}"
             result = self.download(export_id, scratch)
             os.replace(scratch, path / result.filename)
@@ -335,6 +354,7 @@ class AsyncExports(_ExportCalls):
             return tracker.finish()
         path = Path(destination)
         if path.is_dir():
+            _sweep_stale_partials(path)
             scratch = path / f".export-{export_id}"
             result = await self.download(export_id, scratch)
             os.replace(scratch, path / result.filename)

@@ -20,6 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import quote
 
@@ -107,9 +108,11 @@ class SimulatorState:
             timezone_hours=config.timezone_hours,
             retention_days=config.retention_days,
             now=config.frozen_now,
+            clock_offset_s=config.clock_offset_s,
         )
         self.users = config.user_table()
         self.sessions: dict[str, Session] = {}
+        self.issued: list[str] = []  # every session id ever handed out: tests look for leaks
         self.searches: dict[str, Search] = {}
         self.exports: dict[str, Export] = {}
         self.bookmarks: dict[str, dict[str, Any]] = {}
@@ -124,6 +127,7 @@ class SimulatorState:
             return None
         session = Session(str(uuid.uuid4()), user, time.monotonic())
         self.sessions[session.id] = session
+        self.issued.append(session.id)
         return session
 
     def expire(self, session_id: str) -> bool:
@@ -452,7 +456,7 @@ def build_app(config: SimulatorConfig) -> Starlette:
             if action == "download":
                 if progress < 100:
                     raise ApiError(409, f"export {export_id} is not complete ({progress}%)")
-                return download_response(found, request)
+                return download_response(found, request, state.config.download_rate)
             if action:
                 raise ApiError(400, f"unknown action {action!r}")
             return _json({"success": True, "progress": progress})
@@ -602,8 +606,32 @@ def build_app(config: SimulatorConfig) -> Starlette:
     app = Starlette(routes=routes)
     app.state.sim = state
     injector = FaultInjector(app, FaultSpec.parse(config.faults), config.seed, state.expire)
-    injector.state = state  # type: ignore[attr-defined]
-    return injector  # type: ignore[return-value]
+    clock = ServerClock(injector, state.site)
+    clock.state = state  # type: ignore[attr-defined]
+    return clock  # type: ignore[return-value]
+
+
+class ServerClock:
+    """Stamps every answer with the server's own clock (`Date`, which `clock_offset_s` can
+    skew), as a web server in front of the real service does: the client measures skew by it."""
+
+    def __init__(self, app: Any, site: scene.Site) -> None:
+        self.app = app
+        self.site = site
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def stamped(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                date = formatdate(self.site.current_time().timestamp(), usegmt=True).encode()
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                message = {**message, "headers": [*headers, (b"date", date)]}
+            await send(message)
+
+        await self.app(scope, receive, stamped)
 
 
 def server_object(state: SimulatorState) -> dict[str, Any]:
@@ -655,7 +683,8 @@ def content_disposition(name: str) -> str:
     return f"attachment; filename*=UTF-8''{quote(name, safe='')}"
 
 
-def download_response(found: Export, request: Request) -> Response:
+def download_response(found: Export, request: Request, rate: float = 0.0) -> Response:
+    """The export's bytes (from a `Range` offset), paced to `rate` bytes/s when set (a slow link)."""
     size = found.layout.size()
     headers = {
         "Content-Disposition": content_disposition(found.name),
@@ -675,6 +704,7 @@ def download_response(found: Export, request: Request) -> Response:
     def body() -> Any:
         remaining = skip
         pending = bytearray()
+        began, sent = time.monotonic(), 0
         for chunk in found.layout.chunks():
             if remaining >= len(chunk):
                 remaining -= len(chunk)
@@ -684,7 +714,10 @@ def download_response(found: Export, request: Request) -> Response:
             # Coalesce small fragments: fewer, larger writes are what makes loopback fast.
             if len(pending) >= 1 << 20:
                 yield bytes(pending)
+                sent += len(pending)
                 pending.clear()
+                if rate:  # a sync generator runs in a worker thread: sleeping blocks no one else
+                    time.sleep(max(0.0, sent / rate - (time.monotonic() - began)))
         if pending:
             yield bytes(pending)
 

@@ -30,6 +30,8 @@ class SimulatorConfig(BaseModel):
     export_idle_s: float = Field(900.0, gt=0, description="Idle time after which an export is freed.")
     export_rate: float = Field(3600.0, gt=0, description="Seconds of video an export prepares per second.")
     max_range_days: float = Field(31.0, gt=0, description="Longest time range a request may ask for.")
+    download_rate: float = Field(0.0, ge=0, description="Export downloads' bytes per second (0: unlimited).")
+    clock_offset_s: float = Field(0.0, description="The server clock's offset from the real one (clock skew).")
     faults: str | None = Field(None, description="Fault spec, e.g. '5xx=0.05,reset=0.02,slow=0.1:2s'.")
     users_file: Path | None = Field(None, description="'user:password' lines; default: admin / EV_PASSWORD.")
     frozen_now: datetime | None = Field(None, description="A fixed clock for reproducible tests.")

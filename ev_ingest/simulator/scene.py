@@ -169,6 +169,7 @@ class Site:
     timezone_hours: int = 0
     retention_days: float = 7.0
     now: datetime | None = None  # frozen clock for tests; None means the wall clock
+    clock_offset_s: float = 0.0  # a server clock that is off (clock skew), added to either
     server_name: str = "ev-ingest simulator"
     serial: str = "18-62-66-32-4E-AF"
     version: str = "24.09.1.0"
@@ -195,7 +196,7 @@ class Site:
 
     # --- clock and coverage -------------------------------------------------------
     def current_time(self) -> datetime:
-        return self.now or datetime.now(UTC)
+        return (self.now or datetime.now(UTC)) + timedelta(seconds=self.clock_offset_s)
 
     def coverage(self) -> tuple[int, int]:
         """[first, last) GOP slots that exist on disk."""

@@ -57,6 +57,7 @@ class SimulatorServer:
                 log_level="warning",
                 lifespan="off",
                 access_log=False,
+                date_header=False,  # the app stamps its own (possibly skewed) clock
                 timeout_keep_alive=30,
             )
         )

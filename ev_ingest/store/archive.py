@@ -73,6 +73,7 @@ class StoreSettings(BaseModel):
     secret_key: SecretStr | None = None
     part_size: int = Field(DEFAULT_PART_SIZE, ge=MIN_PART_SIZE, le=5 * 1024 * MiB)
     max_workers: int = Field(4, ge=1, le=32, description="Parts uploaded at once")
+    max_attempts: int = Field(10, ge=1, le=20, description="Tries of each S3 request (backoff up to 20 s)")
     verify_tls: bool = True
     path_style: bool = Field(True, description="Path-style addressing (needed by most S3-compatible stores)")
 
@@ -184,7 +185,8 @@ class ArchiveStore:
             verify=settings.verify_tls,
             config=Config(
                 s3={"addressing_style": "path" if settings.path_style else "auto"},
-                retries={"mode": "standard", "max_attempts": 5},
+                # Enough to ride out a store restart (~10-60 s of jittered, capped backoff).
+                retries={"mode": "standard", "max_attempts": settings.max_attempts},
                 connect_timeout=10,
                 read_timeout=120,
                 max_pool_connections=settings.max_workers + 4,
@@ -329,10 +331,13 @@ class ArchiveStore:
         reader = _Reader(source)
         first = reader.read(self.settings.part_size)
         following = reader.read(self.settings.part_size) if len(first) == self.settings.part_size else b""
-        if not following:
-            stored = self._put_single(key, first, content_type, lock)
-        else:
-            stored = self._put_multipart(key, first, following, reader, content_type, lock)
+        try:
+            if not following:
+                stored = self._put_single(key, first, content_type, lock)
+            else:
+                stored = self._put_multipart(key, first, following, reader, content_type, lock)
+        except (ClientError, BotoCoreError) as exc:  # retries exhausted: one error type for callers
+            raise StoreError(f"{key}: the store did not take the upload: {exc}") from exc
         if expected_sha256 and stored.sha256 != expected_sha256:
             # Too late to undo a locked version: say so loudly; the manifest will not list it.
             raise IntegrityError(f"{key}: stored sha256 {stored.sha256} but the caller expected {expected_sha256}")
@@ -354,6 +359,7 @@ class ArchiveStore:
     def _put_multipart(
         self, key: str, first: bytes, second: bytes, reader: _Reader, content_type: str, lock: dict[str, Any]
     ) -> StoredObject:
+        self.abort_stale_uploads(key)
         upload = self.s3.create_multipart_upload(
             Bucket=self.bucket, Key=key, ContentType=content_type, ChecksumAlgorithm="SHA256", **lock
         )
@@ -399,6 +405,16 @@ class ArchiveStore:
         sha = whole.hexdigest()
         self.set_tags(key, version, {SHA256_TAG: sha})
         return StoredObject(key, version, size, sha)
+
+    def abort_stale_uploads(self, key: str) -> int:
+        """Abort unfinished multipart uploads of `key`: a worker killed mid-upload (SIGKILL, a
+        lost node) could not abort its own. Keys are deterministic per interval and one task
+        owns one key, so an unfinished upload of the key we are about to write is stale."""
+        answer = self.s3.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+        stale = [u["UploadId"] for u in answer.get("Uploads", []) if u["Key"] == key]
+        for upload_id in stale:
+            self._abort(key, upload_id)
+        return len(stale)
 
     def _abort(self, key: str, upload_id: str) -> None:
         try:
