@@ -210,9 +210,12 @@ def cmd_simulator(args: argparse.Namespace) -> int:
         faults=args.faults,
         users_file=args.users,
         timezone_hours=args.timezone,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
+    scheme = "https" if args.tls_cert else "http"
     print(
-        f"exacqVision simulator on http://{args.host}:{args.port} ({args.cameras} cameras, {args.resolution})",
+        f"exacqVision simulator on {scheme}://{args.host}:{args.port} ({args.cameras} cameras, {args.resolution})",
         file=sys.stderr,
     )
     serve_forever(config)
@@ -306,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timezone", type=int, default=0, help="server UTC offset in hours")
     p.add_argument("--faults", help="e.g. 5xx=0.05,reset=0.02,slow=0.1:2s,expire=0.01,truncate=0.01")
     p.add_argument("--users", type=Path, help="file of user:password lines")
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve https (with --tls-key)")
+    p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
 
     s3 = sub.add_parser("s3", help="the embedded S3 store").add_subparsers(dest="s3_command", required=True)
     p = s3.add_parser("serve", help="run SeaweedFS on 127.0.0.1 with credentials from the environment")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import ssl
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -57,9 +58,12 @@ class ClientSettings(BaseModel):
     max_concurrency: int = Field(DEFAULT_MAX_CONCURRENCY, ge=1, le=64)
     max_retries: int = Field(MAX_RETRIES, ge=0, le=10)
 
-    def verify(self) -> bool | str:
+    def verify(self) -> bool | ssl.SSLContext:
+        """What httpx verifies with: the system's CAs, a private CA's context, or (explicitly) nothing."""
         if self.ca_file is not None:
-            return str(self.ca_file)
+            if not self.ca_file.is_file():
+                raise ConfigurationError(f"ca_file {self.ca_file} does not exist")
+            return ssl.create_default_context(cafile=str(self.ca_file))  # httpx deprecated a bare path
         return self.tls_verify
 
     @classmethod

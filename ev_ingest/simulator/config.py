@@ -31,6 +31,8 @@ class SimulatorConfig(BaseModel):
     export_rate: float = Field(3600.0, gt=0, description="Seconds of video an export prepares per second.")
     max_range_days: float = Field(31.0, gt=0, description="Longest time range a request may ask for.")
     download_rate: float = Field(0.0, ge=0, description="Export downloads' bytes per second (0: unlimited).")
+    tls_cert: Path | None = Field(None, description="PEM certificate: serve https (with tls_key).")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert.")
     clock_offset_s: float = Field(0.0, description="The server clock's offset from the real one (clock skew).")
     faults: str | None = Field(None, description="Fault spec, e.g. '5xx=0.05,reset=0.02,slow=0.1:2s'.")
     users_file: Path | None = Field(None, description="'user:password' lines; default: admin / EV_PASSWORD.")

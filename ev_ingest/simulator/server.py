@@ -58,6 +58,8 @@ class SimulatorServer:
                 lifespan="off",
                 access_log=False,
                 date_header=False,  # the app stamps its own (possibly skewed) clock
+                ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
+                ssl_keyfile=str(config.tls_key) if config.tls_key else None,
                 timeout_keep_alive=30,
             )
         )
@@ -65,7 +67,8 @@ class SimulatorServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.config.host}:{self.config.port}"
+        scheme = "https" if self.config.tls_cert else "http"
+        return f"{scheme}://{self.config.host}:{self.config.port}"
 
     @property
     def state(self) -> SimulatorState:
@@ -94,4 +97,13 @@ class SimulatorServer:
 
 
 def serve_forever(config: SimulatorConfig) -> None:
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info", lifespan="off")
+    uvicorn.run(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        log_level="info",
+        lifespan="off",
+        date_header=False,
+        ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
+        ssl_keyfile=str(config.tls_key) if config.tls_key else None,
+    )
