@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+import shutil
+import tempfile
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -35,6 +37,7 @@ class Archive:
     filesystem: pafs.FileSystem
     base: str  # bucket name (S3) or folder path (local), no trailing slash
     store: ArchiveStore | None = None  # for byte-level reads (exports, manifests) on S3
+    _scratch: tuple[str, IO[bytes]] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_store(cls, store: ArchiveStore) -> Archive:
@@ -160,9 +163,21 @@ class Archive:
         offset = (
             middle - (export["recorded_start"] if pd.notna(export.get("recorded_start")) else export["start"])
         ).total_seconds()
-        # Random access (ranged reads on S3): only the fragments around the moment are fetched.
-        with self.filesystem.open_input_file(f"{self.base}/{export['key']}") as video:
-            return _jpeg_at(video, offset, width)
+        return _jpeg_at(self._local_copy(export["key"]), offset, width)
+
+    def _local_copy(self, key: str) -> str:
+        """A scratch copy of an export, streamed (never whole in memory) and kept for the next
+        call: events come sorted by time, so consecutive ones mostly share an export. A
+        sequential copy, because FFmpeg's seeks over a ranged S3 reader proved unreliable."""
+        if self._scratch is None or self._scratch[0] != key:
+            if self._scratch is not None:
+                self._scratch[1].close()
+            local = tempfile.NamedTemporaryFile(suffix=Path(key).suffix)  # kept open for the next call
+            with self.filesystem.open_input_stream(f"{self.base}/{key}") as stream:
+                shutil.copyfileobj(stream, local, 1 << 20)
+            local.flush()
+            self._scratch = (key, local)
+        return self._scratch[1].name
 
 
 def _day_start(moment: datetime | None) -> datetime | None:
@@ -172,8 +187,8 @@ def _day_start(moment: datetime | None) -> datetime | None:
     return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def _jpeg_at(video: bytes | BinaryIO, seconds: float, width: int) -> bytes:
-    """The frame at `seconds` of an export (MP4; bytes or a seekable file), scaled to `width`, as JPEG."""
+def _jpeg_at(video: bytes | str, seconds: float, width: int) -> bytes:
+    """The frame at `seconds` of an export (MP4; bytes or a path), scaled to `width`, as JPEG."""
     import av
     import cv2
 

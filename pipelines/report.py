@@ -87,14 +87,18 @@ def _event_frames(archive: Archive, events: pd.DataFrame, site: str) -> list[tup
     per_camera = -(-EVENT_FRAMES // max(1, events["camera_id"].nunique()))
     strongest = events.sort_values("peak", ascending=False).groupby("camera_id").head(per_camera)
     frames = []
-    for _, event in strongest.nlargest(EVENT_FRAMES, "peak").sort_values("start").iterrows():
+    chosen = strongest.nlargest(EVENT_FRAMES, "peak")
+    # Fetched camera by camera (consecutive events share the scratch copy of their export),
+    # shown in time order.
+    for _, event in chosen.sort_values(["camera_id", "start"]).iterrows():
         caption = f"camera {event['camera_id']} · {event['start']:%H:%M:%S} · {event['duration_s']:.0f} s"
         try:
-            frames.append((caption, _jpeg(archive.event_frame({**event.to_dict(), "site": site}, width=320))))
+            uri = _jpeg(archive.event_frame({**event.to_dict(), "site": site}, width=320))
         except (LookupError, ValueError, OSError) as exc:  # a missing export must not sink the report
             log.warning("no frame for %s: %s", caption, exc)
-            frames.append((f"{caption} (no frame: {exc})", ""))
-    return frames
+            caption, uri = f"{caption} (no frame: {exc})", ""
+        frames.append((event["start"], caption, uri))
+    return [(caption, uri) for _, caption, uri in sorted(frames, key=lambda f: f[0])]
 
 
 def render(archive: Archive, site: str, start: datetime, end: datetime) -> str:

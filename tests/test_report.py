@@ -45,6 +45,7 @@ def test_report_is_linked_stored_and_self_contained(published):
     assert store.get_retention(link, entry.version_id) is not None  # locked like the run it describes
     text = document.decode()
     assert result.manifest.key in text and "exports archived" in text
+    assert text.count('<img alt="camera ') >= 3 and "no frame" not in text  # event frames decoded
     assert not re.search(r"""(src|href)=["']?(https?:|//|/[^/])""", text)  # nothing fetched from elsewhere
     # A second render over the same archive is byte-identical: reruns add no version.
     assert report.render(Archive.from_store(store), "HQ", START, END).encode() == document
