@@ -237,3 +237,13 @@ def test_no_secret_in_logs(make_client, sim, caplog, monkeypatch):
     assert "HTTP Request" in text  # httpx did log the requests...
     assert session not in text and PASSWORD not in text  # ...without the secrets
     assert PASSWORD not in repr(client) and session not in repr(client)
+
+
+def test_download_without_hash_when_the_caller_hashes_elsewhere(ev, tmp_path):
+    export_id = ev.exports.create(CAM, START, START + timedelta(minutes=2))
+    ev.exports.wait(export_id, poll_interval=0.05)
+    hashed = ev.exports.download(export_id, tmp_path / "a.mp4")
+    plain = ev.exports.download(export_id, tmp_path / "b.mp4", sha256=False)
+    ev.exports.finish(export_id)
+    assert plain.sha256 is None and plain.size == hashed.size > 0
+    assert (tmp_path / "b.mp4").read_bytes() == (tmp_path / "a.mp4").read_bytes()

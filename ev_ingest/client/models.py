@@ -210,10 +210,10 @@ class NativeFrame:
 
 @dataclass(frozen=True)
 class DownloadResult:
-    """What a finished download wrote: verified size and SHA-256."""
+    """What a finished download wrote: verified size and SHA-256 (None when not asked for)."""
 
     filename: str
     size: int
-    sha256: str
+    sha256: str | None
     content_type: str | None
     resumed: int  # how many times a dropped connection was resumed or restarted
