@@ -103,6 +103,7 @@ def serve_forever(config: SimulatorConfig) -> None:
         port=config.port,
         log_level="info",
         lifespan="off",
+        access_log=False,  # request lines carry session ids (`?s=`): no secrets in logs
         date_header=False,
         ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
         ssl_keyfile=str(config.tls_key) if config.tls_key else None,
