@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-fast lint demo demo-big lock bench clean browser
+.PHONY: setup test test-fast lint demo demo-big lock bench clean browser bench-tools
 
 setup: $(STAMP) browser
 
@@ -44,7 +44,15 @@ demo-big: setup
 	$(BIN)/python -m pipelines.demo --cameras 16
 
 # Benchmarks are run on purpose, never by `make test`; each prints same-run ratios.
-bench: setup
+# The motion benchmark's reference is `ffmpeg -threads 2 -f null` (Debian's ffmpeg; without
+# it, PyAV's two-thread decode stands in) and the download benchmark compares with curl.
+bench-tools:
+	@command -v ffmpeg >/dev/null 2>&1 && command -v curl >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg curl; \
+	  else echo "note: the benchmarks want ffmpeg and curl: sudo apt-get install ffmpeg curl"; fi; }
+
+bench: setup bench-tools
 	$(BIN)/python benchmarks/motion_throughput.py
 	$(BIN)/python benchmarks/client_download.py
 	$(BIN)/python benchmarks/store_upload.py

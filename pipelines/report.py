@@ -201,18 +201,7 @@ def publish(
         skip_existing=existing is not None and existing.sha256 == hashlib.sha256(document).hexdigest(),
     )
     log.info("report %s: %d KB", key, len(document) // 1024)
-    return ManifestEntry(
-        key=key,
-        kind="report",
-        version_id=stored.version_id,
-        size=stored.size,
-        sha256=stored.sha256 or "",
-        camera_id=SITE_WIDE,
-        start=start,
-        end=end,
-        retention_mode=retention.mode if retention else None,
-        retain_until=retention.until if retention else None,
-    )
+    return ManifestEntry.of(stored, "report", camera_id=SITE_WIDE, start=start, end=end, retention=retention)
 
 
 def report_link(manifest: Any) -> str | None:

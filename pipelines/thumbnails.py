@@ -15,6 +15,7 @@ import numpy as np
 from ev_ingest.client import ExacqClient
 from ev_ingest.store import ArchiveStore, ManifestEntry, StoredObject
 from ev_ingest.store import keys as store_keys
+from ev_ingest.store.records import EntryKind
 from pipelines.archive import retention_for
 from pipelines.config import PipelineConfig
 
@@ -70,19 +71,9 @@ def thumbnails_to_store(
     found = client.search.thumbnails(camera_id, start, end, settings.interval_s)
     retention = retention_for(config, site, camera_id, end)
 
-    def entry(stored: StoredObject, kind: str, first: datetime, last: datetime) -> ManifestEntry:
-        return ManifestEntry(
-            key=stored.key,
-            kind=kind,
-            version_id=stored.version_id,
-            size=stored.size,
-            sha256=stored.sha256 or "",
-            camera_id=camera_id,
-            camera_name=camera_name,
-            start=first,
-            end=last,
-            retention_mode=retention.mode if retention else None,
-            retain_until=retention.until if retention else None,
+    def entry(stored: StoredObject, kind: EntryKind, first: datetime, last: datetime) -> ManifestEntry:
+        return ManifestEntry.of(
+            stored, kind, camera_id=camera_id, camera_name=camera_name, start=first, end=last, retention=retention
         )
 
     entries: list[ManifestEntry] = []

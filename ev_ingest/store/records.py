@@ -48,6 +48,33 @@ class ManifestEntry(BaseModel):
     derived_from: str | None = None  # for summaries and thumbnails: the export key they describe
     events: int | None = None  # motion events in a motion_events object
 
+    @classmethod
+    def of(
+        cls,
+        stored: StoredObject,
+        kind: EntryKind,
+        *,
+        camera_id: int,
+        start: datetime,
+        end: datetime,
+        retention: Retention | None,
+        **extra: Any,
+    ) -> ManifestEntry:
+        """The entry of an object just stored (or found stored) under `retention`."""
+        return cls(
+            key=stored.key,
+            kind=kind,
+            version_id=stored.version_id,
+            size=stored.size,
+            sha256=stored.sha256 or "",
+            camera_id=camera_id,
+            start=start,
+            end=end,
+            retention_mode=retention.mode if retention else None,
+            retain_until=retention.until if retention else None,
+            **extra,
+        )
+
 
 class ManifestFailure(BaseModel):
     model_config = ConfigDict(extra="forbid")
