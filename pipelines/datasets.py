@@ -13,10 +13,11 @@ only; without cameras the site's partitions are listed and pruned by date.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
-import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,7 +38,7 @@ class Archive:
     filesystem: pafs.FileSystem
     base: str  # bucket name (S3) or folder path (local), no trailing slash
     store: ArchiveStore | None = None  # for byte-level reads (exports, manifests) on S3
-    _scratch: tuple[str, IO[bytes]] | None = field(default=None, init=False, repr=False)
+    _scratch: tuple[tuple[str, str | None], IO[bytes]] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_store(cls, store: ArchiveStore) -> Archive:
@@ -163,21 +164,42 @@ class Archive:
         offset = (
             middle - (export["recorded_start"] if pd.notna(export.get("recorded_start")) else export["start"])
         ).total_seconds()
-        return _jpeg_at(self._local_copy(export["key"]), offset, width)
+        return _jpeg_at(self._local_copy(export), offset, width)
 
-    def _local_copy(self, key: str) -> str:
+    def _local_copy(self, export: pd.Series) -> str:
         """A scratch copy of an export, streamed (never whole in memory) and kept for the next
         call: events come sorted by time, so consecutive ones mostly share an export. A
-        sequential copy, because FFmpeg's seeks over a ranged S3 reader proved unreliable."""
-        if self._scratch is None or self._scratch[0] != key:
+        sequential copy, because FFmpeg's seeks over a ranged S3 reader proved unreliable.
+
+        On S3 the copy is of the version the manifest recorded, checked against its SHA-256:
+        a frame shown as evidence is of the evidence, even if the key was overwritten since."""
+        key = str(export["key"])
+        version = export.get("version_id") if self.store is not None else None
+        version = str(version) if isinstance(version, str) and version else None
+        if self._scratch is None or self._scratch[0] != (key, version):
             if self._scratch is not None:
                 self._scratch[1].close()
+                self._scratch = None
             local = tempfile.NamedTemporaryFile(suffix=Path(key).suffix)  # kept open for the next call
-            with self.filesystem.open_input_stream(f"{self.base}/{key}") as stream:
-                shutil.copyfileobj(stream, local, 1 << 20)
+            digest = hashlib.sha256()
+            for chunk in self._stream(key, version):
+                digest.update(chunk)
+                local.write(chunk)
             local.flush()
-            self._scratch = (key, local)
+            expected = export.get("sha256")
+            if isinstance(expected, str) and expected and digest.hexdigest() != expected:
+                local.close()
+                raise ValueError(f"{key} does not match the SHA-256 its manifest recorded")
+            self._scratch = ((key, version), local)
         return self._scratch[1].name
+
+    def _stream(self, key: str, version: str | None) -> Iterator[bytes]:
+        if self.store is not None and version is not None:
+            yield from self.store.iter_bytes(key, version)
+            return
+        with self.filesystem.open_input_stream(f"{self.base}/{key}") as stream:
+            while chunk := stream.read(1 << 20):
+                yield chunk
 
 
 def _day_start(moment: datetime | None) -> datetime | None:

@@ -19,6 +19,7 @@ from ev_ingest.client import ExacqClient
 from ev_ingest.store import AuditLog
 from pipelines import archive, retention
 from pipelines.config import ConfigError, PipelineConfig, load_config
+from pipelines.datasets import Archive
 from pipelines.nightly import run_nightly
 from tests.conftest import END, PASSWORD, START
 
@@ -91,6 +92,16 @@ def test_audit_is_clean_then_flags_tampering(archived):
     assert [f.problem for f in report.findings] == ["superseded"] and report.findings[0].key == victim.key
     assert store.get_json(report.audit_key)["findings"][0]["problem"] == "superseded"
     assert store.get_retention(report.audit_key) is not None  # the audit trail is locked too
+    # Readers show the version the manifest recorded, not what replaced it ...
+    archive = Archive.from_store(store)
+    events = archive.motion_events("HQ", cameras=[victim.camera_id], start=START)
+    inside = events[(events["start"] >= victim.start) & (events["end"] <= victim.end)]
+    assert not inside.empty
+    event = {**inside.iloc[0].to_dict(), "site": "HQ"}
+    assert archive.event_frame(event)[:2] == b"\xff\xd8"
+    # ... and a reader that can only see the latest bytes refuses them instead of decoding them.
+    with pytest.raises(ValueError, match="does not match the SHA-256"):
+        Archive(archive.filesystem, archive.base).event_frame(event)
 
 
 def test_legal_holds_follow_cases(archived, sim):
