@@ -166,7 +166,8 @@ def cmd_motion(args: argparse.Namespace) -> int:
     config = MotionConfig(region=args.region) if args.region else MotionConfig()
     reports = []
     for path in args.files:
-        with tqdm(total=1.0, desc=path.name, unit="job", disable=args.json or None, leave=False) as bar:
+        bar_format = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}"
+        with tqdm(total=1.0, desc=path.name, bar_format=bar_format, disable=args.json or None, leave=False) as bar:
 
             def progress(done: float, total: float, bar: Any = bar) -> None:
                 bar.total = total

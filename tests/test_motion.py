@@ -13,6 +13,7 @@ import zipfile
 from datetime import UTC, datetime, timedelta
 
 import av
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -123,16 +124,43 @@ def test_mog2_detector_finds_the_same_events(recordings):
     assert hit >= len([t for t in truth if t[2] != "blip"]) - 1
 
 
-def test_parallel_chunks_give_the_same_events(tmp_path, recordings):
-    data, start, truth = recordings[0]
-    path = tmp_path / "ten_minutes.mp4"
-    path.write_bytes(data)
-    one = analyze(path, mode="full", start=start, workers=1)
-    two = analyze(str(path), mode="full", start=start, workers=2)
-    assert [(round(e.start_s, 2), round(e.end_s, 2)) for e in one.events] == [
-        (round(e.start_s, 2), round(e.end_s, 2)) for e in two.events
-    ]
-    assert len(two.track) == len(one.track) == 600 * 25
+@pytest.mark.parametrize("mode", ["full", "gated", "keyframe"])
+def test_two_workers_give_exactly_what_one_gives(recordings, mode):
+    """GOPs decoded on two threads, scored in order by one detector: not an approximation."""
+    data, start, _ = recordings[0]
+    one = analyze(data, mode=mode, start=start, workers=1)
+    heard: list[tuple[float, float]] = []
+    two = analyze(data, mode=mode, start=start, workers=2, progress=lambda done, total: heard.append((done, total)))
+    assert len(two.track) == len(one.track) > 0
+    # Progress comes by seconds of video, in order, up to the end.
+    assert len(heard) > 100 and [d for d, _ in heard] == sorted(d for d, _ in heard) and heard[-1][0] > 590
+    assert (two.track.t == one.track.t).all() and (two.track.score == one.track.score).all()
+    assert [(e.start_s, e.end_s, e.peak) for e in two.events] == [(e.start_s, e.end_s, e.peak) for e in one.events]
+    assert (two.gops, two.gops_decoded) == (one.gops, one.gops_decoded)
+    if mode == "full":
+        assert len(two.track) == 600 * 25
+
+
+def test_streams_with_b_frames_are_decoded_in_sequence(tmp_path):
+    """B-frames may mean open GOPs (frames that need the previous GOP): no GOP threads then."""
+    path = tmp_path / "bframes.mp4"
+    with av.open(str(path), "w") as output:
+        stream = output.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.options = {"x264-params": "bframes=2:keyint=25:scenecut=0", "preset": "ultrafast"}
+        for i in range(150):
+            image = np.full((240, 320, 3), 90, np.uint8)
+            if 50 <= i < 100:  # a square crosses the picture from 2 s to 4 s
+                x = (i - 50) * 5
+                image[100:140, x : x + 40] = 230
+            output.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        output.mux(stream.encode(None))
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].codec_context.has_b_frames
+    one = analyze(path, mode="full", workers=1)
+    two = analyze(path, mode="full", workers=2)
+    assert len(two.track) == len(one.track) == 150 and (two.track.score == one.track.score).all()
+    assert [(round(e.start_s, 1), round(e.end_s, 1)) for e in two.events] == [(2.0, 4.0)]
 
 
 def test_tables_follow_the_contract(recordings):
@@ -204,15 +232,17 @@ def test_empty_and_garbage_input_give_clear_errors(tmp_path):
         analyze(b"this is not a video at all" * 100, workers=1)
 
 
-def test_truncated_recording_is_summarised_up_to_the_cut(recordings):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_truncated_recording_is_summarised_up_to_the_cut(recordings, workers):
     data, start, truth = recordings[0]
-    summary = analyze(data[: len(data) // 2], mode="full", start=start, workers=1)
+    summary = analyze(data[: len(data) // 2], mode="full", start=start, workers=workers)
     assert 250 < summary.duration_s < 350  # fragmented MP4: everything before the cut decodes
     hit, _ = matches(summary.events, [t for t in truth if t[1] < 250])
     assert hit == len([t for t in truth if t[1] < 250])
 
 
-def test_corrupt_packets_are_skipped_and_reported(recordings):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_corrupt_packets_are_skipped_and_reported(recordings, workers):
     data, start, truth = recordings[0]
     damaged = bytearray(data)
     # Scribble over video payload (inside mdat boxes, not their headers): bit rot in the stream.
@@ -220,18 +250,19 @@ def test_corrupt_packets_are_skipped_and_reported(recordings):
     for box in mdats:
         size = int.from_bytes(data[box : box + 4], "big")
         damaged[box + 16 : box + size - 8] = (bytes(range(256)) * (size // 256 + 1))[: size - 24]
-    summary = analyze(bytes(damaged), mode="full", start=start, workers=1)
+    summary = analyze(bytes(damaged), mode="full", start=start, workers=workers)
     assert summary.duration_s > 590  # it went on to the end
     assert summary.stats.corrupt_packets > 0 and summary.stats.damaged
     assert summary.warnings and "damaged packets" in summary.warnings[0]
 
 
-def test_broken_container_keeps_what_was_read(recordings):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_broken_container_keeps_what_was_read(recordings, workers):
     data, start, truth = recordings[0]
     damaged = bytearray(data)
     box = [i - 4 for i in range(len(data) // 2, len(data)) if data[i : i + 4] == b"moof"][0]
     damaged[box : box + 8] = b"\xff" * 8  # an impossible box size: the demuxer cannot go on
-    summary = analyze(bytes(damaged), mode="full", start=start, workers=1, expected_s=600)
+    summary = analyze(bytes(damaged), mode="full", start=start, workers=workers, expected_s=600)
     assert summary.stats.unreadable_from is not None and 250 < summary.stats.unreadable_from < 350
     assert summary.stats.damaged[-1][1] == pytest.approx(600)
     assert any("container is damaged" in w for w in summary.warnings)

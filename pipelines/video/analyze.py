@@ -10,10 +10,11 @@ Modes, and what each costs and finds:
 - `keyframe`: keyframes only, a first pass; finds events longer than two GOPs, with
   start and end rounded to keyframes.
 
-Work runs in parallel across files (and ps_zip members) and across GOP-aligned chunks
-of one long file, one single-threaded decoder per process (faster than frame threading
-on 2 cores, NOTES.md). A chunk decodes a few seconds before its start to warm its
-background model, and keeps only its own frames.
+Work runs in parallel, on both cores: one recording has its GOPs decoded by threads of
+this process (`gops.GopDecoder`: FFmpeg decodes without the GIL) while one detector
+takes the frames in time order, so the result is the same for any number of workers;
+several files (or ps_zip members) run in separate processes, one single-threaded
+decoder each.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from pipelines.video import decode
+from pipelines.video import decode, gops
 from pipelines.video.decode import DecodeStats, Segment, Source, VideoError
 from pipelines.video.detect import MotionConfig, keyframe_change, make_detector
 from pipelines.video.summary import EPOCH, Event, Track, events_table, find_events, timeline_table
@@ -41,9 +42,7 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["full", "gated", "keyframe"]
 MODES: tuple[Mode, ...] = ("full", "gated", "keyframe")
-MIN_CHUNK_SECONDS = 20.0  # shorter files are not worth a second process
-WARMUP_SECONDS = 1.0  # one keyframe back: enough to seed the background model
-Progress = Callable[[float, float], None]  # (seconds done, seconds in all)
+Progress = Callable[[float, float], None]  # (done, in all): seconds of one recording, or recordings
 
 
 @dataclass(frozen=True)
@@ -52,11 +51,10 @@ class Job:
     container_format: str | None
     mode: Mode
     config: MotionConfig
-    start_s: float  # chunk bounds within the segment
-    end_s: float | None
     offset_s: float  # the segment's start within the whole recording
     backend: str = "auto"
-    threads: int = 0
+    threads: int = 0  # FFmpeg's threads for a sequential decode (0: its choice)
+    gop_threads: int = 1  # over 1: GOPs decoded on this many threads
 
 
 @dataclass
@@ -133,8 +131,9 @@ class MotionSummary:
         }
 
 
-def run_job(job: Job) -> JobResult:
-    """Decode and score one chunk. Runs in a worker process (or in-process)."""
+def run_job(job: Job, progress: Progress | None = None) -> JobResult:
+    """Decode and score one recording. Runs in a worker process (or in-process, where
+    `progress` hears of each second of video done, when the duration is known)."""
     began = time.perf_counter()
     config = job.config
     reader = decode.open_video(
@@ -142,21 +141,29 @@ def run_job(job: Job) -> JobResult:
     )  # type: ignore[arg-type]
     try:
         step = config.step_for(reader.info.width)
-        warm_from = max(0.0, job.start_s - WARMUP_SECONDS) if job.start_s > 0 else 0.0
-        if job.mode == "gated" and isinstance(reader, decode.PyAVReader):
-            gate = partial(_gate, config=config)
-            frames = reader.gated_frames(gate, step, warm_from, job.end_s)
+        gate = partial(_gate, config=config)
+        frames: Iterator[decode.LumaFrame]
+        pyav = isinstance(reader, decode.PyAVReader)
+        if pyav and job.gop_threads > 1 and gops.parallel_supported(reader):
+            parallel = gops.GopDecoder(reader, step, job.gop_threads)
+            by_mode = {"full": parallel.frames, "gated": partial(parallel.gated_frames, gate)}
+            frames = by_mode.get(job.mode, parallel.keyframes)()
+        elif pyav and job.mode == "gated":
+            frames = reader.gated_frames(gate, step)
         else:
-            frames = reader.frames("keyframe" if job.mode == "keyframe" else "full", step, warm_from, job.end_s)
+            frames = reader.frames("keyframe" if job.mode == "keyframe" else "full", step)
         detector = make_detector(config)
         times: list[float] = []
         scores: list[float] = []
         boxes: list[tuple[float, float, float, float]] = []
         nan_box = (np.nan, np.nan, np.nan, np.nan)
+        duration = reader.info.duration if progress else None
+        reported = 0.0
         for frame in frames:
             result = detector.score(frame.luma, frame.t)
-            if frame.t < job.start_s - 1e-6:
-                continue  # warm-up frame of a later chunk
+            if progress and duration and frame.t - reported >= 1.0:
+                reported = frame.t
+                progress(min(frame.t, duration), duration)
             times.append(frame.t + job.offset_s)
             scores.append(result.score)
             boxes.append(result.bbox or nan_box)
@@ -180,34 +187,19 @@ def _gate(before: np.ndarray, after: np.ndarray, config: MotionConfig) -> bool:
     return keyframe_change(before, after, config) > config.gate_fraction
 
 
-def _probe(segment: Segment) -> tuple[float | None, float]:
-    reader = decode.open_video(segment)
-    try:
-        return reader.info.duration, reader.info.fps
-    finally:
-        reader.close()
-
-
 def plan_jobs(segments: list[Segment], mode: Mode, config: MotionConfig, workers: int, backend: str) -> list[Job]:
-    """One job per segment; a lone long file on a path is split into `workers` GOP-aligned chunks."""
+    """One job per segment. A lone recording gets every worker as a GOP thread; several
+    run side by side, one single-threaded decoder each."""
     first = next((s.start for s in segments if s.start is not None), None)
     jobs = []
     for segment in segments:
         offset = (segment.start - first).total_seconds() if segment.start and first else 0.0
         data = str(segment.data) if isinstance(segment.data, os.PathLike) else segment.data
-        # Keyframe mode decodes little: frame threading in one process beats two processes.
-        split = workers > 1 and len(segments) == 1 and isinstance(data, str) and mode != "keyframe"
-        duration = _probe(segment)[0] if split else None
-        if split and duration and duration >= MIN_CHUNK_SECONDS * 2:
-            bounds = np.linspace(0.0, duration, workers + 1)
-            for k in range(workers):
-                end = float(bounds[k + 1]) if k < workers - 1 else None
-                jobs.append(
-                    Job(data, segment.container_format, mode, config, float(bounds[k]), end, offset, backend, threads=1)
-                )
+        if len(segments) == 1:
+            jobs.append(Job(data, segment.container_format, mode, config, offset, backend, 0, workers))
         else:
-            threads = 1 if workers > 1 and len(segments) > 1 else 0
-            jobs.append(Job(data, segment.container_format, mode, config, 0.0, None, offset, backend, threads))
+            threads = 1 if workers > 1 else 0
+            jobs.append(Job(data, segment.container_format, mode, config, offset, backend, threads))
     return jobs
 
 
@@ -237,8 +229,6 @@ def analyze(
     began = time.perf_counter()
     segments = decode.segments(source, start)
     start = start or next((s.start for s in segments if s.start is not None), None)
-    if not isinstance(source, str | os.PathLike | bytes | bytearray):
-        workers = 1  # a file object cannot cross to another process
     jobs = plan_jobs(segments, mode, config, workers, backend)
     results = _run(jobs, workers, progress)
     track = Track.concat([r.track for r in results])
@@ -278,7 +268,9 @@ def analyze(
 
 def _run(jobs: list[Job], workers: int, progress: Progress | None) -> list[JobResult]:
     total = float(len(jobs))
-    if workers == 1 or len(jobs) == 1:
+    if len(jobs) == 1:
+        return [run_job(jobs[0], progress)]
+    if workers == 1:
         results = []
         for index, job in enumerate(jobs):
             results.append(run_job(job))

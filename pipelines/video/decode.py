@@ -7,10 +7,10 @@ the decoder's buffer and subsampled by striding a view (no colour conversion, no
 swscale pass, no copy), with the time from PTS in seconds since the recording's start
 and, when known, wall-clock UTC.
 
-Speed choices (measured, see NOTES.md): frame threading (`thread_type="AUTO"`) on one
-process; one thread per process when chunks of a file run in parallel; the loop
-filter skipped (`skip_loop_filter=all`: motion on a subsampled luma plane does not
-need it); `skip_frame="NONKEY"` to decode keyframes only.
+Speed choices (measured, see NOTES.md): frame threading (`thread_type="AUTO"`) when
+this reader decodes alone; the loop filter skipped (`skip_loop_filter=all`: motion on a
+subsampled luma plane does not need it); `skip_frame="NONKEY"` to decode keyframes
+only. `gops.GopDecoder` decodes a reader's GOPs on several threads instead.
 
 Damaged input is tolerated: a packet that fails to decode is counted and skipped, its
 time recorded as a damaged span; only `MAX_CONSECUTIVE_ERRORS` failures in a row give
@@ -126,7 +126,7 @@ class PyAVReader:
         self._source = source
         self._format = container_format
         self._threads = threads
-        self._skip_loop_filter = skip_loop_filter
+        self.skip_loop_filter = skip_loop_filter
         try:
             self.container = av.open(_as_input(source), format=container_format)
         except (av.error.FFmpegError, OSError) as exc:
@@ -152,7 +152,7 @@ class PyAVReader:
         )
         self.stats = DecodeStats()
 
-    def _packets(self) -> Iterator[av.Packet]:
+    def packets(self) -> Iterator[av.Packet]:
         """Demuxed packets; a container too damaged to read on ends the stream, recorded, not raised."""
         stream = self.stream
         base = stream.start_time if stream.start_time is not None else 0
@@ -175,7 +175,7 @@ class PyAVReader:
             codec.thread_type = "AUTO"
             codec.thread_count = self._threads
         options = {}
-        if self._skip_loop_filter:
+        if self.skip_loop_filter:
             options["skip_loop_filter"] = "all"
         codec.options = options
         codec.skip_frame = "NONKEY" if mode == "keyframe" else "DEFAULT"
@@ -192,7 +192,7 @@ class PyAVReader:
             self.container.seek(int(base + start_s / tb), stream=stream, backward=True, any_frame=False)
         errors_in_row = 0
         last_t = start_s
-        for packet in self._packets():
+        for packet in self.packets():
             if packet.size == 0:
                 packet = None  # end of stream: drain the frames the decoder still holds
             elif mode == "keyframe" and not packet.is_keyframe:
@@ -217,7 +217,7 @@ class PyAVReader:
                     continue
                 t = (frame.pts - base) * tb
                 if t < start_s - 1e-6:
-                    continue  # decoded from the keyframe before the chunk: warm-up only
+                    continue  # decoded from the keyframe before start_s: only the way in
                 if end_s is not None and t >= end_s - 1e-6:
                     return
                 last_t = t
@@ -243,8 +243,8 @@ class PyAVReader:
         """
         stream = self.stream
         name, extradata = stream.codec_context.name, stream.codec_context.extradata
-        decoders = [_plain_decoder(name, extradata, self._skip_loop_filter, low_delay=True) for _ in range(2)]
-        reordering = _plain_decoder(name, extradata, self._skip_loop_filter)  # for GOPs with B-frames
+        decoders = [plain_decoder(name, extradata, self.skip_loop_filter, low_delay=True) for _ in range(2)]
+        reordering = plain_decoder(name, extradata, self.skip_loop_filter)  # for GOPs with B-frames
         base = stream.start_time if stream.start_time is not None else 0
         tb = float(stream.time_base)
         if start_s > 0:
@@ -266,7 +266,7 @@ class PyAVReader:
                 frames = []
             key = next((f for f in frames if f.pts is not None), None)
             if key is None:  # a reordering stream holds output back: fall back to a cold decode
-                _drain(decoder)
+                drain(decoder)
                 return Gop([packet], decoder, None)
             return Gop(
                 [packet], decoder, LumaFrame((key.pts - base) * tb, np.ascontiguousarray(luma_view(key, step)), True)
@@ -290,7 +290,7 @@ class PyAVReader:
                     decoded += decoder.decode(packet)
                 except av.error.FFmpegError:
                     self.stats.corrupt_packets += 1
-            decoded += _drain(decoder)  # the decoder's next input is a keyframe anyway
+            decoded += drain(decoder)  # the decoder's next input is a keyframe anyway
             if warm and gop.key is not None:
                 self.stats.frames += 1
                 yield gop.key
@@ -304,7 +304,7 @@ class PyAVReader:
 
         current: Gop | None = None
         turn = 0
-        for packet in self._packets():
+        for packet in self.packets():
             if packet.size == 0:
                 continue
             self.stats.packets += 1
@@ -375,7 +375,7 @@ class OpenCVReader:
         self.capture.release()
 
 
-def _plain_decoder(
+def plain_decoder(
     name: str, extradata: bytes | None, skip_loop_filter: bool, low_delay: bool = False
 ) -> av.CodecContext:
     """A single-threaded decoder: it outputs each frame as soon as it is fed (no threading delay)."""
@@ -388,7 +388,7 @@ def _plain_decoder(
     return decoder
 
 
-def _drain(codec: av.CodecContext) -> list[av.VideoFrame]:
+def drain(codec: av.CodecContext) -> list[av.VideoFrame]:
     """Every frame the decoder still holds; the decoder is then ready for new input."""
     try:
         frames = codec.decode(None)
