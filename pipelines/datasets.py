@@ -174,8 +174,8 @@ class Archive:
         On S3 the copy is of the version the manifest recorded, checked against its SHA-256:
         a frame shown as evidence is of the evidence, even if the key was overwritten since."""
         key = str(export["key"])
-        version = export.get("version_id") if self.store is not None else None
-        version = str(version) if isinstance(version, str) and version else None
+        recorded = export.get("version_id")  # NaN where a manifest recorded none
+        version = recorded if self.store is not None and isinstance(recorded, str) and recorded else None
         if self._scratch is None or self._scratch[0] != (key, version):
             if self._scratch is not None:
                 self._scratch[1].close()

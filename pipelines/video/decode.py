@@ -97,9 +97,7 @@ class VideoReader(Protocol):
     info: StreamInfo
     stats: DecodeStats
 
-    def frames(
-        self, mode: DecodeMode = "full", step: int = 4, start_s: float = 0.0, end_s: float | None = None
-    ) -> Iterator[LumaFrame]: ...
+    def frames(self, mode: DecodeMode = "full", step: int = 4) -> Iterator[LumaFrame]: ...
 
     def close(self) -> None: ...
 
@@ -180,18 +178,14 @@ class PyAVReader:
         codec.options = options
         codec.skip_frame = "NONKEY" if mode == "keyframe" else "DEFAULT"
 
-    def frames(
-        self, mode: DecodeMode = "full", step: int = 4, start_s: float = 0.0, end_s: float | None = None
-    ) -> Iterator[LumaFrame]:
+    def frames(self, mode: DecodeMode = "full", step: int = 4) -> Iterator[LumaFrame]:
         stream = self.stream
         self._configure(mode)
         base = stream.start_time if stream.start_time is not None else 0
         tb = float(stream.time_base)
         frame_s = 1.0 / (self.info.fps or 25.0)
-        if start_s > 0:
-            self.container.seek(int(base + start_s / tb), stream=stream, backward=True, any_frame=False)
         errors_in_row = 0
-        last_t = start_s
+        last_t = 0.0
         for packet in self.packets():
             if packet.size == 0:
                 packet = None  # end of stream: drain the frames the decoder still holds
@@ -216,10 +210,8 @@ class PyAVReader:
                 if frame.pts is None:
                     continue
                 t = (frame.pts - base) * tb
-                if t < start_s - 1e-6:
-                    continue  # decoded from the keyframe before start_s: only the way in
-                if end_s is not None and t >= end_s - 1e-6:
-                    return
+                if t < -1e-6:
+                    continue  # pre-roll before the stream's start (an edit list): not shown
                 last_t = t
                 self.stats.frames += 1
                 yield LumaFrame(t, luma_view(frame, step), frame.key_frame)
@@ -228,8 +220,6 @@ class PyAVReader:
         self,
         gate: Callable[[np.ndarray, np.ndarray], bool],
         step: int = 4,
-        start_s: float = 0.0,
-        end_s: float | None = None,
     ) -> Iterator[LumaFrame]:
         """Every keyframe; all frames of a GOP only where `gate(key_before, key_after)` says so.
 
@@ -247,8 +237,6 @@ class PyAVReader:
         reordering = plain_decoder(name, extradata, self.skip_loop_filter)  # for GOPs with B-frames
         base = stream.start_time if stream.start_time is not None else 0
         tb = float(stream.time_base)
-        if start_s > 0:
-            self.container.seek(int(base + start_s / tb), stream=stream, backward=True, any_frame=False)
         self.gops = self.gops_decoded = 0
 
         @dataclass
@@ -299,8 +287,8 @@ class PyAVReader:
                     self.stats.frames += 1
                     yield LumaFrame((frame.pts - base) * tb, luma_view(frame, step), frame.key_frame)
 
-        def in_range(item: LumaFrame) -> bool:
-            return item.t >= start_s - 1e-6 and (end_s is None or item.t < end_s - 1e-6)
+        def shown(item: LumaFrame) -> bool:
+            return item.t >= -1e-6  # pre-roll before the stream's start (an edit list) is not
 
         current: Gop | None = None
         turn = 0
@@ -312,14 +300,12 @@ class PyAVReader:
                 turn += 1
                 following = open_gop(packet, turn)
                 if current is not None:
-                    yield from filter(in_range, close_gop(current, following))
+                    yield from filter(shown, close_gop(current, following))
                 current = following
-                if following.key is not None and end_s is not None and following.key.t >= end_s:
-                    return
             elif current is not None:
                 current.packets.append(packet)
         if current is not None:
-            yield from filter(in_range, close_gop(current, None))
+            yield from filter(shown, close_gop(current, None))
 
     def close(self) -> None:
         self.container.close()
@@ -353,19 +339,13 @@ class OpenCVReader:
         )
         self.stats = DecodeStats()
 
-    def frames(
-        self, mode: DecodeMode = "full", step: int = 4, start_s: float = 0.0, end_s: float | None = None
-    ) -> Iterator[LumaFrame]:
+    def frames(self, mode: DecodeMode = "full", step: int = 4) -> Iterator[LumaFrame]:
         cv2 = self._cv2
-        if start_s:
-            self.capture.set(cv2.CAP_PROP_POS_MSEC, start_s * 1000)
         while True:
             ok, image = self.capture.read()
             if not ok:
                 return
             t = self.capture.get(cv2.CAP_PROP_POS_MSEC) / 1000
-            if end_s is not None and t >= end_s:
-                return
             self.stats.packets += 1
             self.stats.frames += 1
             gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
