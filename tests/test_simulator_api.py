@@ -368,3 +368,21 @@ def test_system_info_and_logout(http, session):
     answer = http.post("/v1/logout.web", params={"s": session})
     assert answer.status_code == 302 and answer.headers["location"] == "login.web"
     assert http.get("/v1/system.web", params={"s": session}).json() == {"success": False, "error": "invalid session"}
+
+
+def test_a_free_port_is_held_from_construction_to_start():
+    """Between choosing a port and serving on it, nothing else can take it (a server
+    starting beside it made the notebook test fail once)."""
+    import socket
+
+    from ev_ingest.simulator import SimulatorConfig, SimulatorServer
+
+    server = SimulatorServer(SimulatorConfig(port=0, cameras=1))
+    try:
+        with socket.socket() as rival, pytest.raises(OSError):
+            rival.bind(("127.0.0.1", server.config.port))
+        server.start()
+        answer = httpx.get(f"{server.url}/v1/login.web", params={"output": "json"}, timeout=5)
+        assert answer.json()["list"][0]["id"] == "0"
+    finally:
+        server.stop()

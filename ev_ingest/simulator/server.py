@@ -31,6 +31,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def _listening_socket(host: str) -> socket.socket:
+    """A socket bound to a free port, held until the server takes it over: a port merely
+    found free can be taken by anyone (another server starting, an outgoing connection)
+    before the server binds it."""
+    sock = socket.socket()  # no SO_REUSEADDR: nobody else may bind the port meanwhile
+    sock.bind((host, 0))
+    return sock
+
+
 def create_app(config: SimulatorConfig | None = None) -> Any:
     """The ASGI application (with fault injection around it)."""
     return build_app(config or SimulatorConfig())
@@ -45,8 +54,10 @@ class SimulatorServer:
 
     def __init__(self, config: SimulatorConfig | None = None) -> None:
         config = config or SimulatorConfig(port=0)
+        self._socket: socket.socket | None = None
         if config.port == 0:
-            config = config.model_copy(update={"port": free_port(config.host)})
+            self._socket = _listening_socket(config.host)
+            config = config.model_copy(update={"port": self._socket.getsockname()[1]})
         self.config = config
         self.app = create_app(config)
         self._server = uvicorn.Server(
@@ -75,7 +86,9 @@ class SimulatorServer:
         return self.app.state  # type: ignore[no-any-return]
 
     def start(self, timeout: float = 10.0) -> SimulatorServer:
-        self._thread = threading.Thread(target=self._server.run, name="ev-simulator", daemon=True)
+        # The held socket on a first start; a restart binds the same port again by number.
+        held = [self._socket] if self._socket is not None and self._socket.fileno() != -1 else None
+        self._thread = threading.Thread(target=self._server.run, args=(held,), name="ev-simulator", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
@@ -88,6 +101,8 @@ class SimulatorServer:
         self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self._socket is not None:
+            self._socket.close()  # also when never started
 
     def __enter__(self) -> SimulatorServer:
         return self.start()
