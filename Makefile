@@ -4,17 +4,20 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-fast lint demo demo-big lock bench clean browser bench-tools
+.PHONY: setup test test-fast test-clock lint demo demo-big lock bench clean system-packages bench-tools
 
-setup: $(STAMP) browser
+setup: $(STAMP) system-packages
 
-# The HTML report test drives a headless Chromium: Debian's package (a registry install,
-# no browser download). As root it is installed here; elsewhere the command is printed.
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+# Debian packages the suite uses: Chromium drives the HTML report test (a registry install, no
+# browser download); faketime runs the pure client/simulator modules a year ahead. As root they
+# are installed here; elsewhere the command is printed.
+SYSTEM_PACKAGES := chromium faketime
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
-	  else echo "note: the report test needs Chromium: sudo apt-get install chromium"; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "note: the suite needs:$$missing (sudo apt-get install$$missing)"; fi; fi
 
 # uv is bootstrapped with pip (pinned), then installs the exact lock in a few seconds.
 $(STAMP): requirements.lock pyproject.toml
@@ -33,6 +36,18 @@ lint: setup
 
 test: setup lint
 	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory test-clock
+
+# Nothing may depend on today's date. The date-sensitive modules run again with the product's
+# clock a year ahead (EV_CLOCK_SHIFT_DAYS: retention, "has the interval ended", audit dates and
+# the tests' simulator clock all move together; the static SeaweedFS binary keeps the real
+# time, as a real store would). The modules without a store also run under libfaketime, which
+# moves the whole process's clock.
+CLOCK_MODULES := tests/test_pipeline_steps.py tests/test_report.py tests/test_datasets.py tests/test_store.py
+FAKETIME_MODULES := tests/test_client.py tests/test_simulator_api.py tests/test_client_edges.py tests/test_cli.py
+test-clock: setup
+	EV_CLOCK_SHIFT_DAYS=365 $(BIN)/python -m pytest -q -p no:cacheprovider $(CLOCK_MODULES)
+	faketime -f +365d $(BIN)/python -m pytest -q -p no:cacheprovider $(FAKETIME_MODULES)
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not chaos"

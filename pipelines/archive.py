@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ev_ingest import clock
 from ev_ingest.client import ClientSettings, DownloadError, DownloadResult, ExacqClient
 from ev_ingest.client._base import DownloadTracker
 from ev_ingest.store import ArchiveStore, Manifest, ManifestEntry, ManifestFailure, Retention, StoreSettings
@@ -135,7 +136,7 @@ def check_clock(client: ExacqClient, config: PipelineConfig, server: str, end: d
     skew = client.clock_skew
     if skew is None or abs(skew.total_seconds()) <= config.export.max_clock_skew_s:
         return
-    server_now = datetime.now(UTC) + skew
+    server_now = clock.now() + skew
     direction = "ahead of" if skew > timedelta(0) else "behind"
     minutes = round(abs(skew.total_seconds()) / 60)  # the Date header has 1 s resolution
     said = f"server {server!r}: its clock is {minutes // 60} h {minutes % 60:02d} min {direction} this worker's"
@@ -224,7 +225,7 @@ def retention_for(config: PipelineConfig, site: str, camera_id: int | None, reco
     """The lock an object needs; None once its policy's retention has already run out
     (archiving old video: S3 refuses a retain-until date in the past)."""
     mode, until = config.retention.until(site, camera_id, recorded_end)
-    return Retention(mode, until) if until > datetime.now(UTC) + timedelta(minutes=1) else None
+    return Retention(mode, until) if until > clock.now() + timedelta(minutes=1) else None
 
 
 def _entry(

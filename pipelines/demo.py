@@ -21,10 +21,12 @@ import shutil
 import sys
 import time
 import warnings
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import yaml
+
+from ev_ingest import clock
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / ".demo"
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-minutes", type=int, default=240, help="one export per camera and chunk")
     parser.add_argument("--date", help="UTC day to archive (default: yesterday)")
     args = parser.parse_args(argv)
-    day = args.date or (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+    day = args.date or (clock.now().date() - timedelta(days=1)).isoformat()
     date.fromisoformat(day)
     began = time.monotonic()
 

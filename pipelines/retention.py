@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from ev_ingest import clock
 from ev_ingest.client import Bookmark, Case, ExacqClient
 from ev_ingest.store import ArchiveStore, AuditLog, Manifest, ManifestEntry, Retention, read_manifest
 from ev_ingest.store.records import list_manifests
@@ -62,7 +63,7 @@ class AuditReport:
 
 def audit_log(store: ArchiveStore, policy: RetentionPolicy) -> AuditLog:
     """The audit log, its records locked like the archive they describe (the policy's default)."""
-    until = (datetime.now(UTC) + timedelta(days=policy.days)).replace(microsecond=0)
+    until = (clock.now() + timedelta(days=policy.days)).replace(microsecond=0)
     return AuditLog(store, Retention(policy.mode, until))
 
 
@@ -179,7 +180,7 @@ def audit(
     now: datetime | None = None,
 ) -> AuditReport:
     """Check every manifest entry; `deep` re-reads and re-hashes every object."""
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     report = AuditReport(site)
     for manifest in manifests(store, site):
         for entry in manifest.entries:

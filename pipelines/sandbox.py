@@ -14,10 +14,11 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from ev_ingest import clock
 from ev_ingest.client import ExacqClient
 from ev_ingest.simulator import SimulatorConfig, SimulatorServer
 from ev_ingest.store import ArchiveStore, EmbeddedS3, StoreSettings
@@ -41,8 +42,10 @@ class Sandbox:
         self._password = secrets.token_urlsafe(12)
         self._secret = secrets.token_urlsafe(18)
         self._folder = Path(folder or tempfile.mkdtemp(prefix="ev-sandbox-"))
-        # A fixed clock: the same sandbox every time (yesterday is always 2026-11-19).
-        self.now = datetime(2026, 11, 20, 12, tzinfo=UTC)
+        # The simulator's clock stands still at yesterday noon (UTC) for the sandbox's life,
+        # so its recordings and searches do not move under a notebook; derived from the one
+        # clock, never a calendar date (retention dates must lie in the store's future).
+        self.now = clock.midnight(1) + timedelta(hours=12)
         self.sim = SimulatorServer(
             SimulatorConfig(
                 port=0,

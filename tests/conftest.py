@@ -37,10 +37,26 @@ os.environ.setdefault("EV_SIM_CACHE", str(ROOT / ".cache" / "simulator"))
 # dag.test() sleeps through real retries: DAG tests run without them (see test_nightly_structure).
 os.environ["EV_TASK_RETRIES"] = "0"
 
+from ev_ingest import clock  # noqa: E402
 from ev_ingest.simulator import SimulatorConfig, SimulatorServer  # noqa: E402
 
-# A fixed clock: recordings, searches and ground truth are the same on every run.
-FROZEN_NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+# The simulator's frozen clock, derived from the one clock (never a calendar date written
+# here: a suite pinned to a date went red by itself once retention dates fell in the past).
+# Yesterday noon UTC: fixed for a whole day, so recordings, searches and ground truth do
+# not move during a run, and the simulator's 7 days of recordings end in the real past.
+FROZEN_NOW = clock.midnight(1) + timedelta(hours=12)
+
+
+def day(offset: int = 0) -> str:
+    """FROZEN_NOW's UTC date moved by `offset` days, as YYYY-MM-DD."""
+    return (FROZEN_NOW + timedelta(days=offset)).strftime("%Y-%m-%d")
+
+
+def stamp(moment: datetime) -> str:
+    """The compact UTC stamp that object keys and run ids use."""
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
 PASSWORD = "s3cret-Pa55word!"
 
 

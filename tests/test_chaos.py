@@ -19,10 +19,10 @@ import yaml
 
 from ev_ingest.client import ExacqClient
 from ev_ingest.store import ArchiveStore, StoreSettings, read_manifest
-from tests.conftest import PASSWORD, ROOT, S3_SECRET, sim_config
+from tests.conftest import PASSWORD, ROOT, S3_SECRET, day, sim_config
 
 pytestmark = [pytest.mark.chaos, pytest.mark.airflow, pytest.mark.slow]
-DAY = "2026-11-18"
+DAY = day(-2)
 BUCKET = "chaos-e2e"
 FAULTS = "5xx=0.05,reset=0.02,expire=0.01,slow=0.05:200ms,truncate=0.01"
 SITE = dict(cameras=2, width=160, height=120, fps=5, seed=5)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+import httpx
 import pytest
 
 from pipelines.cli import main
@@ -42,10 +43,22 @@ def test_export_writes_the_file_and_prints_its_sha256(server_env, capsys, tmp_pa
     assert code == 0 and report["sha256"] == hashlib.sha256((tmp_path / "a.mp4").read_bytes()).hexdigest()
 
 
+def motion_window(sim) -> tuple[str, str]:
+    """Two minutes of the Lobby camera around its first ground-truth event of the morning:
+    which minutes hold motion depends on the (moving) test day, so ask the simulator."""
+    truth = httpx.get(
+        sim.url + "/_sim/truth",
+        params={"camera": 4593152, "start": (FROZEN_NOW - timedelta(hours=6)).isoformat(), "end": START},
+    ).json()
+    first = datetime.fromisoformat(next(e for e in truth["events"] if 5 <= e["duration_s"] <= 60)["start"])
+    return (first - timedelta(seconds=30)).isoformat(), (first + timedelta(seconds=90)).isoformat()
+
+
 def test_frame_and_motion(server_env, capsys, tmp_path):
     code, out, _ = run(capsys, "frame", "4593152", "--at", START, "-o", str(tmp_path / "f.jpg"))
     assert code == 0 and (tmp_path / "f.jpg").read_bytes()[:2] == b"\xff\xd8"
-    run(capsys, "export", "4593152", "--start", START, "--end", END, "-o", str(tmp_path / "m.mp4"))
+    start, end = motion_window(server_env)
+    run(capsys, "export", "4593152", "--start", start, "--end", end, "-o", str(tmp_path / "m.mp4"))
     code, out, _ = run(
         capsys,
         "motion",
@@ -54,7 +67,7 @@ def test_frame_and_motion(server_env, capsys, tmp_path):
         "full",
         "--json",
         "--start",
-        START,
+        start,
         "--out",
         str(tmp_path / "summary"),
         "--workers",

@@ -21,10 +21,11 @@ import yaml
 
 from ev_ingest.client import ExacqClient
 from ev_ingest.store import ArchiveStore, StoreSettings, read_manifest
-from tests.conftest import PASSWORD, S3_SECRET, sim_config
+from tests.conftest import PASSWORD, S3_SECRET, day, sim_config
 
 pytestmark = pytest.mark.airflow
-DAY = "2026-11-19"  # a whole local day inside the simulator's 7 days of recordings
+DAY = day(-1)  # a whole local day inside the simulator's 7 days of recordings
+MANIFEST = f"manifests/site=HQ/date={DAY}/nightly-{DAY.replace('-', '')}T000000Z.json"
 BUCKET = "dag-e2e"
 
 
@@ -167,7 +168,7 @@ def test_nightly_archive_end_to_end(nightly_run, site, s3_server):
     exports = [ti for (task, _), ti in tis.items() if task == "export"]
     assert len(exports) == 8 and all(ti.state == "success" for ti in exports)  # 2 cameras x 4 chunks
     archive = store(s3_server)
-    manifest = read_manifest(archive, "manifests/site=HQ/date=2026-11-19/nightly-20261119T000000Z.json")
+    manifest = read_manifest(archive, MANIFEST)
     assert len(manifest.exports()) == 8 and manifest.failures == []
     with ExacqClient(site.url, "admin", PASSWORD) as ev:
         for entry in manifest.exports():
@@ -188,16 +189,16 @@ def test_asset_hands_off_to_motion_summary(nightly_run, dagbag, site, s3_server)
     with create_session() as session:
         events = session.query(AssetEvent).all()
         queued = [q.target_dag_id for q in session.query(AssetDagRunQueue).all()]
-    manifests = [key for e in events for key in (e.extra or {}).get("manifests", []) if "date=2026-11-19" in key]
-    assert manifests[0] == "manifests/site=HQ/date=2026-11-19/nightly-20261119T000000Z.json"
+    manifests = [key for e in events for key in (e.extra or {}).get("manifests", []) if f"date={DAY}" in key]
+    assert manifests[0] == MANIFEST
     assert "ev_motion_summary" in queued
     with captured():
         run = dagbag.get_dag("ev_motion_summary").test(run_conf={"manifest": manifests[0]})
     assert run.state == "success"
     archive = store(s3_server)
-    motion = read_manifest(archive, "manifests/site=HQ/date=2026-11-19/nightly-20261119T000000Z-motion.json")
+    motion = read_manifest(archive, MANIFEST.replace(".json", "-motion.json"))
     assert len([e for e in motion.entries if e.kind == "motion_events"]) == 8
-    start = datetime(2026, 11, 19, tzinfo=UTC)
+    start = datetime.fromisoformat(DAY).replace(tzinfo=UTC)
     truth = httpx.get(
         site.url + "/_sim/truth", params={"start": start.isoformat(), "end": (start + timedelta(days=1)).isoformat()}
     ).json()

@@ -92,18 +92,22 @@ def test_32_cameras_under_a_concurrency_limit_with_flat_memory(make_sim):
     stats = httpx.get(server.url + "/_sim/stats").json()
     assert exports >= CAMERAS * QUARTERS * 3 // 4 and size > 0  # every continuous camera, every quarter
     assert stats["peak_in_flight"] <= LIMIT and stats["requests"] > 4 * exports  # create, progress, download, finish
-    # Python objects held after the warm-up hour (every camera's GOP library built): what a
-    # leak would pile up, per export. RSS, which also counts the allocator's arenas and
-    # swings by ~10 MB between quarters, must level off: the last third no higher than the
-    # middle third.
-    held = heap[-1] - heap[WARM_UP]
-    assert held < 2.0, f"{held:.1f} MB of Python objects piled up over {exports} exports: {heap}"
-    thirds = len(rss) // 3
-    middle, last = statistics.median(rss[thirds : 2 * thirds]), statistics.median(rss[2 * thirds :])
-    assert last - middle < 10, f"RSS still growing: {rss}"
+    # What a leak piles up is Python objects per export: after the warm-up hour (every
+    # camera's GOP library built), the traced heap's trend over the remaining quarters (a
+    # least-squares slope, so no single noisy sample decides) stays under 1 KB per export.
+    # Holding one response body, or even one small object per request, is far above that.
+    # RSS is not a leak signal here: it also counts the allocator's arenas and the
+    # simulator's, and swings by 10+ MB with the machine's load. Only its growth over the run
+    # is bounded, generously: 2.3 GB of exports go through, and keeping a tenth of it breaks
+    # this. (Growth, not a level: in the whole suite this process already holds Airflow.)
+    traced = heap[WARM_UP:]
+    per_quarter = statistics.linear_regression(range(len(traced)), traced).slope * 1e6
+    per_export = per_quarter / (exports / QUARTERS)
+    assert per_export < 1024, f"Python heap grows {per_export:.0f} bytes per export: {heap}"
+    assert max(rss) - rss[0] < 230, f"RSS grew {max(rss) - rss[0]:.0f} MB: {rss}"
     print(
         f"\n{exports} exports ({size / 1e6:.0f} MB) from {CAMERAS} cameras in {elapsed:.1f} s, "
         f"{stats['requests']} requests, peak {stats['peak_in_flight']} in flight (limit {LIMIT}); "
-        f"RSS by quarter: {', '.join(f'{v:.0f}' for v in rss)} MB; Python objects held after the warm-up: "
-        f"{held * 1000:.0f} KB"
+        f"RSS by quarter: {', '.join(f'{v:.0f}' for v in rss)} MB; Python heap trend after the warm-up: "
+        f"{per_export:.0f} B per export"
     )

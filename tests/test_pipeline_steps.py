@@ -21,7 +21,7 @@ from pipelines import archive, retention
 from pipelines.config import ConfigError, PipelineConfig, load_config
 from pipelines.datasets import Archive
 from pipelines.nightly import run_nightly
-from tests.conftest import END, PASSWORD, START
+from tests.conftest import END, PASSWORD, START, day, stamp
 
 
 def test_run_archives_every_planned_export(archived):
@@ -30,7 +30,9 @@ def test_run_archives_every_planned_export(archived):
     assert manifest.planned == 6 and len(manifest.exports()) == 6 and not result.failures  # 3 cameras x 2 h
     assert {e.camera_id for e in manifest.exports()} == {4593152, 4593408, 4593920}
     lobby = next(e for e in manifest.exports() if e.camera_id == 4593152)
-    assert lobby.key == "exports/site=HQ/camera=4593152/date=2026-11-20/20261120T080000Z_20261120T090000Z.mp4"
+    assert lobby.key == (
+        f"exports/site=HQ/camera=4593152/date={day(0)}/{stamp(START)}_{stamp(START + timedelta(hours=1))}.mp4"
+    )
     assert lobby.retention_mode == "GOVERNANCE" and lobby.retain_until == lobby.end + timedelta(days=30)
     assert store.head(manifest.key) is not None and store.get_retention(lobby.key, lobby.version_id) is not None
 
@@ -136,7 +138,7 @@ def test_thumbnails_and_contact_sheet(archived, sim):
         entries = thumbnails_to_store(ev, store, config, "HQ", 4593152, "Lobby", START, START + timedelta(hours=1))
     assert [e.kind for e in entries] == ["thumbnail"] * 3 + ["contact_sheet"]
     sheet = store.get_bytes(entries[-1].key)
-    assert sheet[:2] == b"\xff\xd8" and entries[-1].key.endswith("date=2026-11-20/contact_sheet.jpg")
+    assert sheet[:2] == b"\xff\xd8" and entries[-1].key.endswith(f"date={day(0)}/contact_sheet.jpg")
 
 
 def test_config_errors_name_the_field(tmp_path, sim):

@@ -17,12 +17,13 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
+from ev_ingest import clock
 from ev_ingest.client import ExacqClient
 from ev_ingest.store import ArchiveStore, EmbeddedS3, StoreSettings, read_manifest
 from ev_ingest.store.keys import manifest_key
@@ -30,16 +31,20 @@ from pipelines import archive
 from pipelines.archive import ClockSkewError
 from pipelines.config import PipelineConfig
 from pipelines.nightly import run_nightly
-from tests.conftest import PASSWORD, ROOT, S3_SECRET
+from tests.conftest import FROZEN_NOW, PASSWORD, ROOT, S3_SECRET
 
 pytestmark = pytest.mark.chaos
 
 # A server whose clock stands at 02:00 and keeps 3.6 h of video: the last hourly exports of
 # the 19th, each about 50 MB, sent at 8 MB/s: a kill lands mid-stream.
-NOW = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
-DAY = "2026-11-19"
-START, END = datetime(2026, 11, 19, tzinfo=UTC), datetime(2026, 11, 20, tzinfo=UTC)
+END = FROZEN_NOW.replace(hour=0)
+NOW, START = END + timedelta(hours=2), END - timedelta(days=1)
+DAY = START.strftime("%Y-%m-%d")
 RATE = 8_000_000
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%MZ")
 
 
 def slow_sim(make_sim):
@@ -156,7 +161,7 @@ def test_worker_killed_mid_download_leaves_no_file_and_the_rerun_completes(make_
     config = config_for(sim, "unused", own_s3.endpoint_url)
     out = tmp_path / "out"
     out.mkdir()
-    span = ["4593152", "--start", "2026-11-19T22:00Z", "--end", "2026-11-19T23:00Z", "-o", str(out)]
+    span = ["4593152", "--start", iso(END - timedelta(hours=2)), "--end", iso(END - timedelta(hours=1)), "-o", str(out)]
     env_url = f"exacqvision://admin@{sim.url.removeprefix('http://')}"
     os.environ["EV_URL"] = env_url
     try:
@@ -174,7 +179,7 @@ def test_worker_killed_mid_download_leaves_no_file_and_the_rerun_completes(make_
         os.environ.pop("EV_URL", None)
     files = [p for p in out.iterdir() if p.suffix == ".mp4"]
     assert len(files) == 1 and not list(out.glob("*.partial"))  # the rerun's partial replaced the stale one
-    wanted = reference_sha(sim, datetime(2026, 11, 19, 22, tzinfo=UTC), datetime(2026, 11, 19, 23, tzinfo=UTC))
+    wanted = reference_sha(sim, END - timedelta(hours=2), END - timedelta(hours=1))
     assert hashlib.sha256(files[0].read_bytes()).hexdigest() == wanted
 
 
@@ -228,7 +233,7 @@ def test_full_disk_is_a_clear_error_and_leaves_nothing(make_sim, own_s3, tmp_pat
     monkeypatch.setenv("EV_URL", f"exacqvision://admin@{sim.url.removeprefix('http://')}")
     with small_disk(tmp_path / "small", 16) as disk:
         # A download into a full folder: one line naming the cause, no file left behind.
-        span = ["--start", "2026-11-19T23:00Z", "--end", "2026-11-20T00:00Z"]
+        span = ["--start", iso(END - timedelta(hours=1)), "--end", iso(END)]
         code = main(["export", "4593152", *span, "-o", str(disk)])
         err = capsys.readouterr().err
         assert code == 1 and "No space left on device" in err and err.count("\n") == 1
@@ -248,7 +253,7 @@ def test_full_disk_is_a_clear_error_and_leaves_nothing(make_sim, own_s3, tmp_pat
 def test_clock_skew_is_measured_and_a_server_behind_the_interval_is_refused(make_sim, caplog):
     behind = make_sim(cameras=1, frozen_now=None, clock_offset_s=-3 * 3600)
     config = config_for(behind, "unused", "http://127.0.0.1:1")
-    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    now = clock.now().replace(minute=0, second=0, microsecond=0)
     with archive.connect(config.sites[0].servers[0]) as client:
         client.cameras.list()
         assert abs(client.clock_skew.total_seconds() + 3 * 3600) < 5

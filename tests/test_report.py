@@ -14,7 +14,7 @@ import pytest
 from ev_ingest.store import read_manifest
 from pipelines import report
 from pipelines.datasets import Archive
-from tests.conftest import END, START
+from tests.conftest import END, START, day, stamp
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def published(archived):
 
 def test_report_is_linked_stored_and_self_contained(published):
     store, result, link = published
-    assert link == "reports/site=HQ/date=2026-11-20/nightly-20261120T080000Z-motion.html"
+    assert link == f"reports/site=HQ/date={day(0)}/nightly-{stamp(START)}-motion.html"
     entry = next(e for e in read_manifest(store, result.motion_manifest.key).entries if e.kind == "report")
     document = store.get_bytes(link, entry.version_id)
     assert hashlib.sha256(document).hexdigest() == entry.sha256 == store.head(link).sha256

@@ -10,6 +10,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from ev_ingest import clock
 from ev_ingest.store import ObjectConflict, ObjectLockNotEnabled, Retention
 from ev_ingest.store import keys as k
 
@@ -17,7 +18,7 @@ MiB = 1 << 20
 
 
 def soon(days: int = 1) -> datetime:
-    return datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
+    return clock.now().replace(microsecond=0) + timedelta(days=days)
 
 
 def test_bucket_has_lock_and_versioning(store):

@@ -22,6 +22,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import httpx
 
+from ev_ingest import clock
 from ev_ingest.client import paths
 from ev_ingest.client._config import (
     RETRY_BASE_DELAY,
@@ -490,4 +491,4 @@ def _clock_skew(response: httpx.Response) -> timedelta | None:
         server = parsedate_to_datetime(response.headers["date"])
     except (KeyError, TypeError, ValueError):
         return None
-    return server - datetime.now(UTC) if server.tzinfo else None
+    return server - clock.now() if server.tzinfo else None

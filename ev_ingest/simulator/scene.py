@@ -29,6 +29,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from ev_ingest import clock
+
 GOP_SECONDS = 2
 CELL_SECONDS = 60
 ROLL_GOPS = 3
@@ -196,7 +198,7 @@ class Site:
 
     # --- clock and coverage -------------------------------------------------------
     def current_time(self) -> datetime:
-        return (self.now or datetime.now(UTC)) + timedelta(seconds=self.clock_offset_s)
+        return (self.now or clock.now()) + timedelta(seconds=self.clock_offset_s)
 
     def coverage(self) -> tuple[int, int]:
         """[first, last) GOP slots that exist on disk."""

@@ -7,11 +7,12 @@ legal hold, verification and failure, one small JSON object per action.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ev_ingest import clock
 from ev_ingest.store import keys
 from ev_ingest.store.archive import ArchiveStore, Retention, StoredObject
 
@@ -94,7 +95,7 @@ class Manifest(BaseModel):
     site: str
     interval_start: datetime
     interval_end: datetime
-    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    created_at: datetime = Field(default_factory=clock.now)
     entries: list[ManifestEntry] = Field(default_factory=list)
     failures: list[ManifestFailure] = Field(default_factory=list)
     planned: int = 0  # export chunks the run planned
@@ -139,7 +140,7 @@ class AuditLog:
         self.retention = retention
 
     def record(self, action: str, **details: Any) -> str:
-        at = datetime.now(UTC)
+        at = clock.now()
         key = keys.audit_key(at, action)
         self.store.put_json(key, {"action": action, "at": at.isoformat(), **details}, retention=self.retention)
         return key
