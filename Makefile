@@ -31,8 +31,10 @@ lock:
 	$(BIN)/uv pip compile --quiet pyproject.toml requirements-dev.txt --extra airflow --extra notebooks \
 	  --python-version 3.11 -o requirements.lock
 
+# ruff, and the layering rules (dags -> pipelines -> ev_ingest), checked on every import.
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layering.py
 
 test: setup lint
 	$(BIN)/python -m pytest -q
@@ -53,10 +55,10 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not chaos"
 
 demo: setup
-	$(BIN)/python -m pipelines.demo
+	$(BIN)/python dags/ev_demo.py
 
 demo-big: setup
-	$(BIN)/python -m pipelines.demo --cameras 16
+	$(BIN)/python dags/ev_demo.py --cameras 16
 
 # Benchmarks are run on purpose, never by `make test`; each prints same-run ratios.
 # The motion benchmark's reference is `ffmpeg -threads 2 -f null` (Debian's ffmpeg; without

@@ -45,33 +45,40 @@ def ev_motion_summary() -> None:
         for key in keys:
             manifest = read_manifest(store, key)
             items += [
-                {"manifest": key, "site": manifest.site, "entry": e.model_dump(mode="json")} for e in manifest.exports()
+                {
+                    "manifest": key,
+                    "site": manifest.site,
+                    "interval_start": manifest.interval_start.isoformat(),
+                    "entry": e.model_dump(mode="json"),
+                }
+                for e in manifest.exports()
             ]
         return items
 
     @task(multiple_outputs=False)
     def summarize(item: dict[str, Any]) -> list[dict[str, Any]]:
-        from ev_ingest.store import ManifestEntry
+        from ev_ingest.store import ManifestEntry, RecordIndex
         from pipelines.motion import summarize_export
 
         config = load()
-        entries = summarize_export(
-            store_for(config), config, item["site"], ManifestEntry.model_validate(item["entry"]), workers=1
-        )
+        store = store_for(config)
+        export = ManifestEntry.model_validate(item["entry"])
+        records = RecordIndex.of_day(store, item["site"], datetime.fromisoformat(item["interval_start"]))
+        entries = summarize_export(store, config, item["site"], export, workers=1, records=records)
         return [e.model_dump(mode="json") for e in entries]
 
     @task(multiple_outputs=False)
     def commit(items: list[dict[str, Any]], summaries: list[list[dict[str, Any]]]) -> dict[str, Any]:
-        from ev_ingest.store import read_manifest
+        from ev_ingest.store import ManifestEntry, read_manifest
         from pipelines import archive, motion, report
 
         config = load()
         store = store_for(config)
-        flat = [entry for group in summaries if group for entry in group]
+        flat = [ManifestEntry.model_validate(entry) for group in summaries if group for entry in group]
         written = {}
         for key in sorted({i["manifest"] for i in items}):
             nightly = read_manifest(store, key)
-            mine = [e for e in flat if e["derived_from"] in {x.key for x in nightly.exports()}]
+            mine = [e for e in flat if e.derived_from in {x.key for x in nightly.exports()}]
             run_id = motion.motion_run_id(nightly.run_id)
             page = report.publish(
                 store,
@@ -79,7 +86,7 @@ def ev_motion_summary() -> None:
                 nightly.interval_start,
                 nightly.interval_end,
                 run_id,
-                archive.retention_for(config, nightly.site, None, nightly.interval_end),
+                archive.record_lock(config, nightly.site, nightly.interval_end, nightly.exports()),
             )
             manifest = archive.commit_manifest(
                 store,

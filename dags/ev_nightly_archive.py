@@ -1,9 +1,10 @@
 """ev_nightly_archive: every night, archive the previous local day of every configured camera.
 
-plan (per server: metadata search -> chunks) -> export (mapped per camera and chunk,
-deferrable wait, pool-bounded) -> commit (the manifest, written last; emits the Asset
-that triggers ev_motion_summary). A failed export is retried with exponential backoff,
-then reported in the manifest; it never blocks the other cameras.
+plan (per server: the chunks that have ended on its clock -> `ExportJob`s) -> export
+(mapped per job, deferrable wait, pool-bounded) -> commit (the manifest, written last;
+results matched to jobs by job id; emits the Asset that triggers ev_motion_summary). A
+failed export is retried with exponential backoff, then reported in the manifest; it
+never blocks the other cameras. A failed plan is recorded in the manifest too.
 
 Run one day by hand: `airflow dags test ev_nightly_archive -c '{"date": "2026-11-20"}'`.
 """
@@ -57,47 +58,54 @@ def ev_nightly_archive() -> None:
         ]
 
     @task(multiple_outputs=False)
-    def plan(target: dict[str, str], **context: Any) -> list[dict[str, Any]]:
+    def plan(target: dict[str, str], **context: Any) -> dict[str, Any]:
         from pipelines import archive
 
         config = load()
         start, end = day_interval(context, config.site(target["site"]))
         with client_for(target["site"], target["server"], config) as client:
-            return [c.as_dict() for c in archive.plan(client, config, target["site"], target["server"], start, end)]
+            return archive.plan(client, config, target["site"], target["server"], start, end).as_dict()
 
-    @task(multiple_outputs=False)
-    def flatten(per_server: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-        return [chunk for chunks in per_server for chunk in chunks]
+    @task(trigger_rule="all_done", multiple_outputs=False)
+    def jobs(plans: list[dict[str, Any] | None]) -> list[dict[str, Any]]:
+        """Every planned job; a server whose plan failed contributes none (commit records it)."""
+        return [job for one in plans if one for job in one["jobs"]]
 
     @task(trigger_rule="all_done", outlets=[NIGHTLY_MANIFEST], multiple_outputs=False)
-    def commit(chunks: list[dict[str, Any]], exported: list[dict[str, Any] | None], **context: Any) -> dict[str, Any]:
-        """Write each site's manifest: archived entries, and every planned chunk that failed."""
+    def commit(
+        servers: list[dict[str, str]],
+        plans: list[dict[str, Any] | None],
+        exported: list[dict[str, Any] | None],
+        **context: Any,
+    ) -> dict[str, Any]:
+        """Write each site's manifest: archived entries, every planned job that failed, and
+        every server whose plan failed (its exports were never even listed)."""
         from pipelines import archive
+        from pipelines.export_job import JobResult
 
         config = load()
         store = store_for(config)
-        done = {(e["camera_id"], datetime.fromisoformat(e["start"])): e for e in exported if e}
+        planned = [archive.Plan.from_dict(p) for p in plans if p]
+        results = [JobResult.from_dict(r) for r in exported if r]
         summary: dict[str, Any] = {}
-        for site in sorted({c["site"] for c in chunks} | set(_sites(context, config))):
+        for site in _sites(context, config):
             start, end = day_interval(context, config.site(site))
-            planned = [c for c in chunks if c["site"] == site]
-            entries = [
-                done[key]
-                for key in ((c["camera_id"], datetime.fromisoformat(c["start"])) for c in planned)
-                if key in done
-            ]
-            failures = [
-                {
-                    "camera_id": c["camera_id"],
-                    "start": c["start"],
-                    "end": c["end"],
-                    "error": "export failed after its retries (see the export task's log)",
-                }
-                for c in planned
-                if (c["camera_id"], datetime.fromisoformat(c["start"])) not in done
-            ]
+            mine = [p for p in planned if p.site == site]
+            site_jobs = [j for p in mine for j in p.jobs]
+            entries, failures = archive.results_to_manifest(site_jobs, results)
+            unplanned = {t["server"] for t in servers if t["site"] == site} - {p.server for p in mine}
+            failures += [archive.plan_failure(server, start, end) for server in sorted(unplanned)]
             manifest = archive.commit_manifest(
-                store, config, site, archive.run_id_for(site, start), start, end, entries, failures, len(planned)
+                store,
+                config,
+                site,
+                archive.run_id_for(site, start),
+                start,
+                end,
+                entries,
+                failures,
+                len(site_jobs),
+                sum(p.pending for p in mine),
             )
             summary[site] = {"manifest": manifest.key, "archived": len(entries), "failed": len(failures)}
         context["outlet_events"][NIGHTLY_MANIFEST].extra = {"manifests": [s["manifest"] for s in summary.values()]}
@@ -106,9 +114,10 @@ def ev_nightly_archive() -> None:
             raise RuntimeError(f"some exports failed: {summary}")
         return summary
 
-    planned = flatten(plan.expand(target=targets()))
-    exported = ExportToStoreOperator.partial(task_id="export", pool=EXPORT_POOL).expand(chunk=planned)
-    commit(planned, exported.output)
+    servers = targets()
+    plans = plan.expand(target=servers)
+    exported = ExportToStoreOperator.partial(task_id="export", pool=EXPORT_POOL).expand(job=jobs(plans))
+    commit(servers, plans, exported.output)
 
 
 def _sites(context: Any, config: Any) -> list[str]:

@@ -32,7 +32,7 @@ def ev_retention() -> None:
             for server in site.servers:
                 with client_for(site.name, server.name, config) as client:
                     result[f"{site.name}/{server.name}"] = retention.sync_legal_holds(
-                        client, store, site.name, retention.audit_log(store, config.retention)
+                        client, store, server.name, site.name, retention.audit_log(store, config.retention)
                     )
         return result
 

@@ -64,39 +64,40 @@ def client_for(site: str, server: str, config: Any) -> Any:
 
 
 class ExportToStoreOperator(BaseOperator):
-    """Export one planned chunk into the archive store; the wait for the export defers."""
+    """Run one `ExportJob` (pipelines.export_job): start it, defer while the recording server
+    builds the export, then finish it into the store. Returns a `JobResult` dict.
 
-    template_fields = ("chunk",)
+    The export id never reaches XCom or the trigger's arguments in the clear beyond what
+    Airflow's deferral needs: it is a capability on exacqVision (see the trigger)."""
+
+    template_fields = ("job",)
     ui_color = "#d6eaf8"
 
-    def __init__(self, *, chunk: dict[str, Any], **kwargs: Any) -> None:
+    def __init__(self, *, job: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.chunk = chunk
+        self.job = job
 
     def execute(self, context: Any) -> dict[str, Any] | None:
         from ev_ingest.airflow.hooks import ExacqVisionHook
         from ev_ingest.airflow.triggers import ExportProgressTrigger
-        from ev_ingest.store import keys
-        from pipelines import archive
+        from ev_ingest.store import RecordIndex
+        from pipelines import export_job
 
         config = load()
         store = store_for(config)
-        chunk = archive.Chunk(**self.chunk)
-        key = keys.export_key(
-            chunk.site, chunk.camera_id, chunk.start_dt, chunk.end_dt, archive.EXTENSIONS[config.export.format]
-        )
-        hook = ExacqVisionHook(conn_id_for(config.server(chunk.site, chunk.server)))
+        job = export_job.ExportJob.from_dict(self.job)
+        interval_start = datetime.fromisoformat(self.job_interval_start(context, config, job))
+        records = RecordIndex.of_day(store, job.site, interval_start)
+        hook = ExacqVisionHook(conn_id_for(config.server(job.site, job.server)))
         with hook.get_conn() as client:
-            if store.head(key) is not None:  # archived by an earlier run: nothing to export
-                return archive.export_to_store(client, store, config, chunk).model_dump(mode="json")
-            export_id = client.exports.create(
-                chunk.camera_id, chunk.start_dt, chunk.end_dt, format=config.export.format
-            )
+            started = export_job.start(client, store, job, records)
+        if isinstance(started, export_job.JobResult):
+            return started.as_dict()
         settings = hook.settings()
         self.defer(
             trigger=ExportProgressTrigger(
                 settings.base_url,
-                export_id,
+                started,
                 tls_verify=settings.tls_verify,
                 ca_file=str(settings.ca_file) if settings.ca_file else None,
                 api_prefix=settings.api_prefix,
@@ -108,19 +109,22 @@ class ExportToStoreOperator(BaseOperator):
         )
         return None
 
+    @staticmethod
+    def job_interval_start(context: Any, config: Any, job: Any) -> str:
+        """The run's interval start (its manifest's date): what committed records are read from."""
+        start, _ = day_interval(context, config.site(job.site))
+        return start.isoformat()
+
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         from ev_ingest.airflow.triggers import ExportProgressEvent
-        from pipelines import archive
+        from pipelines import export_job
 
         outcome = ExportProgressEvent.model_validate(event)
-        export_id = outcome.export_id
         config = load()
-        chunk = archive.Chunk(**self.chunk)
-        with client_for(chunk.site, chunk.server, config) as client:
+        job = export_job.ExportJob.from_dict(self.job)
+        with client_for(job.site, job.server, config) as client:
             if outcome.status != "complete":
-                client.exports.finish(export_id)
-                raise AirflowException(
-                    f"export {export_id} of camera {chunk.camera_id}: {outcome.status}: {outcome.message}"
-                )
-            entry = archive.export_to_store(client, store_for(config), config, chunk, export_id=export_id)
-        return entry.model_dump(mode="json")
+                export_job.free(client, outcome.export_id)
+                raise AirflowException(f"export of {job.job_id}: {outcome.status}: {outcome.message}")
+            result = export_job.finish(client, store_for(config), config, job, outcome.export_id)
+        return result.as_dict()

@@ -53,6 +53,7 @@ def ev_thumbnails() -> None:
                     store_for(config),
                     config,
                     camera["site"],
+                    camera["server"],
                     camera["camera_id"],
                     camera["camera_name"],
                     start,

@@ -1,60 +1,32 @@
 """The nightly archival steps: plan, export into the store, write the manifest.
 
 Plain functions with plain arguments (a client, a store, dicts and datetimes), keyed on
-the data interval and idempotent: an export's S3 key is a function of (site, camera,
-chunk), a key already holding a complete object is skipped, and a rerun of the same
-interval writes nothing new. Airflow DAGs, the CLI (`ev-ingest archive`) and notebooks
-call the same functions.
+the data interval and idempotent. `plan()` turns an interval into `ExportJob`s, one per
+(server, camera, chunk) that holds recordings and has ended on the server's clock; the
+one export step is `pipelines.export_job`; `commit_manifest()` writes the record, last.
+Airflow DAGs, the CLI (`ev-ingest archive`) and notebooks call the same functions.
 
-What travels between steps (Airflow XCom) is small JSON: `Chunk` and `ManifestEntry`
-dicts, never video.
+What travels between steps (Airflow XCom) is small JSON: `Plan`, `ExportJob` and
+`JobResult` dicts, never video, never an export id.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ev_ingest import clock
-from ev_ingest.client import ClientSettings, DownloadError, DownloadResult, ExacqClient
-from ev_ingest.client._base import DownloadTracker
+from ev_ingest.client import ClientSettings, ExacqClient
 from ev_ingest.store import ArchiveStore, Manifest, ManifestEntry, ManifestFailure, Retention, StoreSettings
 from ev_ingest.store import keys as store_keys
-from ev_ingest.store.records import SourceServer, read_manifest, write_manifest
+from ev_ingest.store.records import read_manifest, write_manifest
 from pipelines.config import PipelineConfig, ServerConfig
+from pipelines.export_job import ExportJob, JobResult
 
 log = logging.getLogger(__name__)
-EXTENSIONS = {"mp4": "mp4", "ps_zip": "zip"}
-CONTENT_TYPES = {"mp4": "video/mp4", "ps_zip": "application/zip"}
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """One export to make: a camera over one chunk of the interval that holds recordings."""
-
-    site: str
-    server: str
-    camera_id: int
-    camera_name: str
-    start: str  # ISO 8601 UTC: the chunk's grid bounds (they name the S3 key)
-    end: str
-    recorded_start: str  # first recorded moment in the chunk (the export file's t = 0)
-    recorded_seconds: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def start_dt(self) -> datetime:
-        return datetime.fromisoformat(self.start)
-
-    @property
-    def end_dt(self) -> datetime:
-        return datetime.fromisoformat(self.end)
 
 
 def connect(server: ServerConfig, **options: Any) -> ExacqClient:
@@ -83,46 +55,108 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
 
 
-def plan(
-    client: ExacqClient, config: PipelineConfig, site: str, server: str, start: datetime, end: datetime
-) -> list[Chunk]:
+class IntervalError(ValueError):
+    """The interval cannot be archived: it has not started on the server's clock."""
+
+
+@dataclass
+class Plan:
+    """What one server's interval needs: the jobs to run now, and how many chunk slots
+    (summed over cameras) have not ended on the server's clock and are left for a later run."""
+
+    site: str
+    server: str
+    jobs: list[ExportJob] = field(default_factory=list)
+    pending: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "site": self.site,
+            "server": self.server,
+            "jobs": [j.as_dict() for j in self.jobs],
+            "pending": self.pending,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        jobs = [ExportJob.from_dict(j) for j in data["jobs"]]
+        return cls(data["site"], data["server"], jobs, int(data["pending"]))
+
+
+def server_now(client: ExacqClient) -> datetime:
+    """The recording server's clock: ours corrected by the skew its `Date` headers showed."""
+    return clock.now() + (client.clock_skew or timedelta(0))
+
+
+def chunk_grid(start: datetime, end: datetime, minutes: int) -> list[tuple[datetime, datetime]]:
+    """[start, end) cut every `minutes` from `start`: the grid names the keys, not the recordings."""
+    step, grid, cursor = timedelta(minutes=minutes), [], start
+    while cursor < end:
+        grid.append((cursor, min(cursor + step, end)))
+        cursor = grid[-1][1]
+    return grid
+
+
+def plan(client: ExacqClient, config: PipelineConfig, site: str, server: str, start: datetime, end: datetime) -> Plan:
     """Recorded spans of every wanted camera in [start, end), cut on a fixed chunk grid.
 
-    One metadata search covers all cameras; a chunk is planned only where something was
-    recorded. The grid (not the recordings) names the keys, so reruns plan the same keys.
+    Only chunks that ended `export.settle_s` ago on the server's clock are planned: an
+    export of a chunk still being recorded would be stored (and locked) short, and every
+    later run would take it as archived. The rest is counted in `Plan.pending`, and a
+    later run of the same interval archives it. An interval that has not started is an
+    error. Reruns plan the same keys.
     """
     server_cfg = config.server(site, server)
     cameras = [c for c in client.cameras.list() if server_cfg.wants(c.id)]
     check_clock(client, config, server, end)
+    now = server_now(client)
+    if start >= now:
+        raise IntervalError(
+            f"{site}/{server}: the interval {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC has not started "
+            f"on the server's clock ({now:%Y-%m-%d %H:%M} UTC): there is nothing to archive yet"
+        )
     if not cameras:
-        return []
-    found = client.search.metadata([c.id for c in cameras], start, end)
-    step = timedelta(minutes=config.export.chunk_minutes)
-    chunks = []
+        return Plan(site, server)
+    grid = chunk_grid(start, end, config.export.chunk_minutes)
+    ended_by = now - timedelta(seconds=config.export.settle_s)
+    ready = [(a, b) for a, b in grid if b <= ended_by]
+    result = Plan(site, server, pending=(len(grid) - len(ready)) * len(cameras))
+    if not ready:
+        log.warning("%s/%s: no chunk of the interval has ended on the server's clock yet", site, server)
+        return result
+    found = client.search.metadata([c.id for c in cameras], start, ready[-1][1])
     for camera in cameras:
         clips = found.clips(camera.id)
-        cursor = start
-        while cursor < end:
-            chunk_end = min(cursor + step, end)
+        for chunk_start, chunk_end in ready:
             inside = [
-                (max(c.start, cursor), min(c.end, chunk_end)) for c in clips if c.end > cursor and c.start < chunk_end
+                (max(c.start, chunk_start), min(c.end, chunk_end))
+                for c in clips
+                if c.end > chunk_start and c.start < chunk_end
             ]
             if inside:
-                chunks.append(
-                    Chunk(
-                        site,
-                        server,
-                        camera.id,
-                        camera.name,
-                        _iso(cursor),
-                        _iso(chunk_end),
-                        _iso(inside[0][0]),
-                        sum((b - a).total_seconds() for a, b in inside),
+                result.jobs.append(
+                    ExportJob(
+                        site=site,
+                        server=server,
+                        camera_id=camera.id,
+                        camera_name=camera.name,
+                        start=_iso(chunk_start),
+                        end=_iso(chunk_end),
+                        recorded_start=_iso(inside[0][0]),
+                        recorded_seconds=sum((b - a).total_seconds() for a, b in inside),
+                        format=config.export.format,
                     )
                 )
-            cursor = chunk_end
-    log.info("planned %d exports for %s/%s over %s .. %s", len(chunks), site, server, start, end)
-    return chunks
+    log.info(
+        "planned %d exports for %s/%s over %s .. %s%s",
+        len(result.jobs),
+        site,
+        server,
+        start,
+        end,
+        f" ({result.pending} chunk slots not ended yet: a later run archives them)" if result.pending else "",
+    )
+    return result
 
 
 class ClockSkewError(ValueError):
@@ -131,133 +165,53 @@ class ClockSkewError(ValueError):
 
 def check_clock(client: ExacqClient, config: PipelineConfig, server: str, end: datetime) -> None:
     """A recorder labels video with its own clock. Within `max_clock_skew_s` nothing is said;
-    beyond it a warning (exports are cut in server time); and when the interval has not yet
-    ended on the server's clock, an error: archiving now would silently miss its last part."""
+    beyond it a warning (exports are cut in server time); and when the interval is over on
+    our clock but not on the server's, an error: the server is wrong, not the request."""
     skew = client.clock_skew
     if skew is None or abs(skew.total_seconds()) <= config.export.max_clock_skew_s:
         return
-    server_now = clock.now() + skew
+    server_clock = clock.now() + skew
     direction = "ahead of" if skew > timedelta(0) else "behind"
     minutes = round(abs(skew.total_seconds()) / 60)  # the Date header has 1 s resolution
     said = f"server {server!r}: its clock is {minutes // 60} h {minutes % 60:02d} min {direction} this worker's"
-    if server_now < end:
+    if server_clock < end <= clock.now():
         raise ClockSkewError(
             f"{said}; the interval ends at {end:%Y-%m-%d %H:%M} UTC but the server's clock says "
-            f"{server_now:%Y-%m-%d %H:%M}, so its recordings of the interval are not complete. "
+            f"{server_clock:%Y-%m-%d %H:%M}, so its recordings of the interval are not complete. "
             "Fix the server's time (NTP) or archive this interval later."
         )
     log.warning("%s; exports are cut by the server's clock (check its NTP)", said)
 
 
-def _verified(chunks: Iterator[bytes], tracker: DownloadTracker, result: list[DownloadResult]) -> Iterator[bytes]:
-    """Pass the download through; at its end, check its length before the store commits it.
-
-    `tracker.finish()` raises DownloadError on a short body, inside the store's read: the
-    store then aborts the upload. The verified result is handed back through `result`.
-    """
-    yield from chunks
-    result.append(tracker.finish())
-
-
-def export_to_store(
-    client: ExacqClient, store: ArchiveStore, config: PipelineConfig, chunk: Chunk, *, export_id: str | None = None
-) -> ManifestEntry:
-    """Export one chunk and stream it into the store (skipped when already archived).
-
-    With `export_id` the export was created (and waited for) elsewhere, e.g. by a
-    deferrable trigger; the export is always finished, also on failure.
-    """
-    fmt = config.export.format
-    key = store_keys.export_key(chunk.site, chunk.camera_id, chunk.start_dt, chunk.end_dt, EXTENSIONS[fmt])
-    retention = retention_for(config, chunk.site, chunk.camera_id, chunk.end_dt)
-    existing = store.head(key)
-    if existing is not None and existing.sha256:
-        log.info("%s already archived (sha256 %s): skipped", key, existing.sha256)
-        if export_id:
-            client.exports.finish(export_id)
-        return _entry(
-            chunk,
-            key,
-            existing.version_id,
-            existing.size,
-            existing.sha256,
-            fmt,
-            client,
-            existing.retention or retention,
-            existing.legal_hold,
-        )
-    if export_id is None:
-        export_id = client.exports.create(
-            chunk.camera_id,
-            chunk.start_dt,
-            chunk.end_dt,
-            format=fmt,
-            name=f"{chunk.camera_id}_{store_keys.stamp(chunk.start_dt)}",
-        )
-        wait = True
-    else:
-        wait = False
-    try:
-        if wait:
-            client.exports.wait(
-                export_id, timeout=config.export.wait_timeout_s, poll_interval=config.export.poll_interval_s
-            )
-        tracker = DownloadTracker(export_id)
-        downloaded: list[DownloadResult] = []
-        stored = store.put(
-            key,
-            _verified(client.exports.iter_download(export_id, tracker), tracker, downloaded),
-            content_type=CONTENT_TYPES[fmt],
-            retention=retention,
-        )
-    finally:
-        try:
-            client.exports.finish(export_id)
-        except Exception as exc:  # the server frees idle exports itself after 15 minutes
-            log.warning("could not finish export %s: %s", export_id, exc)
-    if downloaded[0].sha256 != stored.sha256:
-        raise DownloadError(f"{key}: the stored bytes differ from the downloaded bytes")
-    log.info("archived %s (%d bytes, sha256 %s)", key, stored.size, stored.sha256)
-    return _entry(chunk, key, stored.version_id, stored.size, stored.sha256, fmt, client, retention, False)
+def results_to_manifest(
+    jobs: list[ExportJob], results: list[JobResult], errors: dict[str, str] | None = None
+) -> tuple[list[ManifestEntry], list[ManifestFailure]]:
+    """Entries of the jobs that produced a result (matched by job id); a failure for every
+    job that did not (with its error where known), and a `conflict` failure per finding."""
+    by_id = {r.job_id: r for r in results}
+    entries, failures = [], []
+    for job in jobs:
+        result = by_id.get(job.job_id)
+        if result is None:
+            said = (errors or {}).get(job.job_id, "export failed after its retries (see the export task's log)")
+            failures.append(failure(job, said))
+            continue
+        entries.append(result.entry)
+        if result.finding:
+            failures.append(failure(job, result.finding, kind="conflict"))
+    return entries, failures
 
 
-def retention_for(config: PipelineConfig, site: str, camera_id: int | None, recorded_end: datetime) -> Retention | None:
-    """The lock an object needs; None once its policy's retention has already run out
-    (archiving old video: S3 refuses a retain-until date in the past)."""
-    mode, until = config.retention.until(site, camera_id, recorded_end)
-    return Retention(mode, until) if until > clock.now() + timedelta(minutes=1) else None
+def plan_failure(server: str, start: datetime, end: datetime) -> ManifestFailure:
+    """A server whose plan failed: none of its exports were even listed (camera 0: all)."""
+    return ManifestFailure(
+        server=server, camera_id=0, start=start, end=end, error="planning failed (see the plan task's log)", kind="plan"
+    )
 
 
-def _entry(
-    chunk: Chunk,
-    key: str,
-    version: str | None,
-    size: int,
-    sha: str,
-    fmt: str,
-    client: ExacqClient,
-    retention: Retention | None,
-    held: bool,
-) -> ManifestEntry:
-    info = client.login_info
-    return ManifestEntry(
-        key=key,
-        kind="export",
-        version_id=version,
-        size=size,
-        sha256=sha,
-        camera_id=chunk.camera_id,
-        camera_name=chunk.camera_name,
-        start=chunk.start_dt,
-        end=chunk.end_dt,
-        recorded_start=datetime.fromisoformat(chunk.recorded_start),
-        export_format=fmt,
-        source=SourceServer(
-            name=chunk.server, serial=info.serial if info else None, version=info.version if info else None
-        ),
-        retention_mode=retention.mode if retention else None,
-        retain_until=retention.until if retention else None,
-        legal_hold=held,
+def failure(job: ExportJob, error: str, kind: str = "export") -> ManifestFailure:
+    return ManifestFailure(
+        server=job.server, camera_id=job.camera_id, start=job.start_dt, end=job.end_dt, error=error, kind=kind
     )
 
 
@@ -268,9 +222,10 @@ def commit_manifest(
     run_id: str,
     start: datetime,
     end: datetime,
-    entries: list[ManifestEntry | dict[str, Any]],
-    failures: list[ManifestFailure | dict[str, Any]],
+    entries: list[ManifestEntry],
+    failures: list[ManifestFailure],
     planned: int,
+    pending: int = 0,
 ) -> Manifest:
     """Write the run's manifest last: the record that these objects are archived."""
     manifest = Manifest(
@@ -279,17 +234,39 @@ def commit_manifest(
         interval_start=start,
         interval_end=end,
         planned=planned,
-        entries=[e if isinstance(e, ManifestEntry) else ManifestEntry.model_validate(e) for e in entries],
-        failures=[f if isinstance(f, ManifestFailure) else ManifestFailure.model_validate(f) for f in failures],
+        entries=entries,
+        failures=failures,
+        complete=pending == 0,
+        pending=pending,
     )
     if store.head(manifest.key) is not None:
         previous = read_manifest(store, manifest.key)
         if previous.same_content(manifest):
             log.info("manifest %s unchanged: not rewritten", manifest.key)
             return previous
-    write_manifest(store, manifest, retention_for(config, site, None, end))
-    log.info("manifest %s: %d objects, %d failures", manifest.key, len(manifest.entries), len(manifest.failures))
+    write_manifest(store, manifest, record_lock(config, site, end, entries))
+    log.info(
+        "manifest %s: %d objects, %d failures%s",
+        manifest.key,
+        len(manifest.entries),
+        len(manifest.failures),
+        f", {pending} chunk slots not ended yet (partial: a later run completes it)" if pending else "",
+    )
     return manifest
+
+
+def record_lock(config: PipelineConfig, site: str, end: datetime, entries: list[ManifestEntry]) -> Retention | None:
+    """A record (manifest) is kept at least as long as the longest-kept object it lists, and
+    as long as the site's longest rule: a record that expires before its footage proves nothing."""
+    policy = config.retention
+    mode, days = policy.rule_for(site, None, None)
+    floor = (end + timedelta(days=policy.longest(site))).replace(microsecond=0)
+    until = max([floor, *(e.retain_until for e in entries if e.retain_until)])
+    if until <= clock.now() + timedelta(minutes=1):
+        return None
+    if any(e.retention_mode == "COMPLIANCE" for e in entries):
+        mode = "COMPLIANCE"
+    return Retention(mode, until)
 
 
 def run_id_for(site: str, start: datetime) -> str:

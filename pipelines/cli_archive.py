@@ -20,7 +20,10 @@ def _day(text: str) -> datetime:
 
 def _interval(config: Any, site: str, day: datetime) -> tuple[datetime, datetime]:
     """The site's local calendar day `day`, as UTC."""
-    return config.site(site).previous_day(day + timedelta(days=1, hours=12))
+    try:
+        return config.site(site).previous_day(day + timedelta(days=1, hours=12))
+    except OverflowError:
+        raise ValueError(f"{day:%Y-%m-%d} is out of range") from None
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
@@ -33,17 +36,26 @@ def cmd_archive(args: argparse.Namespace) -> int:
     site = args.site or config.sites[0].name
     start, end = _interval(config, site, args.date)
     result = run_nightly(config, store, site, start, end, summarize=not args.no_motion)
+    manifest = result.manifest
     payload = {
-        "manifest": result.manifest.key,
-        "objects": len(result.manifest.entries),
+        "manifest": manifest.key,
+        "objects": len(manifest.entries),
         "failures": [f.model_dump(mode="json") for f in result.failures],
+        "complete": manifest.complete,
+        "pending": manifest.pending,
         "motion_manifest": result.motion_manifest.key if result.motion_manifest else None,
     }
+    partial = (
+        f"\npartial: {manifest.pending} chunk slots had not ended on the server's clock; "
+        f"run `ev-ingest archive --date {args.date:%Y-%m-%d}` again later to complete the day"
+        if not manifest.complete
+        else ""
+    )
     print(
         json.dumps(payload, indent=2)
         if args.json
-        else f"{site} {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC: {len(result.manifest.entries)} exports "
-        f"archived, {len(result.failures)} failed\nmanifest: {result.manifest.key}"
+        else f"{site} {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC: {len(manifest.entries)} exports "
+        f"archived, {len(result.failures)} failed\nmanifest: {manifest.key}{partial}"
     )
     return 1 if result.failures else 0
 
@@ -58,7 +70,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     store = archive.open_store(config)
     if args.publish:
         run_id = motion.motion_run_id(archive.run_id_for(site, start))
-        entry = report.publish(store, site, start, end, run_id, archive.retention_for(config, site, None, end))
+        lock = archive.record_lock(config, site, end, [])
+        entry = report.publish(store, site, start, end, run_id, lock)
         print(f"stored: s3://{store.settings.bucket}/{entry.key} (sha256 {entry.sha256})")
         document = store.get_bytes(entry.key, entry.version_id).decode()
     else:
@@ -81,7 +94,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
             site = config.site(args.site or config.sites[0].name)
             for server in site.servers:
                 with archive.connect(server) as client:
-                    result.update(retention.sync_legal_holds(client, store, site.name, log))
+                    result.update(retention.sync_legal_holds(client, store, server.name, site.name, log))
     elif args.action == "audit":
         report = retention.audit(store, config.retention, args.site, deep=args.deep, audit_log=log)
         result = report.as_json()

@@ -17,7 +17,8 @@ sites:
         max_concurrent_exports: 2
 export: {format: mp4, chunk_minutes: 60}
 store: {bucket: ev-archive, endpoint_url: null}
-retention: {mode: GOVERNANCE, days: 30, sites: {HQ: {days: 90}}, cameras: {"4593152": {days: 365}}}
+retention: {mode: GOVERNANCE, days: 30, sites: {HQ: {days: 90}}, servers: {nvr1: {days: 60}},
+            cameras: {"nvr1/4593152": {days: 365}}}     # server/camera: ids are per server
 ```
 
 Secrets never live in this file: passwords come from the environment (`password_env`)
@@ -30,13 +31,17 @@ import json
 import os
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ev_ingest import clock
 from pipelines.video.detect import MotionConfig
+
+if TYPE_CHECKING:
+    from ev_ingest.store import Retention
 
 CONFIG_ENV = "EV_CONFIG"
 LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
@@ -92,7 +97,14 @@ class SiteConfig(_Strict):
         return ZoneInfo(self.timezone)
 
     def previous_day(self, moment: datetime) -> tuple[datetime, datetime]:
-        """The local calendar day before `moment`, as a UTC interval."""
+        """The local calendar day before `moment`, as a UTC interval of plain datetimes.
+
+        `moment` may be a pendulum DateTime (a scheduled Airflow run's `data_interval_end`):
+        it is turned into a stdlib datetime first, because pendulum arithmetic on a value
+        carrying a stdlib tzinfo returns naive datetimes (the scheduled run's TypeError)."""
+        if moment.tzinfo is None:
+            raise ValueError(f"{moment!r} has no time zone")
+        moment = datetime.fromtimestamp(moment.timestamp(), UTC)
         local = moment.astimezone(self.zone)
         end = local.replace(hour=0, minute=0, second=0, microsecond=0)
         start = (end - timedelta(days=1)).replace(tzinfo=None).replace(tzinfo=self.zone)
@@ -105,6 +117,10 @@ class ExportSettings(_Strict):
     wait_timeout_s: float = Field(3600, gt=0)
     poll_interval_s: float = Field(2.0, gt=0, le=60)
     max_clock_skew_s: float = Field(300, gt=0, description="server/worker clock difference tolerated silently")
+    settle_s: float = Field(
+        300, ge=0, le=86400, description="a chunk is exported only this long after it ended on the server's clock"
+    )
+    spool_dir: str | None = Field(None, description="where exports are spooled before upload (default: TMPDIR)")
 
 
 class StoreConfig(_Strict):
@@ -122,19 +138,50 @@ class RetentionPolicy(_Strict):
     mode: LockMode = "GOVERNANCE"
     days: int = Field(30, ge=1, le=36500)
     sites: dict[str, RetentionRule] = Field(default_factory=dict)
-    cameras: dict[str, RetentionRule] = Field(default_factory=dict, description="keyed by camera id")
+    servers: dict[str, RetentionRule] = Field(default_factory=dict, description="keyed by server name")
+    cameras: dict[str, RetentionRule] = Field(
+        default_factory=dict,
+        description='keyed by "server/camera_id" (or a bare camera id: that id on every server)',
+    )
 
-    def rule_for(self, site: str, camera_id: int | None) -> tuple[LockMode, int]:
-        """The most specific rule wins: camera, then site, then the default."""
+    @field_validator("cameras")
+    @classmethod
+    def _camera_keys(cls, value: dict[str, RetentionRule]) -> dict[str, RetentionRule]:
+        for key in value:
+            camera = key.rsplit("/", 1)[-1]
+            if not camera.isdigit():
+                raise ValueError(f"camera rule {key!r}: use 'server/camera_id' or a bare camera id")
+        return value
+
+    def rule_for(self, site: str, server: str | None, camera_id: int | None) -> tuple[LockMode, int]:
+        """The most specific rule wins: server/camera, camera, server, site, then the default."""
         mode, days = self.mode, self.days
-        for rule in (self.sites.get(site), self.cameras.get(str(camera_id)) if camera_id is not None else None):
+        rules = [self.sites.get(site), self.servers.get(server) if server else None]
+        if camera_id is not None:
+            rules += [self.cameras.get(str(camera_id)), self.cameras.get(f"{server}/{camera_id}") if server else None]
+        for rule in rules:
             if rule is not None:
                 mode, days = rule.mode or mode, rule.days or days
         return mode, days
 
-    def until(self, site: str, camera_id: int | None, recorded_end: datetime) -> tuple[LockMode, datetime]:
-        mode, days = self.rule_for(site, camera_id)
+    def until(
+        self, site: str, server: str | None, camera_id: int | None, recorded_end: datetime
+    ) -> tuple[LockMode, datetime]:
+        mode, days = self.rule_for(site, server, camera_id)
         return mode, (recorded_end + timedelta(days=days)).replace(microsecond=0)
+
+    def lock(self, site: str, server: str | None, camera_id: int | None, recorded_end: datetime) -> Retention | None:
+        """The lock an object needs; None once its retention has already run out (archiving
+        old video: S3 refuses a retain-until date in the past)."""
+        from ev_ingest.store import Retention  # boto3 behind it: not at import (CLI start-up)
+
+        mode, until = self.until(site, server, camera_id, recorded_end)
+        return Retention(mode, until) if until > clock.now() + timedelta(minutes=1) else None
+
+    def longest(self, site: str) -> int:
+        """The longest retention any object of the site can get (manifests are kept that long)."""
+        rules = [self.sites.get(site), *self.servers.values(), *self.cameras.values()]
+        return max([self.days, *(r.days for r in rules if r is not None and r.days)])
 
 
 class ThumbnailSettings(_Strict):

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from ev_ingest.store import ArchiveStore, StoreSettings
+from ev_ingest.store import ArchiveStore, ManifestEntry, StoreSettings
 from ev_ingest.store import keys as store_keys
 from pipelines.video.summary import EVENTS_SCHEMA, TIMELINE_SCHEMA
 
@@ -64,60 +64,106 @@ class Archive:
         return cls(pafs.LocalFileSystem(), str(Path(folder).resolve()))
 
     # --- motion -------------------------------------------------------------------------
+    def _camera_folders(self, root: str) -> list[tuple[str, int, str]]:
+        """(server, camera id, folder) of every camera partition under a site folder: the
+        `server=V/camera=C` layout, and the `camera=C` one of archives written before the
+        server was part of the identity (server "")."""
+
+        def folders(path: str) -> list[str]:
+            found = self.filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+            return [f.path for f in found if f.type == pafs.FileType.Directory]
+
+        out = []
+        for folder in folders(root):
+            name = folder.rsplit("/", 1)[1]
+            if name.startswith("server="):
+                server = name.split("=", 1)[1]
+                out += [(server, int(c.rsplit("=", 1)[1]), c) for c in folders(folder) if "/camera=" in c]
+            elif name.startswith("camera="):
+                out.append(("", int(name.split("=", 1)[1]), folder))
+        return out
+
     def _partitions(
-        self, kind: str, site: str, cameras: list[int] | None, start: datetime | None, days: int
-    ) -> list[str]:
+        self,
+        kind: str,
+        site: str,
+        cameras: list[int] | None,
+        servers: list[str] | None,
+        start: datetime | None,
+        days: int,
+    ) -> list[tuple[str, str]]:
+        """(server, file) of the Parquet parts asked for: directories are listed, only the
+        wanted camera-days' files are opened."""
         root = f"{self.base}/motion/{kind}/site={store_keys.safe_part(site)}"
         dates = [store_keys.day(start + timedelta(days=i)) for i in range(days)] if start else None
-        if cameras is not None and dates is not None:
-            wanted = [f"{root}/camera={c}/date={d}" for c in cameras for d in dates]
-        else:
-            found = self.filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True, recursive=False))
-            camera_dirs = [
-                f.path
-                for f in found
-                if f.type == pafs.FileType.Directory and (cameras is None or int(f.path.rsplit("=", 1)[1]) in cameras)
-            ]
-            wanted = []
-            for camera_dir in camera_dirs:
-                if dates is not None:
-                    wanted += [f"{camera_dir}/date={d}" for d in dates]
-                else:
-                    listing = self.filesystem.get_file_info(pafs.FileSelector(camera_dir, allow_not_found=True))
-                    wanted += [f.path for f in listing if f.type == pafs.FileType.Directory]
         files = []
-        for folder in wanted:
-            listing = self.filesystem.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
-            files += sorted(f.path for f in listing if f.path.endswith(".parquet"))
+        for server, camera, folder in self._camera_folders(root):
+            if (cameras is not None and camera not in cameras) or (servers is not None and server not in servers):
+                continue
+            if dates is not None:
+                wanted = [f"{folder}/date={d}" for d in dates]
+            else:
+                listing = self.filesystem.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+                wanted = [f.path for f in listing if f.type == pafs.FileType.Directory]
+            for day_folder in wanted:
+                listing = self.filesystem.get_file_info(pafs.FileSelector(day_folder, allow_not_found=True))
+                files += sorted((server, f.path) for f in listing if f.path.endswith(".parquet"))
         return files
 
     def _read(
-        self, kind: str, schema: pa.Schema, site: str, cameras: list[int] | None, start: datetime | None, days: int
+        self,
+        kind: str,
+        schema: pa.Schema,
+        site: str,
+        cameras: list[int] | None,
+        servers: list[str] | None,
+        start: datetime | None,
+        days: int,
     ) -> pd.DataFrame:
-        files = self._partitions(kind, site, cameras, start, days)
+        files = self._partitions(kind, site, cameras, servers, start, days)
         self.files_opened = len(files)
-        if not files:
-            return schema.empty_table().to_pandas()
-        table = ds.dataset(files, schema=schema, format="parquet", filesystem=self.filesystem).to_table()
-        frame = table.to_pandas()
         column = "ts" if kind == "timeline" else "start"
-        frame = frame.sort_values(["camera_id", column]).reset_index(drop=True)
+        if not files:
+            frame = schema.empty_table().to_pandas()
+            frame.insert(0, "server", pd.Series(dtype=str))
+            return frame
+        tables = []
+        for server in dict.fromkeys(s for s, _ in files):  # one dataset per server, in order
+            paths = [f for s, f in files if s == server]
+            table = ds.dataset(paths, schema=schema, format="parquet", filesystem=self.filesystem).to_table()
+            tables.append(table.add_column(0, "server", pa.array([server] * table.num_rows, pa.string())))
+        frame = pa.concat_tables(tables).to_pandas()
+        frame = frame.sort_values(["server", "camera_id", column]).reset_index(drop=True)
         if start is not None:
             end = start + timedelta(days=days)
             frame = frame[(frame[column] >= pd.Timestamp(start)) & (frame[column] < pd.Timestamp(end))]
         return frame.reset_index(drop=True)
 
     def motion_timeline(
-        self, site: str, *, cameras: list[int] | None = None, start: datetime | None = None, days: int = 1
+        self,
+        site: str,
+        *,
+        cameras: list[int] | None = None,
+        servers: list[str] | None = None,
+        start: datetime | None = None,
+        days: int = 1,
     ) -> pd.DataFrame:
-        """Per-second activity: camera_id, ts, frames, score, peak, source."""
-        return self._read("timeline", TIMELINE_SCHEMA, site, cameras, _day_start(start), days)
+        """Per-second activity: server, camera_id, ts, frames, score, peak, source.
+
+        Camera ids are per server: filter with `servers` too where two servers share ids."""
+        return self._read("timeline", TIMELINE_SCHEMA, site, cameras, servers, _day_start(start), days)
 
     def motion_events(
-        self, site: str, *, cameras: list[int] | None = None, start: datetime | None = None, days: int = 1
+        self,
+        site: str,
+        *,
+        cameras: list[int] | None = None,
+        servers: list[str] | None = None,
+        start: datetime | None = None,
+        days: int = 1,
     ) -> pd.DataFrame:
-        """Motion events: camera_id, start, end, peak, mean, frames, bbox, source (+ duration_s)."""
-        frame = self._read("events", EVENTS_SCHEMA, site, cameras, _day_start(start), days)
+        """Motion events: server, camera_id, start, end, peak, mean, frames, bbox, source (+ duration_s)."""
+        frame = self._read("events", EVENTS_SCHEMA, site, cameras, servers, _day_start(start), days)
         frame["duration_s"] = (frame["end"] - frame["start"]).dt.total_seconds()
         return frame
 
@@ -133,9 +179,10 @@ class Archive:
         return [json.loads(self._bytes(key)) | {"key": key} for key in keys]
 
     def exports(self, site: str) -> pd.DataFrame:
-        """Every archived export of the site, from its manifests (one row per object)."""
+        """Every archived export of the site, from its manifests (one row per object; `server`
+        is "" in entries written before the server was part of the identity)."""
         rows = [
-            entry | {"manifest": m["key"]}
+            ManifestEntry.model_validate(entry).model_dump(mode="json") | {"manifest": m["key"]}
             for m in self.manifests(site)
             for entry in m["entries"]
             if entry["kind"] == "export"
@@ -155,9 +202,10 @@ class Archive:
             return client.search.recorded_frame(int(event["camera_id"]), moment, width=width)
         site = str(event.get("site") or event["source"].split("site=")[1].split("/")[0])
         exports = self.exports(site)
-        row = exports[
-            (exports["camera_id"] == int(event["camera_id"])) & (exports["start"] <= middle) & (exports["end"] > middle)
-        ]
+        same_camera = exports["camera_id"] == int(event["camera_id"])
+        if "server" in event and "server" in exports:
+            same_camera &= exports["server"] == str(event["server"])
+        row = exports[same_camera & (exports["start"] <= middle) & (exports["end"] > middle)]
         if row.empty:
             raise LookupError(f"no archived export of camera {event['camera_id']} covers {moment}")
         export = row.iloc[0]

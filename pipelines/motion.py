@@ -2,8 +2,9 @@
 
 Reads the export back from the store (streamed to a temporary file, never whole in
 memory), runs the motion core, and writes the per-second timeline and the events as
-Parquet under `motion/{timeline,events}/site=/camera=/date=/part-<start>.parquet`, with
-the export's retention. Idempotent: summaries already stored are skipped.
+Parquet under `motion/{timeline,events}/site=/server=/camera=/date=/part-<start>.parquet`,
+with the export's retention. Idempotent: summaries that a committed manifest records as
+derived from this export are reused, and identical bytes never add a version.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from ev_ingest.store import ArchiveStore, ManifestEntry, Retention
+from ev_ingest.store import ArchiveStore, ManifestEntry, RecordIndex, Retention
 from ev_ingest.store import keys as store_keys
 from pipelines.config import PipelineConfig
 from pipelines.video import analyze
@@ -24,24 +25,26 @@ MOTION_SUFFIX = "-motion"
 
 
 def summarize_export(
-    store: ArchiveStore, config: PipelineConfig, site: str, export: ManifestEntry, workers: int | None = None
+    store: ArchiveStore,
+    config: PipelineConfig,
+    site: str,
+    export: ManifestEntry,
+    workers: int | None = None,
+    records: RecordIndex | None = None,
 ) -> list[ManifestEntry]:
     """Timeline and events entries (for the motion manifest) of one archived export."""
     start = export.recorded_start or export.start
-    timeline_key = store_keys.motion_key("timeline", site, export.camera_id, export.start)
-    events_key = store_keys.motion_key("events", site, export.camera_id, export.start)
+    timeline_key = store_keys.motion_key("timeline", site, export.server, export.camera_id, export.start)
+    events_key = store_keys.motion_key("events", site, export.server, export.camera_id, export.start)
     retention = (
         Retention(export.retention_mode, export.retain_until)
         if (export.retention_mode and export.retain_until)
         else None
     )
-    existing = [store.head(timeline_key), store.head(events_key)]
-    if all(info is not None and info.sha256 for info in existing):
-        log.info("motion summaries of %s already stored: skipped", export.key)
-        return [
-            _entry(export, kind, info.key, info.version_id, info.size, info.sha256, retention, None)
-            for kind, info in zip(("motion_timeline", "motion_events"), existing, strict=True)
-        ]
+    recorded = [records.get(timeline_key), records.get(events_key)] if records else [None, None]
+    if all(e is not None and e.derived_from == export.key for e in recorded):
+        log.info("motion summaries of %s recorded by a committed run: reused", export.key)
+        return [e for e in recorded if e is not None]
     suffix = Path(export.key).suffix
     with tempfile.NamedTemporaryFile(suffix=suffix) as local:
         for chunk in store.iter_bytes(export.key, export.version_id):
@@ -63,12 +66,14 @@ def summarize_export(
         parquet_bytes(summary.timeline_table()),
         content_type="application/vnd.apache.parquet",
         retention=retention,
+        if_changed=True,
     )
     stored_events = store.put(
         events_key,
         parquet_bytes(summary.events_table()),
         content_type="application/vnd.apache.parquet",
         retention=retention,
+        if_changed=True,
     )
     log.info(
         "%s: %d motion events (%s mode, %.0fx real time)",
@@ -107,7 +112,7 @@ def _entry(
     key: str,
     version: str | None,
     size: int,
-    sha: str | None,
+    sha: str,
     retention: Retention | None,
     events: int | None,
 ) -> ManifestEntry:
@@ -116,7 +121,8 @@ def _entry(
         kind=kind,
         version_id=version,
         size=size,
-        sha256=sha or "",
+        sha256=sha,
+        server=export.server,
         camera_id=export.camera_id,
         camera_name=export.camera_name,
         start=export.start,
@@ -134,11 +140,13 @@ def motion_run_id(archive_run_id: str) -> str:
     return f"{archive_run_id}{MOTION_SUFFIX}"
 
 
-def event_count(entries: list[ManifestEntry]) -> dict[int, int]:
-    counts: dict[int, int] = {}
+def event_count(entries: list[ManifestEntry]) -> dict[tuple[str, int], int]:
+    """Motion events per (server, camera)."""
+    counts: dict[tuple[str, int], int] = {}
     for entry in entries:
         if entry.kind == "motion_events":
-            counts[entry.camera_id] = counts.get(entry.camera_id, 0) + (entry.events or 0)
+            camera = (entry.server, entry.camera_id)
+            counts[camera] = counts.get(camera, 0) + (entry.events or 0)
     return counts
 
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.dates as mdates
 import numpy as np
@@ -20,7 +21,7 @@ def _figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")  # no pyplot: no GUI backend needed
 
 
-def activity_heatmap(timeline: pd.DataFrame, names: dict[int, str] | None = None) -> Figure:
+def activity_heatmap(timeline: pd.DataFrame, names: dict[Any, str] | None = None) -> Figure:
     figure = _figure(10, 1.2 + 0.45 * max(1, timeline["camera_id"].nunique()))
     axes = figure.add_subplot()
     if timeline.empty:
@@ -39,7 +40,7 @@ def activity_heatmap(timeline: pd.DataFrame, names: dict[int, str] | None = None
     return figure
 
 
-def event_timeline(events: pd.DataFrame, names: dict[int, str] | None = None) -> Figure:
+def event_timeline(events: pd.DataFrame, names: dict[Any, str] | None = None) -> Figure:
     cameras = sorted(events["camera_id"].unique()) if not events.empty else []
     figure = _figure(10, 1.2 + 0.5 * max(1, len(cameras)))
     axes = figure.add_subplot()

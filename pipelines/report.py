@@ -14,7 +14,6 @@ gives the same bytes, and the store skips it.
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import io
 import logging
@@ -35,6 +34,7 @@ log = logging.getLogger(__name__)
 EVENT_FRAMES = 8  # busiest events shown as frames: each costs a seek into an archived export
 EVENT_ROWS = 25
 SITE_WIDE = 0  # camera_id of a manifest entry that covers the whole site (the report)
+SITE_WIDE_SERVER = ""  # and its server
 
 _STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
@@ -61,12 +61,25 @@ def _table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, border=0, escape=True, na_rep="")
 
 
-def _camera_table(exports: pd.DataFrame, events: pd.DataFrame, names: dict[int, str]) -> pd.DataFrame:
-    cameras = sorted(set(exports.get("camera_id", pd.Series(dtype=int))) | set(events["camera_id"]))
+def _label(server: str, camera_id: int) -> str:
+    """A camera's name in the report: camera ids are per server, so the server goes first."""
+    return f"{server}/{camera_id}" if server else str(camera_id)
+
+
+def _labelled(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with a `camera` column of labels (server/camera)."""
+    if frame.empty:
+        return frame.assign(camera=pd.Series(dtype=str))
+    servers = frame["server"] if "server" in frame else pd.Series([""] * len(frame), index=frame.index)
+    return frame.assign(camera=[_label(s, int(c)) for s, c in zip(servers, frame["camera_id"], strict=True)])
+
+
+def _camera_table(exports: pd.DataFrame, events: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
+    cameras = sorted(set(exports.get("camera", pd.Series(dtype=str))) | set(events["camera"]))
     rows = []
     for camera in cameras:
-        mine = exports[exports["camera_id"] == camera] if not exports.empty else exports
-        theirs = events[events["camera_id"] == camera]
+        mine = exports[exports["camera"] == camera] if not exports.empty else exports
+        theirs = events[events["camera"] == camera]
         busiest = theirs["start"].dt.hour.mode() if not theirs.empty else pd.Series(dtype=int)
         rows.append(
             {
@@ -84,14 +97,14 @@ def _camera_table(exports: pd.DataFrame, events: pd.DataFrame, names: dict[int, 
 def _event_frames(archive: Archive, events: pd.DataFrame, site: str) -> list[tuple[str, str]]:
     """(caption, data URI) of the busiest events, a frame from the middle of each, spread
     over the cameras (each camera's strongest first) so one busy camera does not fill the sheet."""
-    per_camera = -(-EVENT_FRAMES // max(1, events["camera_id"].nunique()))
-    strongest = events.sort_values("peak", ascending=False).groupby("camera_id").head(per_camera)
+    per_camera = -(-EVENT_FRAMES // max(1, events["camera"].nunique()))
+    strongest = events.sort_values("peak", ascending=False).groupby("camera").head(per_camera)
     frames = []
     chosen = strongest.nlargest(EVENT_FRAMES, "peak")
     # Fetched camera by camera (consecutive events share the scratch copy of their export),
     # shown in time order.
-    for _, event in chosen.sort_values(["camera_id", "start"]).iterrows():
-        caption = f"camera {event['camera_id']} · {event['start']:%H:%M:%S} · {event['duration_s']:.0f} s"
+    for _, event in chosen.sort_values(["camera", "start"]).iterrows():
+        caption = f"camera {event['camera']} · {event['start']:%H:%M:%S} · {event['duration_s']:.0f} s"
         try:
             uri = _jpeg(archive.event_frame({**event.to_dict(), "site": site}, width=320))
         except (LookupError, ValueError, OSError) as exc:  # a missing export must not sink the report
@@ -112,14 +125,18 @@ def render(archive: Archive, site: str, start: datetime, end: datetime) -> str:
     ]
     entries = [e for m in runs for e in m["entries"]]
     failures = [f for m in runs for f in m.get("failures", [])]
-    exports = pd.DataFrame([e for e in entries if e["kind"] == "export"])
-    names = {int(e["camera_id"]): e.get("camera_name", "") for e in entries if e["kind"] == "export"}
+    exports = _labelled(pd.DataFrame([e for e in entries if e["kind"] == "export"]))
+    names = {
+        _label(e.get("server") or "", int(e["camera_id"])): e.get("camera_name", "")
+        for e in entries
+        if e["kind"] == "export"
+    }
     # Motion partitions are UTC days; a site's local day spans two of them.
     days = ((end - timedelta(microseconds=1)).date() - start.date()).days + 1
     events = archive.motion_events(site, start=start, days=days)
     timeline = archive.motion_timeline(site, start=start, days=days)
-    events = events[(events["start"] >= pd.Timestamp(start)) & (events["start"] < pd.Timestamp(end))]
-    timeline = timeline[(timeline["ts"] >= pd.Timestamp(start)) & (timeline["ts"] < pd.Timestamp(end))]
+    events = _labelled(events[(events["start"] >= pd.Timestamp(start)) & (events["start"] < pd.Timestamp(end))])
+    timeline = _labelled(timeline[(timeline["ts"] >= pd.Timestamp(start)) & (timeline["ts"] < pd.Timestamp(end))])
 
     total_bytes = int(exports["size"].sum()) if not exports.empty else 0
     planned = sum(int(m.get("planned", 0)) for m in runs) or len(exports)
@@ -136,7 +153,7 @@ def render(archive: Archive, site: str, start: datetime, end: datetime) -> str:
     top = events.nlargest(EVENT_ROWS, "peak").sort_values("start") if not events.empty else events
     event_rows = pd.DataFrame(
         {
-            "camera": top["camera_id"],
+            "camera": top["camera"],
             "start (UTC)": top["start"].dt.strftime("%H:%M:%S"),
             "end (UTC)": top["end"].dt.strftime("%H:%M:%S"),
             "seconds": top["duration_s"].round(1),
@@ -159,12 +176,15 @@ def render(archive: Archive, site: str, start: datetime, end: datetime) -> str:
     if failures:
         parts += [
             '<h2 class="bad">Failures</h2>',
-            _table(pd.DataFrame(failures)[["camera_id", "start", "end", "kind", "error"]]),
+            _table(pd.DataFrame(failures).reindex(columns=["server", "camera_id", "start", "end", "kind", "error"])),
         ]
+    # The plots draw one row per `camera_id`: give them the labels (server/camera).
+    heatmap = plots.activity_heatmap(timeline.assign(camera_id=timeline["camera"]), names)
+    bars = plots.event_timeline(events.assign(camera_id=events["camera"]), names)
     parts += [
         "<h2>Activity</h2>",
-        f'<img alt="activity heatmap" src="{_png(plots.activity_heatmap(timeline, names))}">',
-        f'<img alt="event timeline" src="{_png(plots.event_timeline(events, names))}">',
+        f'<img alt="activity heatmap" src="{_png(heatmap)}">',
+        f'<img alt="event timeline" src="{_png(bars)}">',
     ]
     if not events.empty:
         frames = _figures(_event_frames(archive, events, site))
@@ -191,17 +211,12 @@ def publish(
     and return its manifest entry (camera_id 0: it covers the whole site)."""
     document = render(Archive.from_store(store), site, start, end).encode()
     key = store_keys.report_key(site, start, run_id)
-    existing = store.head(key)
     # A rerun that archived more (a failed export completed) changes the report: a new version then.
-    stored = store.put(
-        key,
-        document,
-        content_type="text/html; charset=utf-8",
-        retention=retention,
-        skip_existing=existing is not None and existing.sha256 == hashlib.sha256(document).hexdigest(),
-    )
+    stored = store.put(key, document, content_type="text/html; charset=utf-8", retention=retention, if_changed=True)
     log.info("report %s: %d KB", key, len(document) // 1024)
-    return ManifestEntry.of(stored, "report", camera_id=SITE_WIDE, start=start, end=end, retention=retention)
+    return ManifestEntry.of(
+        stored, "report", server=SITE_WIDE_SERVER, camera_id=SITE_WIDE, start=start, end=end, retention=retention
+    )
 
 
 def report_link(manifest: Any) -> str | None:

@@ -72,7 +72,7 @@ def manifests(store: ArchiveStore, site: str | None = None) -> list[Manifest]:
 
 
 def required(policy: RetentionPolicy, site: str, entry: ManifestEntry) -> Retention:
-    mode, until = policy.until(site, entry.camera_id, entry.end)
+    mode, until = policy.until(site, entry.server, entry.camera_id, entry.end)
     return Retention(mode, until)
 
 
@@ -115,15 +115,27 @@ def _covering(entry: ManifestEntry, bookmarks: list[Bookmark], open_cases: dict[
 
 
 def sync_legal_holds(
-    client: ExacqClient, store: ArchiveStore, site: str | None = None, audit_log: AuditLog | None = None
+    client: ExacqClient,
+    store: ArchiveStore,
+    server: str,
+    site: str | None = None,
+    audit_log: AuditLog | None = None,
 ) -> dict[str, int]:
-    """Hold what open cases cover; release the pipeline's holds that no open case covers any more."""
+    """Hold what the open cases of recording server `server` cover; release the pipeline's
+    holds that no open case of it covers any more.
+
+    A bookmark names cameras by their id on its own server, so only that server's objects
+    are considered. Objects archived before the server was part of the identity (server
+    "") are held when a bookmark covers them, but never released here: another server's
+    case may be what holds them."""
     cases = client.cases.list()
     open_cases = {c.guid: c for c in cases if (c.status or "open").lower() not in CLOSED_STATES}
     bookmarks = client.bookmarks.list()
     held = released = 0
     for manifest in manifests(store, site):
         for entry in manifest.entries:
+            if entry.server not in (server, ""):
+                continue
             covering = _covering(entry, bookmarks, open_cases)
             tags = store.tags(entry.key, entry.version_id)
             ours = HOLD_TAG in tags
@@ -133,7 +145,7 @@ def sync_legal_holds(
                 held += 1
                 if audit_log:
                     audit_log.record("legal-hold", key=entry.key, version_id=entry.version_id, cases=covering)
-            elif not covering and ours:
+            elif not covering and ours and entry.server == server:
                 store.set_legal_hold(entry.key, entry.version_id, False)
                 store.set_tags(entry.key, entry.version_id, {k: v for k, v in tags.items() if k != HOLD_TAG})
                 released += 1

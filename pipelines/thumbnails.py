@@ -16,7 +16,6 @@ from ev_ingest.client import ExacqClient
 from ev_ingest.store import ArchiveStore, ManifestEntry, StoredObject
 from ev_ingest.store import keys as store_keys
 from ev_ingest.store.records import EntryKind
-from pipelines.archive import retention_for
 from pipelines.config import PipelineConfig
 
 log = logging.getLogger(__name__)
@@ -62,18 +61,28 @@ def thumbnails_to_store(
     store: ArchiveStore,
     config: PipelineConfig,
     site: str,
+    server: str,
     camera_id: int,
     camera_name: str,
     start: datetime,
     end: datetime,
 ) -> list[ManifestEntry]:
+    """Store the thumbnails of one camera of one server over [start, end) and the day's
+    contact sheet; identical bytes add no version (reruns write nothing new)."""
     settings = config.thumbnails
     found = client.search.thumbnails(camera_id, start, end, settings.interval_s)
-    retention = retention_for(config, site, camera_id, end)
+    retention = config.retention.lock(site, server, camera_id, end)
 
     def entry(stored: StoredObject, kind: EntryKind, first: datetime, last: datetime) -> ManifestEntry:
         return ManifestEntry.of(
-            stored, kind, camera_id=camera_id, camera_name=camera_name, start=first, end=last, retention=retention
+            stored,
+            kind,
+            server=server,
+            camera_id=camera_id,
+            camera_name=camera_name,
+            start=first,
+            end=last,
+            retention=retention,
         )
 
     entries: list[ManifestEntry] = []
@@ -82,24 +91,28 @@ def thumbnails_to_store(
         jpeg = client.search.thumbnail(camera_id, start, end, settings.interval_s, index, width=settings.width)
         frames.append((at, jpeg))
         stored = store.put(
-            store_keys.thumbnail_key(site, camera_id, at), jpeg, content_type="image/jpeg", retention=retention
+            store_keys.thumbnail_key(site, server, camera_id, at),
+            jpeg,
+            content_type="image/jpeg",
+            retention=retention,
+            if_changed=True,
         )
         entries.append(entry(stored, "thumbnail", at, at))
     if frames:
         # The day's sheet holds every thumbnail of the day stored so far, not just this run's.
-        prefix = store_keys.thumbnail_key(site, camera_id, start).rsplit("/", 1)[0] + "/"
+        prefix = store_keys.thumbnail_key(site, server, camera_id, start).rsplit("/", 1)[0] + "/"
         day = [(k, store.get_bytes(k)) for k in sorted(store.list_keys(prefix)) if not k.endswith("contact_sheet.jpg")]
         frames = [
             (datetime.strptime(k.rsplit("/", 1)[1][:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC), jpeg) for k, jpeg in day
         ] or frames
         sheet = contact_sheet(frames, settings.sheet_columns, settings.width)
         stored = store.put(
-            store_keys.contact_sheet_key(site, camera_id, start),
+            store_keys.contact_sheet_key(site, server, camera_id, start),
             sheet,
             content_type="image/jpeg",
             retention=retention,
-            skip_existing=False,
+            if_changed=True,
         )
         entries.append(entry(stored, "contact_sheet", start, end))
-    log.info("camera %s: %d thumbnails stored", camera_id, len(frames))
+    log.info("%s camera %s: %d thumbnails stored", server, camera_id, len(frames))
     return entries

@@ -36,10 +36,10 @@ def test_dag_folder_imports_cleanly(dagbag):
 
 def test_nightly_structure(dagbag):
     dag = dagbag.get_dag("ev_nightly_archive")
-    assert set(dag.task_dict) == {"targets", "plan", "flatten", "export", "commit"}
+    assert set(dag.task_dict) == {"targets", "plan", "jobs", "export", "commit"}
     export = dag.task_dict["export"]
     assert export.partial_kwargs["pool"] == "exacqvision_exports"
-    assert dag.task_dict["commit"].trigger_rule == "all_done"
+    assert dag.task_dict["commit"].trigger_rule == "all_done" and dag.task_dict["jobs"].trigger_rule == "all_done"
     assert dag.default_args["retry_exponential_backoff"] is True and dag.default_args["max_retry_delay"]
     assert _default_retries_without_env() == 3
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
@@ -225,6 +225,40 @@ def test_asset_hands_off_to_motion_summary(nightly_run, dagbag, site, s3_server)
 
 def _t(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_the_dag_and_the_cli_write_the_same_manifest(nightly_run, site, s3_server, monkeypatch):
+    """One export step for both paths: the in-process runner (`ev-ingest archive`) over the
+    same day, into another bucket, records the same objects with the same bytes."""
+    from pipelines.config import load_config
+    from pipelines.nightly import run_nightly
+
+    config = load_config()
+    data = config.model_dump(mode="json")
+    data["sites"][0]["servers"][0]["url"] = f"exacqvision://admin@{site.url.removeprefix('http://')}"
+    data["store"]["bucket"] = BUCKET + "-cli"
+    cli_config = type(config).model_validate(data)
+    cli_store = ArchiveStore(
+        StoreSettings(
+            bucket=BUCKET + "-cli",
+            endpoint_url=s3_server.endpoint_url,
+            access_key=s3_server.access_key,
+            secret_key=S3_SECRET,
+        )
+    )
+    cli_store.ensure_bucket()
+    start, end = cli_config.site("HQ").previous_day(
+        datetime.fromisoformat(DAY).replace(tzinfo=UTC) + timedelta(days=1, hours=2)
+    )
+    by_cli = run_nightly(cli_config, cli_store, "HQ", start, end, summarize=False).manifest
+    by_dag = read_manifest(store(s3_server), MANIFEST)
+
+    def same(manifest):
+        fields = ("key", "sha256", "size", "server", "camera_id", "start", "end", "recorded_start", "retain_until")
+        return sorted(tuple(getattr(e, f) for f in fields) for e in manifest.exports())
+
+    assert by_cli.key == by_dag.key and same(by_cli) == same(by_dag) and len(same(by_dag)) == 8
+    assert (by_cli.planned, by_cli.complete, by_cli.failures) == (by_dag.planned, by_dag.complete, by_dag.failures)
 
 
 def test_second_run_creates_no_new_versions(nightly_run, dagbag, s3_server):

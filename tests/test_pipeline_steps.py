@@ -30,9 +30,8 @@ def test_run_archives_every_planned_export(archived):
     assert manifest.planned == 6 and len(manifest.exports()) == 6 and not result.failures  # 3 cameras x 2 h
     assert {e.camera_id for e in manifest.exports()} == {4593152, 4593408, 4593920}
     lobby = next(e for e in manifest.exports() if e.camera_id == 4593152)
-    assert lobby.key == (
-        f"exports/site=HQ/camera=4593152/date={day(0)}/{stamp(START)}_{stamp(START + timedelta(hours=1))}.mp4"
-    )
+    span = f"{stamp(START)}_{stamp(START + timedelta(hours=1))}"
+    assert lobby.key == f"exports/site=HQ/server=nvr1/camera=4593152/date={day(0)}/{span}.mp4"
     assert lobby.retention_mode == "GOVERNANCE" and lobby.retain_until == lobby.end + timedelta(days=30)
     assert store.head(manifest.key) is not None and store.get_retention(lobby.key, lobby.version_id) is not None
 
@@ -120,11 +119,11 @@ def test_legal_holds_follow_cases(archived, sim):
             case=case.guid,
         )
         # The export and the two motion summaries derived from it.
-        assert retention.sync_legal_holds(ev, store, "HQ", log) == {"held": 3, "released": 0}
+        assert retention.sync_legal_holds(ev, store, "nvr1", "HQ", log) == {"held": 3, "released": 0}
         assert store.get_legal_hold(entry.key, entry.version_id)
-        assert retention.sync_legal_holds(ev, store, "HQ", log) == {"held": 0, "released": 0}  # idempotent
+        assert retention.sync_legal_holds(ev, store, "nvr1", "HQ", log) == {"held": 0, "released": 0}  # idempotent
         ev.cases.update(case.guid, status="closed")
-        assert retention.sync_legal_holds(ev, store, "HQ", log) == {"held": 0, "released": 3}
+        assert retention.sync_legal_holds(ev, store, "nvr1", "HQ", log) == {"held": 0, "released": 3}
     assert not store.get_legal_hold(entry.key, entry.version_id)
     actions = [a["action"] for a in log.entries()]
     assert "legal-hold" in actions and "legal-hold-release" in actions
@@ -134,11 +133,17 @@ def test_thumbnails_and_contact_sheet(archived, sim):
     from pipelines.thumbnails import thumbnails_to_store
 
     config, store, result = archived
+    span = (START, START + timedelta(hours=1))
     with ExacqClient(sim.url, "admin", PASSWORD) as ev:
-        entries = thumbnails_to_store(ev, store, config, "HQ", 4593152, "Lobby", START, START + timedelta(hours=1))
-    assert [e.kind for e in entries] == ["thumbnail"] * 3 + ["contact_sheet"]
-    sheet = store.get_bytes(entries[-1].key)
-    assert sheet[:2] == b"\xff\xd8" and entries[-1].key.endswith(f"date={day(0)}/contact_sheet.jpg")
+        entries = thumbnails_to_store(ev, store, config, "HQ", "nvr1", 4593152, "Lobby", *span)
+        assert [e.kind for e in entries] == ["thumbnail"] * 3 + ["contact_sheet"]
+        sheet = store.get_bytes(entries[-1].key)
+        assert sheet[:2] == b"\xff\xd8" and entries[-1].key.endswith(f"date={day(0)}/contact_sheet.jpg")
+        assert "/server=nvr1/camera=4593152/" in entries[-1].key
+        before = {k: store.versions(k) for k in store.list_keys("thumbnails/")}
+        again = thumbnails_to_store(ev, store, config, "HQ", "nvr1", 4593152, "Lobby", *span)
+    assert {k: store.versions(k) for k in store.list_keys("thumbnails/")} == before  # a rerun writes nothing new
+    assert [e.version_id for e in again] == [e.version_id for e in entries]
 
 
 def test_config_errors_name_the_field(tmp_path, sim):

@@ -239,11 +239,18 @@ def test_full_disk_is_a_clear_error_and_leaves_nothing(make_sim, own_s3, tmp_pat
         assert code == 1 and "No space left on device" in err and err.count("\n") == 1
         assert not list(disk.iterdir())
 
-        # A motion summary whose scratch copy of the export cannot fit: no summary is stored.
+        # An export whose spool file cannot fit: recorded as failed with the cause, nothing stored.
         monkeypatch.setattr("tempfile.tempdir", str(disk))
         store = store_on(own_s3, "full-disk")
         config = config_for(sim, store.bucket, own_s3.endpoint_url)
+        failed = run_nightly(config, store, "HQ", START, END, summarize=False)
+        assert failed.failures and all("No space left on device" in f.error for f in failed.failures)
+        assert not store.list_keys("exports/") and not list(disk.iterdir())
+
+        # A motion summary whose scratch copy of the export cannot fit: no summary is stored.
+        monkeypatch.setattr("tempfile.tempdir", None)
         result = run_nightly(config, store, "HQ", START, END, summarize=False)
+        monkeypatch.setattr("tempfile.tempdir", str(disk))
         entry = result.manifest.exports()[-1]
         with pytest.raises(OSError, match="No space left"):
             summarize_export(store, config, "HQ", entry, workers=1)

@@ -148,11 +148,19 @@ def _partial_file(path: Path) -> Iterator[IO[bytes]]:
 
     The partial file is flock()ed while it is written: a process killed mid-download loses
     its lock with its life, which is how `_sweep_stale_partials` tells its leftovers apart
-    from a download still running in another process."""
+    from a download still running in another process. The lock is taken *before* the file
+    is truncated, and a file locked by another writer is neither truncated nor deleted:
+    two downloads to one path end in one clear error, not in two damaged files."""
     partial = path.with_name(path.name + ".partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        with partial.open("wb") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise DownloadError(f"{partial} is being written by another download: not touched") from None
+    try:
+        with os.fdopen(descriptor, "wb") as fh:
+            fh.truncate(0)  # ours now: a stale partial of a dead process is started over
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

@@ -13,6 +13,9 @@ slow       the answer waits the argument (default 2 s) before it starts
 expire     the request's session is expired before the handler sees it
 =========  ====================================================================
 
+An item `@TEXT` limits the faults to requests whose path and query contain TEXT, e.g.
+``truncate=1.0,@action=download`` cuts every export download and nothing else.
+
 Each request draws from a generator seeded by (seed, request number), so a run with
 the same requests in the same order sees the same faults. `/_sim/*` is never faulted.
 Counters and the peak number of requests in flight are kept for `/_sim/stats`.
@@ -41,11 +44,20 @@ class FaultSpecError(ValueError):
 class FaultSpec:
     probabilities: dict[str, float] = field(default_factory=dict)
     slow_seconds: float = 2.0
+    only: str | None = None  # faults only where the path and query contain this
+
+    def applies(self, scope: dict) -> bool:
+        if self.only is None:
+            return True
+        return self.only in scope["path"] + "?" + scope.get("query_string", b"").decode("latin-1")
 
     @classmethod
     def parse(cls, text: str | None) -> FaultSpec:
         spec = cls()
         for item in filter(None, (part.strip() for part in (text or "").split(","))):
+            if item.startswith("@") and len(item) > 1:
+                spec.only = item[1:]
+                continue
             match = _SPEC_ITEM.match(item)
             if not match or match["kind"] not in FAULT_KINDS:
                 raise FaultSpecError(f"bad fault {item!r}: expected kind=probability with kind in {FAULT_KINDS}")
@@ -109,7 +121,7 @@ class FaultInjector:
     async def _handle(self, scope: dict, receive: Callable, send: Callable, rng: random.Random) -> None:
         # Draw every kind on every request, so one kind's probability does not shift another's stream.
         hits = {kind: self._draw(rng, kind) for kind in FAULT_KINDS}
-        if not self.spec:
+        if not self.spec or not self.spec.applies(scope):
             await self.app(scope, receive, send)
             return
         if hits["slow"]:

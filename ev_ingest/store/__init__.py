@@ -3,7 +3,6 @@
 from ev_ingest.store.archive import (
     ArchiveStore,
     IntegrityError,
-    ObjectConflict,
     ObjectInfo,
     ObjectLockNotEnabled,
     Retention,
@@ -13,7 +12,15 @@ from ev_ingest.store.archive import (
     Verification,
 )
 from ev_ingest.store.embedded import EmbeddedS3, Ports
-from ev_ingest.store.records import AuditLog, Manifest, ManifestEntry, ManifestFailure, read_manifest, write_manifest
+from ev_ingest.store.records import (
+    AuditLog,
+    Manifest,
+    ManifestEntry,
+    ManifestFailure,
+    RecordIndex,
+    read_manifest,
+    write_manifest,
+)
 
 __all__ = [
     "ArchiveStore",
@@ -23,7 +30,7 @@ __all__ = [
     "Manifest",
     "ManifestEntry",
     "ManifestFailure",
-    "ObjectConflict",
+    "RecordIndex",
     "ObjectInfo",
     "ObjectLockNotEnabled",
     "Ports",

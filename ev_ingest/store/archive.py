@@ -1,14 +1,20 @@
 """`ArchiveStore`: land bytes in S3 (boto3) with integrity and Object Lock retention.
 
-- `put()` streams a body (bytes, a file object, or an iterator of chunks) into S3:
-  one PUT for small bodies, a multipart upload for large ones, parts uploaded by a small
-  thread pool while the next part is read. SHA-256 is computed on the way and sent as the
-  S3 checksum (the whole object's for a single PUT, each part's for multipart); the
-  whole object's SHA-256 is also kept in the object's `sha256` tag. Any failure aborts
-  the multipart upload, so no partial object is ever visible.
-- A key that already holds an object with a recorded SHA-256 is skipped (reruns are
-  idempotent); one that holds *different* content raises `ObjectConflict` rather than
-  silently adding a version.
+- `put()` stores a body (bytes, a file object, or an iterator of chunks): one PUT for
+  small bodies, a multipart upload for large ones, parts uploaded by a small thread pool
+  while the next part is read. The whole object's SHA-256 is known before anything is
+  written (computed for bytes, declared by the caller for streams) and goes with the
+  *creating* request, as immutable metadata (`x-amz-meta-sha256`) and as the `sha256`
+  tag, so no locked object can exist without it. Each request carries its S3 SHA-256
+  checksum, which the store verifies; a multipart upload whose bytes do not hash to the
+  declared value is aborted before it completes. After completion the store's own
+  checksum and length are read back and compared with what was sent (`confirm`).
+  Any failure aborts the multipart upload, so no partial object is ever visible.
+- The metadata and tag are descriptions, never proof: the tag stays writable under
+  Object Lock, and anyone with write access can plant an object with any metadata.
+  What is archived is what a committed manifest records (key, version, SHA-256).
+- `put(..., if_changed=True)` adds no version when the latest one already holds the
+  same bytes, judged by the store's own checksum (small, single-part objects).
 - Retention (GOVERNANCE or COMPLIANCE until a date) and legal holds are set with the
   upload or later, and read back; `verify()` re-reads and re-hashes an object.
 
@@ -50,10 +56,6 @@ class StoreError(Exception):
 
 
 class ObjectLockNotEnabled(StoreError):
-    pass
-
-
-class ObjectConflict(StoreError):
     pass
 
 
@@ -105,8 +107,9 @@ class StoredObject:
     key: str
     version_id: str | None
     size: int
-    sha256: str | None
-    skipped: bool = False  # True when the key already held this content
+    sha256: str
+    checksum: str | None = None  # the S3 checksum sent (base64; composite "-N" for multipart)
+    skipped: bool = False  # True when the latest version already held these bytes (if_changed)
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ class ObjectInfo:
     key: str
     version_id: str | None
     size: int
-    sha256: str | None  # from the object's sha256 tag (None when it was never recorded)
+    sha256: str | None  # as declared when it was written (metadata, else the legacy tag): not proof
     checksum_sha256: str | None  # S3's own checksum (base64; "-N" suffix for multipart)
     retention: Retention | None
     legal_hold: bool
@@ -136,6 +139,10 @@ class Verification:
 
 def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode()
+
+
+def _version(version_id: str | None) -> dict[str, str]:
+    return {"VersionId": version_id} if version_id else {}
 
 
 class _Reader:
@@ -237,7 +244,7 @@ class ArchiveStore:
                 return None
             raise
         version = head.get("VersionId")
-        sha = self.tags(key, version).get(SHA256_TAG)
+        sha = (head.get("Metadata") or {}).get(SHA256_TAG) or self.tags(key, version).get(SHA256_TAG)
         retention = None
         if head.get("ObjectLockMode") and head.get("ObjectLockRetainUntilDate"):
             retention = Retention(head["ObjectLockMode"], head["ObjectLockRetainUntilDate"].astimezone(UTC))
@@ -306,81 +313,106 @@ class ArchiveStore:
         key: str,
         source: bytes | IO[bytes] | Iterable[bytes],
         *,
+        sha256: str | None = None,
         content_type: str = "application/octet-stream",
         retention: Retention | None = None,
         legal_hold: bool = False,
-        expected_sha256: str | None = None,
-        skip_existing: bool = True,
+        if_changed: bool = False,
     ) -> StoredObject:
-        """Store `source` at `key` atomically; skip when the key already holds this content."""
-        if skip_existing:
-            existing = self.head(key)
-            if existing is not None and existing.sha256:
-                if expected_sha256 and existing.sha256 != expected_sha256:
-                    raise ObjectConflict(
-                        f"{key} already holds different content (sha256 {existing.sha256}, "
-                        f"not {expected_sha256}); refusing to add a version"
-                    )
-                log.debug("skip %s: already stored (sha256 %s)", key, existing.sha256)
-                return StoredObject(key, existing.version_id, existing.size, existing.sha256, skipped=True)
+        """Store `source` at `key` atomically, as a new version; return what the store confirmed.
+
+        `sha256` (hex) is the whole object's hash: computed here for bytes, required for a
+        file object or an iterator (it is written with the creating request). With
+        `if_changed`, bytes identical to the latest version's are not stored again."""
+        if isinstance(source, bytes | bytearray | memoryview):
+            actual = hashlib.sha256(source).hexdigest()
+            if sha256 and sha256 != actual:
+                raise IntegrityError(f"{key}: the bytes hash to {actual}, not the declared {sha256}")
+            sha256 = actual
+            if if_changed:
+                existing = self._identical(key, bytes(source), sha256)
+                if existing is not None:
+                    return existing
+        elif not sha256:
+            raise ValueError(f"{key}: a streamed body needs its sha256 declared up front")
+        elif if_changed:
+            raise ValueError("if_changed compares single-part objects: pass bytes")
         lock: dict[str, Any] = {}
         if retention is not None:
             lock.update(ObjectLockMode=retention.mode, ObjectLockRetainUntilDate=retention.until)
         if legal_hold:
             lock["ObjectLockLegalHoldStatus"] = "ON"
+        identity = {"Metadata": {SHA256_TAG: sha256}, "Tagging": f"{SHA256_TAG}={sha256}", "ContentType": content_type}
         reader = _Reader(source)
         first = reader.read(self.settings.part_size)
         following = reader.read(self.settings.part_size) if len(first) == self.settings.part_size else b""
         try:
             if not following:
-                stored = self._put_single(key, first, content_type, lock)
+                if hashlib.sha256(first).hexdigest() != sha256:
+                    raise IntegrityError(f"{key}: the body does not hash to the declared sha256 {sha256}")
+                stored = self._put_single(key, first, sha256, {**identity, **lock})
             else:
-                stored = self._put_multipart(key, first, following, reader, content_type, lock)
+                stored = self._put_multipart(key, first, following, reader, sha256, {**identity, **lock})
+            self.confirm(stored)
         except (ClientError, BotoCoreError) as exc:  # retries exhausted: one error type for callers
             raise StoreError(f"{key}: the store did not take the upload: {exc}") from exc
-        if expected_sha256 and stored.sha256 != expected_sha256:
-            # Too late to undo a locked version: say so loudly; the manifest will not list it.
-            raise IntegrityError(f"{key}: stored sha256 {stored.sha256} but the caller expected {expected_sha256}")
         return stored
 
-    def _put_single(self, key: str, body: bytes, content_type: str, lock: dict[str, Any]) -> StoredObject:
-        digest = hashlib.sha256(body)
-        answer = self.s3.put_object(
-            Bucket=self.bucket,
-            Key=key,
-            Body=body,
-            ContentType=content_type,
-            ChecksumSHA256=_b64(digest.digest()),
-            Tagging=f"{SHA256_TAG}={digest.hexdigest()}",
-            **lock,
+    def _identical(self, key: str, body: bytes, sha256: str) -> StoredObject | None:
+        """The latest version of `key` when the store's own checksum says it holds `body`."""
+        existing = self.head(key)
+        if existing is None or existing.checksum_sha256 != _b64(bytes.fromhex(sha256)):
+            return None
+        if existing.size != len(body):
+            return None
+        log.debug("skip %s: the latest version holds the same bytes", key)
+        return StoredObject(key, existing.version_id, existing.size, sha256, existing.checksum_sha256, skipped=True)
+
+    def confirm(self, stored: StoredObject) -> None:
+        """Compare what the store holds (its length and its own SHA-256 checksum, computed
+        from the bytes it received) with what was sent: IntegrityError when they differ."""
+        head = self.s3.head_object(
+            Bucket=self.bucket, Key=stored.key, ChecksumMode="ENABLED", **_version(stored.version_id)
         )
-        return StoredObject(key, answer.get("VersionId"), len(body), digest.hexdigest())
+        held = head.get("ChecksumSHA256")
+        if head["ContentLength"] != stored.size or (held is not None and held != stored.checksum):
+            raise IntegrityError(
+                f"{stored.key}: the store holds {head['ContentLength']} bytes with checksum {held}, "
+                f"but {stored.size} bytes with checksum {stored.checksum} were sent"
+            )
+        if held is None:
+            log.warning("%s: the store reports no SHA-256 checksum; only the length was confirmed", stored.key)
+
+    def _put_single(self, key: str, body: bytes, sha256: str, extra: dict[str, Any]) -> StoredObject:
+        checksum = _b64(bytes.fromhex(sha256))
+        answer = self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ChecksumSHA256=checksum, **extra)
+        return StoredObject(key, answer.get("VersionId"), len(body), sha256, checksum)
 
     def _put_multipart(
-        self, key: str, first: bytes, second: bytes, reader: _Reader, content_type: str, lock: dict[str, Any]
+        self, key: str, first: bytes, second: bytes, reader: _Reader, sha256: str, extra: dict[str, Any]
     ) -> StoredObject:
         self.abort_stale_uploads(key)
-        upload = self.s3.create_multipart_upload(
-            Bucket=self.bucket, Key=key, ContentType=content_type, ChecksumAlgorithm="SHA256", **lock
-        )
+        upload = self.s3.create_multipart_upload(Bucket=self.bucket, Key=key, ChecksumAlgorithm="SHA256", **extra)
         upload_id = upload["UploadId"]
         whole = hashlib.sha256()
         size = 0
         slots = threading.BoundedSemaphore(self.settings.max_workers)  # bounds parts held in memory
         futures: list[Future[dict[str, Any]]] = []
+        digests: dict[int, bytes] = {}
 
         def send(number: int, data: bytes) -> dict[str, Any]:
             try:
-                checksum = _b64(hashlib.sha256(data).digest())  # hashlib releases the GIL: runs in parallel
+                digest = hashlib.sha256(data).digest()  # hashlib releases the GIL: runs in parallel
+                digests[number] = digest
                 answer = self.s3.upload_part(
                     Bucket=self.bucket,
                     Key=key,
                     UploadId=upload_id,
                     PartNumber=number,
                     Body=data,
-                    ChecksumSHA256=checksum,
+                    ChecksumSHA256=_b64(digest),
                 )
-                return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": checksum}
+                return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": _b64(digest)}
             finally:
                 slots.release()
 
@@ -395,16 +427,16 @@ class ArchiveStore:
                     if any(f.done() and f.exception() for f in futures):
                         break  # stop reading: the upload is lost anyway
                 parts = [f.result() for f in futures]  # raises the first part failure
+            if whole.hexdigest() != sha256:  # before completing: nothing becomes visible
+                raise IntegrityError(f"{key}: the body hashes to {whole.hexdigest()}, not the declared {sha256}")
             answer = self.s3.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
         except BaseException:
             self._abort(key, upload_id)
             raise
-        version = answer.get("VersionId")
-        sha = whole.hexdigest()
-        self.set_tags(key, version, {SHA256_TAG: sha})
-        return StoredObject(key, version, size, sha)
+        composite = hashlib.sha256(b"".join(digests[n] for n in sorted(digests))).digest()
+        return StoredObject(key, answer.get("VersionId"), size, sha256, f"{_b64(composite)}-{len(digests)}")
 
     def abort_stale_uploads(self, key: str) -> int:
         """Abort unfinished multipart uploads of `key`: a worker killed mid-upload (SIGKILL, a
@@ -425,7 +457,7 @@ class ArchiveStore:
 
     def put_json(self, key: str, document: Any, *, retention: Retention | None = None) -> StoredObject:
         body = json.dumps(document, sort_keys=True, indent=1, default=str).encode()
-        return self.put(key, body, content_type="application/json", retention=retention, skip_existing=False)
+        return self.put(key, body, content_type="application/json", retention=retention)
 
     # --- retention --------------------------------------------------------------------
     def set_retention(

@@ -1,4 +1,10 @@
-"""S3 keys of the archive, deterministic from (site, camera, interval).
+"""S3 keys of the archive, deterministic from (site, server, camera, interval).
+
+Camera ids are only unique within one recording server (two NVRs number their cameras
+the same way), so the server is a partition of every per-camera key:
+`exports/site=S/server=V/camera=C/date=D/...`. Archives written before the server was
+part of the identity (`.../site=S/camera=C/...`) stay readable: readers follow the keys
+that manifests record, and `pipelines.datasets` lists both layouts.
 
 The layout (DESIGN.md) is Hive-style so pyarrow, pandas, polars and duckdb read the
 partitions directly. Site and camera parts are sanitised: anything outside
@@ -34,27 +40,29 @@ def day(moment: datetime) -> str:
     return _utc(moment).strftime("%Y-%m-%d")
 
 
-def export_key(site: str, camera: int | str, start: datetime, end: datetime, ext: str) -> str:
+def camera_prefix(site: str, server: str, camera: int | str) -> str:
+    """The partition path of one camera of one server: `site=S/server=V/camera=C`."""
+    return f"site={safe_part(site)}/server={safe_part(server)}/camera={safe_part(camera)}"
+
+
+def export_key(site: str, server: str, camera: int | str, start: datetime, end: datetime, ext: str) -> str:
     return (
-        f"exports/site={safe_part(site)}/camera={safe_part(camera)}/date={day(start)}/"
-        f"{stamp(start)}_{stamp(end)}.{safe_part(ext)}"
+        f"exports/{camera_prefix(site, server, camera)}/date={day(start)}/{stamp(start)}_{stamp(end)}.{safe_part(ext)}"
     )
 
 
-def thumbnail_key(site: str, camera: int | str, at: datetime) -> str:
-    return f"thumbnails/site={safe_part(site)}/camera={safe_part(camera)}/date={day(at)}/{stamp(at)}.jpg"
+def thumbnail_key(site: str, server: str, camera: int | str, at: datetime) -> str:
+    return f"thumbnails/{camera_prefix(site, server, camera)}/date={day(at)}/{stamp(at)}.jpg"
 
 
-def contact_sheet_key(site: str, camera: int | str, on: datetime) -> str:
-    return f"thumbnails/site={safe_part(site)}/camera={safe_part(camera)}/date={day(on)}/contact_sheet.jpg"
+def contact_sheet_key(site: str, server: str, camera: int | str, on: datetime) -> str:
+    return f"thumbnails/{camera_prefix(site, server, camera)}/date={day(on)}/contact_sheet.jpg"
 
 
-def motion_key(kind: str, site: str, camera: int | str, start: datetime) -> str:
+def motion_key(kind: str, site: str, server: str, camera: int | str, start: datetime) -> str:
     if kind not in ("timeline", "events"):
         raise ValueError(f"motion summary kind must be 'timeline' or 'events', not {kind!r}")
-    return (
-        f"motion/{kind}/site={safe_part(site)}/camera={safe_part(camera)}/date={day(start)}/part-{stamp(start)}.parquet"
-    )
+    return f"motion/{kind}/{camera_prefix(site, server, camera)}/date={day(start)}/part-{stamp(start)}.parquet"
 
 
 def manifest_key(site: str, on: datetime, run_id: str) -> str:

@@ -1,8 +1,12 @@
 """Manifests (the commit record of a run) and the audit log, both stored under Object Lock.
 
 A manifest lists every object a run archived. It is written last: an object that is
-not in a manifest is not archived. The audit log records every retention change,
-legal hold, verification and failure, one small JSON object per action.
+not in a manifest is not archived, and a rerun skips only what a committed manifest
+vouches for (`RecordIndex`: that key, at that version, with that hash). Every entry and
+failure names its recording server: camera ids are only unique within one server.
+
+The audit log records every retention change, legal hold, verification and failure,
+one small JSON object per action.
 """
 
 from __future__ import annotations
@@ -10,14 +14,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ev_ingest import clock
 from ev_ingest.store import keys
 from ev_ingest.store.archive import ArchiveStore, Retention, StoredObject
 
 EntryKind = Literal["export", "thumbnail", "contact_sheet", "motion_timeline", "motion_events", "report"]
-MANIFEST_SCHEMA = 1
+MANIFEST_SCHEMA = 2  # 2: entries and failures name their server; `complete` and `pending`
 
 
 class SourceServer(BaseModel):
@@ -25,6 +29,15 @@ class SourceServer(BaseModel):
     name: str | None = None
     serial: str | None = None
     version: str | None = None
+
+
+def _legacy_server(data: Any) -> Any:
+    """Schema 1 entries and failures had no `server`: the export entries named it in
+    `source.name`; site-wide and older rows get "" (unknown)."""
+    if isinstance(data, dict) and "server" not in data:
+        source = data.get("source") or {}
+        return {**data, "server": (source.get("name") if isinstance(source, dict) else None) or ""}
+    return data
 
 
 class ManifestEntry(BaseModel):
@@ -35,6 +48,7 @@ class ManifestEntry(BaseModel):
     version_id: str | None
     size: int
     sha256: str
+    server: str  # the recording server ("" for site-wide objects such as the report)
     camera_id: int
     camera_name: str = ""
     start: datetime
@@ -49,12 +63,15 @@ class ManifestEntry(BaseModel):
     derived_from: str | None = None  # for summaries and thumbnails: the export key they describe
     events: int | None = None  # motion events in a motion_events object
 
+    _legacy = model_validator(mode="before")(_legacy_server)
+
     @classmethod
     def of(
         cls,
         stored: StoredObject,
         kind: EntryKind,
         *,
+        server: str,
         camera_id: int,
         start: datetime,
         end: datetime,
@@ -67,7 +84,8 @@ class ManifestEntry(BaseModel):
             kind=kind,
             version_id=stored.version_id,
             size=stored.size,
-            sha256=stored.sha256 or "",
+            sha256=stored.sha256,
+            server=server,
             camera_id=camera_id,
             start=start,
             end=end,
@@ -78,13 +96,19 @@ class ManifestEntry(BaseModel):
 
 
 class ManifestFailure(BaseModel):
+    """Planned work that was not archived, or a finding about what the store holds
+    (`kind="conflict"`: a key held bytes no committed run wrote)."""
+
     model_config = ConfigDict(extra="forbid")
 
+    server: str
     camera_id: int
     start: datetime
     end: datetime
     error: str
     kind: str = "export"
+
+    _legacy = model_validator(mode="before")(_legacy_server)
 
 
 class Manifest(BaseModel):
@@ -99,6 +123,10 @@ class Manifest(BaseModel):
     entries: list[ManifestEntry] = Field(default_factory=list)
     failures: list[ManifestFailure] = Field(default_factory=list)
     planned: int = 0  # export chunks the run planned
+    # False when part of the interval had not ended on the server's clock: a later run of
+    # the same interval archives the rest (`pending` chunks were left for it).
+    complete: bool = True
+    pending: int = 0
 
     @property
     def key(self) -> str:
@@ -113,10 +141,14 @@ class Manifest(BaseModel):
         def objects(m: Manifest) -> set[tuple[str, str | None, str]]:
             return {(e.key, e.version_id, e.sha256) for e in m.entries}
 
-        def failed(m: Manifest) -> set[tuple[int, datetime, str]]:
-            return {(f.camera_id, f.start, f.kind) for f in m.failures}
+        def failed(m: Manifest) -> set[tuple[str, int, datetime, str]]:
+            return {(f.server, f.camera_id, f.start, f.kind) for f in m.failures}
 
-        return objects(self) == objects(other) and failed(self) == failed(other)
+        return (
+            objects(self) == objects(other)
+            and failed(self) == failed(other)
+            and (self.complete, self.pending) == (other.complete, other.pending)
+        )
 
 
 def write_manifest(store: ArchiveStore, manifest: Manifest, retention: Retention | None) -> StoredObject:
@@ -127,8 +159,40 @@ def read_manifest(store: ArchiveStore, key: str) -> Manifest:
     return Manifest.model_validate(store.get_json(key))
 
 
-def list_manifests(store: ArchiveStore, site: str | None = None) -> list[str]:
-    prefix = f"manifests/site={keys.safe_part(site)}/" if site else "manifests/"
+class RecordIndex:
+    """What committed manifests vouch for: key -> the entry that recorded it.
+
+    The only basis for "already archived". An object's tag or metadata can be written by
+    anyone with access to the bucket (a tag even under Object Lock), so neither is ever
+    trusted; a manifest is the run's commit record. Built from the latest version of every
+    manifest under the given prefixes (a day's manifests: a handful of small reads)."""
+
+    def __init__(self, entries: dict[str, ManifestEntry] | None = None) -> None:
+        self._entries = entries or {}
+
+    @classmethod
+    def of_day(cls, store: ArchiveStore, site: str, on: datetime) -> RecordIndex:
+        entries: dict[str, ManifestEntry] = {}
+        for key in list_manifests(store, site, on):
+            for entry in read_manifest(store, key).entries:
+                entries[entry.key] = entry
+        return cls(entries)
+
+    def get(self, key: str) -> ManifestEntry | None:
+        return self._entries.get(key)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def list_manifests(store: ArchiveStore, site: str | None = None, on: datetime | None = None) -> list[str]:
+    """Manifest keys, of every site, of one site, or of one site's interval starting on `on`."""
+    if site is None:
+        prefix = "manifests/"
+    elif on is None:
+        prefix = f"manifests/site={keys.safe_part(site)}/"
+    else:
+        prefix = keys.manifest_key(site, on, "_").rsplit("/", 1)[0] + "/"
     return sorted(k for k in store.list_keys(prefix) if k.endswith(".json"))
 
 

@@ -6,8 +6,13 @@ with fresh random credentials, runs `ev_nightly_archive` for yesterday through A
 re-verifies every archived hash, prints where everything landed, and stops what it
 started. Everything it writes stays in `.demo/` (git-ignored).
 
-    python -m pipelines.demo                 # 4 cameras, 320x240 at 5 fps: a few minutes on 2 cores
-    python -m pipelines.demo --cameras 16 --resolution 640x360 --fps 10    # a bigger site
+It lives beside the DAGs, not in `pipelines`, because it drives Airflow: `pipelines`
+never imports Airflow (tests/test_layering.py). The DAG processor parses this file too
+and finds no DAG: importing it only defines functions (no `.airflowignore`, whose
+default pattern syntax is deprecated in this Airflow's pathspec).
+
+    python dags/ev_demo.py                 # 4 cameras, 320x240 at 5 fps: a few minutes on 2 cores
+    python dags/ev_demo.py --cameras 16 --resolution 640x360 --fps 10    # a bigger site
 """
 
 from __future__ import annotations
