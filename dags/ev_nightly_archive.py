@@ -12,7 +12,6 @@ Run one day by hand: `airflow dags test ev_nightly_archive -c '{"date": "2026-11
 from __future__ import annotations
 
 import os
-from datetime import datetime
 from typing import Any
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
@@ -21,6 +20,7 @@ from ev_tasks import (
     EXPORT_POOL,
     NIGHTLY_MANIFEST,
     ExportToStoreOperator,
+    archive_start,
     client_for,
     day_interval,
     load,
@@ -28,13 +28,14 @@ from ev_tasks import (
 )
 
 SCHEDULE_TZ = os.environ.get("EV_SCHEDULE_TIMEZONE", "UTC")  # the sites' zone, for the 02:00 start
+START, CATCHUP = archive_start()
 
 
 @dag(
     dag_id="ev_nightly_archive",
     schedule=CronDataIntervalTimetable("0 2 * * *", timezone=SCHEDULE_TZ),
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
+    start_date=START,
+    catchup=CATCHUP,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     params={

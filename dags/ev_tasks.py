@@ -14,6 +14,26 @@ from typing import Any
 from airflow.sdk import Asset, BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
+
+def on_failure(context: Any) -> None:
+    """The hook point for alerting: a task that failed (after its retries) calls the
+    callable named by `EV_ON_FAILURE` ("package.module:function", given Airflow's
+    context), e.g. a function that posts to the on-call channel. Without it, nothing more
+    than Airflow's own failure record; a callback that cannot be loaded is logged, never
+    raised (an alerting mistake must not hide the failure it reports)."""
+    target = os.environ.get("EV_ON_FAILURE")
+    if not target:
+        return
+    import importlib
+    import logging
+
+    try:
+        module, _, name = target.partition(":")
+        getattr(importlib.import_module(module), name)(context)
+    except Exception as exc:
+        logging.getLogger("ev_ingest.alerts").error("EV_ON_FAILURE=%s failed: %s", target, exc)
+
+
 DEFAULT_ARGS = {
     "owner": "ev-ingest",
     # Environment, not I/O: lets tests and demos run failures without minutes of real backoff.
@@ -21,7 +41,24 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(seconds=float(os.environ.get("EV_RETRY_DELAY_S", "30"))),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
+    # Every task has a deadline: a hung call never holds a worker slot forever. Exports
+    # spend their wait deferred (the trigger has its own timeout); what runs in a worker
+    # is planning, a download and an upload of one chunk, or one motion summary.
+    "execution_timeout": timedelta(minutes=float(os.environ.get("EV_TASK_TIMEOUT_MIN", "120"))),
+    "on_failure_callback": on_failure,
 }
+
+
+def archive_start() -> tuple[datetime, bool]:
+    """(start_date, catchup) of the nightly DAG. With `EV_ARCHIVE_START` (YYYY-MM-DD, the day
+    ev-ingest was installed) the scheduler catches up every night missed since, e.g. after
+    downtime, each night once (`max_active_runs=1`: in order). Without it, only the latest."""
+    text = os.environ.get("EV_ARCHIVE_START")
+    if not text:
+        return datetime(2026, 1, 1, tzinfo=UTC), False
+    return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC), True
+
+
 NIGHTLY_MANIFEST = Asset("ev_nightly_manifest")  # emitted by ev_nightly_archive, consumed by ev_motion_summary
 EXPORT_POOL = "exacqvision_exports"  # bounds concurrent exports against the recording server(s)
 
@@ -67,8 +104,13 @@ class ExportToStoreOperator(BaseOperator):
     """Run one `ExportJob` (pipelines.export_job): start it, defer while the recording server
     builds the export, then finish it into the store. Returns a `JobResult` dict.
 
-    The export id never reaches XCom or the trigger's arguments in the clear beyond what
-    Airflow's deferral needs: it is a capability on exacqVision (see the trigger)."""
+    A retry reuses what the last try started. Airflow can put a task up for retry while
+    its export is being built (its scheduler race, apache/airflow#67287, seen under a real
+    scheduler in tests/test_scheduler.py), and a new try used to create a second export
+    and leave the first open on the recorder. So the started export's id is kept in an
+    Airflow Variable named for the run and the job (a `_token` name: Airflow masks its
+    value, as the id is a capability) until the export is finished; the next try resumes
+    waiting on it, or starts afresh when the recorder no longer has it."""
 
     template_fields = ("job",)
     ui_color = "#d6eaf8"
@@ -77,22 +119,40 @@ class ExportToStoreOperator(BaseOperator):
         super().__init__(**kwargs)
         self.job = job
 
+    @staticmethod
+    def started_key(context: Any, job: Any) -> str:
+        return f"ev_export_token.{context['dag_run'].run_id}.{job.job_id}"
+
     def execute(self, context: Any) -> dict[str, Any] | None:
+        from airflow.sdk import Variable
+
         from ev_ingest.airflow.hooks import ExacqVisionHook
         from ev_ingest.airflow.triggers import ExportProgressTrigger
+        from ev_ingest.client import NotFoundError
         from ev_ingest.store import RecordIndex
         from pipelines import export_job
 
         config = load()
         store = store_for(config)
         job = export_job.ExportJob.from_dict(self.job)
-        interval_start = datetime.fromisoformat(self.job_interval_start(context, config, job))
-        records = RecordIndex.of_day(store, job.site, interval_start)
+        interval_start, _ = day_interval(context, config.site(job.site))
         hook = ExacqVisionHook(conn_id_for(config.server(job.site, job.server)))
+        key = self.started_key(context, job)
+        started: str | export_job.JobResult | None = Variable.get(key, default=None)
         with hook.get_conn() as client:
-            started = export_job.start(client, store, job, records)
-        if isinstance(started, export_job.JobResult):
-            return started.as_dict()
+            if started is not None:
+                try:
+                    client.exports.progress(started)
+                    self.log.info("%s: resuming the export an earlier try started", job.job_id)
+                except NotFoundError:
+                    self.log.info("%s: the export an earlier try started is gone: starting again", job.job_id)
+                    started = None
+            if started is None:
+                started = export_job.start(client, store, job, RecordIndex.of_day(store, job.site, interval_start))
+                if isinstance(started, export_job.JobResult):
+                    Variable.delete(key)
+                    return started.as_dict()
+                Variable.set(key, started, description="ev-ingest: an export in progress (removed when finished)")
         settings = hook.settings()
         self.defer(
             trigger=ExportProgressTrigger(
@@ -109,13 +169,9 @@ class ExportToStoreOperator(BaseOperator):
         )
         return None
 
-    @staticmethod
-    def job_interval_start(context: Any, config: Any, job: Any) -> str:
-        """The run's interval start (its manifest's date): what committed records are read from."""
-        start, _ = day_interval(context, config.site(job.site))
-        return start.isoformat()
-
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        from airflow.sdk import Variable
+
         from ev_ingest.airflow.triggers import ExportProgressEvent
         from pipelines import export_job
 
@@ -123,8 +179,11 @@ class ExportToStoreOperator(BaseOperator):
         config = load()
         job = export_job.ExportJob.from_dict(self.job)
         with client_for(job.site, job.server, config) as client:
-            if outcome.status != "complete":
-                export_job.free(client, outcome.export_id)
-                raise AirflowException(f"export of {job.job_id}: {outcome.status}: {outcome.message}")
-            result = export_job.finish(client, store_for(config), config, job, outcome.export_id)
+            try:
+                if outcome.status != "complete":
+                    export_job.free(client, outcome.export_id)
+                    raise AirflowException(f"export of {job.job_id}: {outcome.status}: {outcome.message}")
+                result = export_job.finish(client, store_for(config), config, job, outcome.export_id)
+            finally:
+                Variable.delete(self.started_key(context, job))  # finished or freed: nothing to resume
         return result.as_dict()

@@ -57,6 +57,32 @@ def _default_retries_without_env() -> int:
     return int(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
 
 
+def test_exacqvision_is_a_known_connection_type():
+    """The provider entry point: Airflow knows the connection type, its hook and trigger."""
+    from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+    assert (
+        ProvidersManagerTaskRuntime().hooks["exacqvision"].hook_class_name == "ev_ingest.airflow.hooks.ExacqVisionHook"
+    )
+    manager = ProvidersManager()
+    assert "ev-ingest" in manager.providers
+    assert ("ev_ingest.airflow.triggers", "ev-ingest") in {
+        (t.trigger_class_name, t.package_name) for t in manager.trigger
+    }
+
+
+def test_every_task_has_a_deadline_and_the_alert_hook(dagbag):
+    from ev_tasks import on_failure
+
+    for dag_id in ("ev_nightly_archive", "ev_motion_summary", "ev_thumbnails", "ev_retention"):
+        for task in dagbag.get_dag(dag_id).tasks:
+            timeout = getattr(task, "execution_timeout", None) or task.partial_kwargs.get("execution_timeout")
+            assert timeout is not None, (dag_id, task.task_id)
+            callbacks = getattr(task, "on_failure_callback", None) or task.partial_kwargs.get("on_failure_callback")
+            assert on_failure in (callbacks if isinstance(callbacks, list) else [callbacks]), (dag_id, task.task_id)
+
+
 def test_consumers_and_schedules(dagbag):
     motion = dagbag.get_dag("ev_motion_summary")
     assert "ev_nightly_manifest" in str(motion.timetable.asset_condition)

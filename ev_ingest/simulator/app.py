@@ -115,6 +115,8 @@ class SimulatorState:
         self.issued: list[str] = []  # every session id ever handed out: tests look for leaks
         self.searches: dict[str, Search] = {}
         self.exports: dict[str, Export] = {}
+        self.peak_exports = 0  # most exports open at once: what a pool must bound
+        self.exports_created = 0
         self.bookmarks: dict[str, dict[str, Any]] = {}
         self.cases: dict[str, dict[str, Any]] = {}
         self.libraries: dict[int, CameraLibrary] = {}
@@ -489,6 +491,8 @@ def build_app(config: SimulatorConfig) -> Starlette:
             time.monotonic(),
         )
         state.exports[found.id] = found
+        state.exports_created += 1
+        state.peak_exports = max(state.peak_exports, len(state.exports))
         return _json({"success": True, "export_id": found.id})
 
     # --- events, status, bookmarks, cases ---------------------------------------------
@@ -568,7 +572,15 @@ def build_app(config: SimulatorConfig) -> Starlette:
         return _json({"events": events_out, "gop_seconds": scene.GOP_SECONDS})
 
     async def sim_stats(request: Request) -> Response:
-        return _json({**injector.stats.as_json(), "exports": len(state.exports), "sessions": len(state.sessions)})
+        return _json(
+            {
+                **injector.stats.as_json(),
+                "exports": len(state.exports),
+                "peak_exports": state.peak_exports,
+                "exports_created": state.exports_created,
+                "sessions": len(state.sessions),
+            }
+        )
 
     routes: list[Route] = []
 

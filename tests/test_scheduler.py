@@ -1,0 +1,130 @@
+"""The unattended nightly run under a real Airflow deployment (issue 16).
+
+The api-server, scheduler, dag-processor and triggerer run as separate processes
+(LocalExecutor, SQLite), beside the simulator (on its real clock) and SeaweedFS. Nothing
+passes a date: the DAGs are unpaused as docs/deploy.md says, and the scheduler creates
+the runs from the 02:00 schedule. `EV_ARCHIVE_START` three days back makes it catch up
+the nights it "missed", as after downtime: each night is archived once, in order; each
+run's export waits deferred in the triggerer; the pool (with deferred tasks counted)
+bounds the exports open on the recording server; the Asset starts the motion summaries;
+and every manifest matches the store.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import httpx
+import pytest
+import yaml
+
+from ev_ingest import clock
+from ev_ingest.simulator import SimulatorServer
+from ev_ingest.simulator.server import free_port
+from ev_ingest.store import ArchiveStore, StoreSettings, read_manifest
+from tests.airflow_deployment import Deployment
+from tests.conftest import PASSWORD, S3_SECRET, sim_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.airflow]
+BUCKET = "scheduled-nights"
+NIGHTS = 3
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory, s3_server):
+    sim = SimulatorServer(sim_config(cameras=2, width=160, height=120, fps=5, frozen_now=None)).start()
+    home = tmp_path_factory.mktemp("airflow-deployment")
+    config = {
+        "sites": [{"name": "HQ", "timezone": "UTC", "servers": [{"name": "nvr1"}]}],
+        "export": {"format": "mp4", "chunk_minutes": 1440, "poll_interval_s": 0.2},
+        "store": {"bucket": BUCKET, "endpoint_url": s3_server.endpoint_url},
+        "retention": {"mode": "GOVERNANCE", "days": 30},
+        "motion": {"target_width": 160},
+    }
+    (home / "ev.yaml").write_text(yaml.safe_dump(config))
+    host, port = sim.url.removeprefix("http://").split(":")
+    today = clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    settings = {
+        "EV_CONFIG": str(home / "ev.yaml"),
+        "EV_SCHEDULE_TIMEZONE": "UTC",
+        "EV_ARCHIVE_START": f"{today - timedelta(days=NIGHTS):%Y-%m-%d}",
+        "EV_TASK_RETRIES": "1",
+        "EV_RETRY_DELAY_S": "2",
+        "AIRFLOW_CONN_EXACQVISION_NVR1": json.dumps(
+            {"conn_type": "exacqvision", "host": host, "port": int(port), "login": "admin", "password": PASSWORD}
+        ),
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+    }
+    airflow = Deployment(home, free_port(), settings)
+    try:
+        airflow.start()
+        # As docs/deploy.md: the pool counts deferred tasks, so a waiting export keeps its slot.
+        airflow.cli("pools", "set", "exacqvision_exports", "1", "exports open on the recorders", "--include-deferred")
+        airflow.wait_for(
+            "the DAGs to be parsed",
+            lambda: (
+                {"ev_nightly_archive", "ev_motion_summary"} <= {r[0] for r in airflow.sql("SELECT dag_id FROM dag")}
+            ),
+            timeout=180,
+        )
+        airflow.cli("dags", "unpause", "ev_motion_summary")
+        airflow.cli("dags", "unpause", "ev_nightly_archive")
+        yield airflow, sim, today
+    finally:
+        airflow.stop()
+        sim.stop()
+
+
+def nightly_runs(airflow: Deployment) -> list[tuple[str, str, str, str]]:
+    return airflow.sql(
+        "SELECT run_id, run_type, state, data_interval_end FROM dag_run WHERE dag_id = 'ev_nightly_archive'"
+        " ORDER BY data_interval_end"
+    )
+
+
+def test_scheduled_nights_are_archived_once_each_deferred_and_pool_bounded(deployment, s3_server):
+    airflow, sim, today = deployment
+    export_states: set[str] = set()
+
+    def all_nights_done():
+        export_states.update(
+            r[0] for r in airflow.sql("SELECT state FROM task_instance WHERE task_id = 'export' AND state IS NOT NULL")
+        )
+        runs = nightly_runs(airflow)
+        return len(runs) >= NIGHTS and all(state in ("success", "failed") for _, _, state, _ in runs) and runs
+
+    # The nights whose 02:00 run is due: NIGHTS of them, one fewer between 00:00 and 02:00 UTC.
+    days = [
+        today - timedelta(days=n)
+        for n in range(NIGHTS, 0, -1)
+        if today - timedelta(days=n) + timedelta(days=1, hours=2) <= clock.now()
+    ]
+    runs = airflow.wait_for(f"{len(days)} scheduled nightly runs", all_nights_done, timeout=900)[: len(days)]
+    assert [(kind, state) for _, kind, state, _ in runs] == [("scheduled", "success")] * len(days), runs
+    assert "deferred" in export_states  # each export's wait ran in the triggerer, not a worker
+    stats = httpx.get(sim.url + "/_sim/stats").json()
+    assert stats["peak_exports"] == 1  # pool of 1 slot, deferred tasks counted: never two open
+    assert stats["exports_created"] == 2 * len(days) and stats["exports"] == 0  # each finished, none left open
+
+    store = ArchiveStore(
+        StoreSettings(bucket=BUCKET, endpoint_url=s3_server.endpoint_url, access_key="ev-ingest", secret_key=S3_SECRET)
+    )
+    for day in days:  # each missed night once: its previous local day, whole
+        key = f"manifests/site=HQ/date={day:%Y-%m-%d}/nightly-{day:%Y%m%dT%H%M%SZ}.json"
+        manifest = read_manifest(store, key)
+        assert manifest.complete and not manifest.failures and len(manifest.exports()) == 2
+        assert len(store.versions(key)) == 1
+        for entry in manifest.exports():
+            assert entry.start == day and entry.end == day + timedelta(days=1)
+            assert store.verify(entry.key, entry.sha256, entry.version_id).ok
+
+    def motion_done():
+        rows = airflow.sql("SELECT state FROM dag_run WHERE dag_id = 'ev_motion_summary'")
+        motion = [f"manifests/site=HQ/date={d:%Y-%m-%d}/nightly-{d:%Y%m%dT%H%M%SZ}-motion.json" for d in days]
+        finished = rows and all(state in ("success", "failed") for (state,) in rows)
+        return finished and all(store.head(k) is not None for k in motion) and rows
+
+    rows = airflow.wait_for("the Asset-triggered motion summaries", motion_done, timeout=600)
+    assert all(state == "success" for (state,) in rows)
