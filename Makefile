@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-fast test-clock lint demo demo-big lock bench clean system-packages bench-tools
+.PHONY: setup test test-fast test-clock stack image lint demo demo-big lock bench clean system-packages bench-tools
 
 setup: $(STAMP) system-packages
 
@@ -27,9 +27,14 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/uv pip install --quiet -p $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
+# requirements.lock: everything for development, tests and the demo (what `make setup` installs).
+# requirements-runtime.lock: what a production Airflow image needs (docs/deploy.md), nothing more:
+# no test tools, notebook packages or embedded SeaweedFS.
 lock:
-	$(BIN)/uv pip compile --quiet pyproject.toml requirements-dev.txt --extra airflow --extra notebooks \
-	  --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile --quiet pyproject.toml requirements-dev.txt --extra airflow --extra celery --extra notebooks \
+	  --extra embedded --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra airflow --extra celery -c requirements.lock \
+	  --python-version 3.11 -o requirements-runtime.lock
 
 # ruff, and the layering rules (dags -> pipelines -> ev_ingest), checked on every import.
 lint: setup
@@ -37,7 +42,7 @@ lint: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layering.py
 
 test: setup lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not stack"
 	$(MAKE) --no-print-directory test-clock
 
 # Nothing may depend on today's date. The date-sensitive modules run again with the product's
@@ -53,7 +58,17 @@ test-clock: setup
 	faketime -f +365d $(BIN)/python -m pytest -q -p no:cacheprovider $(FAKETIME_MODULES)
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow and not chaos"
+	$(BIN)/python -m pytest -q -m "not slow and not chaos and not stack"
+
+# The distributed mode, tested: a CeleryExecutor deployment (Debian's postgresql and
+# redis-server, two Celery workers) runs a scheduled night and stops (tests/test_celery_stack.py).
+STACK_PACKAGES := postgresql redis-server
+stack: setup
+	@command -v redis-server >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(STACK_PACKAGES); \
+	  else echo "note: make stack needs: sudo apt-get install $(STACK_PACKAGES)"; exit 1; fi; }
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m stack
 
 demo: setup
 	$(BIN)/python dags/ev_demo.py
@@ -76,6 +91,15 @@ bench: setup bench-tools
 	$(BIN)/python benchmarks/store_upload.py
 	$(BIN)/python benchmarks/simulator_generation.py
 	$(BIN)/python benchmarks/nightly_site.py --cameras 1 2 4 --resolution 320x240 --fps 5 --hours 12
+
+# The production image (deploy/Dockerfile), built and smoke-tested where a Docker engine runs.
+# Without one, tests/test_runtime_image.py checks the same lock in a fresh virtualenv.
+image:
+	@docker info >/dev/null 2>&1 || { echo "no Docker engine here: see docs/deploy.md (the runtime lock is tested by make test)"; exit 1; }
+	docker build -f deploy/Dockerfile -t ev-ingest-airflow .
+	docker run --rm ev-ingest-airflow airflow providers list | grep -q ev-ingest
+	docker run --rm ev-ingest-airflow python -c "import sys; sys.path.insert(0, '/opt/airflow/dags'); \
+	  import ev_nightly_archive, ev_motion_summary, ev_thumbnails, ev_retention, pipelines.nightly"
 
 clean:
 	rm -rf $(VENV) .airflow-test-home .demo .cache

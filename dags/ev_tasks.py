@@ -108,7 +108,7 @@ class ExportToStoreOperator(BaseOperator):
     its export is being built (its scheduler race, apache/airflow#67287, seen under a real
     scheduler in tests/test_scheduler.py), and a new try used to create a second export
     and leave the first open on the recorder. So the started export's id is kept in an
-    Airflow Variable named for the run and the job (a `_token` name: Airflow masks its
+    Airflow Variable named for the job (a `_token` name: Airflow masks its
     value, as the id is a capability) until the export is finished; the next try resumes
     waiting on it, or starts afresh when the recorder no longer has it."""
 
@@ -120,8 +120,10 @@ class ExportToStoreOperator(BaseOperator):
         self.job = job
 
     @staticmethod
-    def started_key(context: Any, job: Any) -> str:
-        return f"ev_export_token.{context['dag_run'].run_id}.{job.job_id}"
+    def started_key(job: Any) -> str:
+        """Per job (site, server, camera, chunk), not per run: a rerun of the interval after a
+        crash may resume an export that is still open on the recorder, for the same video."""
+        return f"ev_export_token.{job.site}/{job.job_id}"
 
     def execute(self, context: Any) -> dict[str, Any] | None:
         from airflow.sdk import Variable
@@ -137,7 +139,7 @@ class ExportToStoreOperator(BaseOperator):
         job = export_job.ExportJob.from_dict(self.job)
         interval_start, _ = day_interval(context, config.site(job.site))
         hook = ExacqVisionHook(conn_id_for(config.server(job.site, job.server)))
-        key = self.started_key(context, job)
+        key = self.started_key(job)
         started: str | export_job.JobResult | None = Variable.get(key, default=None)
         with hook.get_conn() as client:
             if started is not None:
@@ -153,14 +155,10 @@ class ExportToStoreOperator(BaseOperator):
                     Variable.delete(key)
                     return started.as_dict()
                 Variable.set(key, started, description="ev-ingest: an export in progress (removed when finished)")
-        settings = hook.settings()
         self.defer(
             trigger=ExportProgressTrigger(
-                settings.base_url,
+                hook.exacqvision_conn_id,
                 started,
-                tls_verify=settings.tls_verify,
-                ca_file=str(settings.ca_file) if settings.ca_file else None,
-                api_prefix=settings.api_prefix,
                 poll_interval=config.export.poll_interval_s,
                 timeout=config.export.wait_timeout_s,
             ),
@@ -185,5 +183,5 @@ class ExportToStoreOperator(BaseOperator):
                     raise AirflowException(f"export of {job.job_id}: {outcome.status}: {outcome.message}")
                 result = export_job.finish(client, store_for(config), config, job, outcome.export_id)
             finally:
-                Variable.delete(self.started_key(context, job))  # finished or freed: nothing to resume
+                Variable.delete(self.started_key(job))  # finished or freed: nothing to resume
         return result.as_dict()

@@ -1,6 +1,8 @@
 """A real Airflow deployment on this machine, for tests: the api-server, scheduler,
-dag-processor and triggerer as separate processes (LocalExecutor, SQLite), configured
-only through the environment, exactly as docs/deploy.md tells an operator to.
+dag-processor and triggerer as separate processes, configured only through the
+environment, exactly as docs/deploy.md tells an operator to. LocalExecutor on SQLite
+(`make test`), or CeleryExecutor with Debian's PostgreSQL and redis-server and two
+Celery workers (`make stack`).
 
 Nothing here runs a DAG by hand: runs are created by the scheduler from the DAGs'
 schedules, as in production. The children get an environment built from scratch (no
@@ -12,10 +14,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,9 +33,21 @@ SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 
 class Deployment:
-    def __init__(self, home: Path, api_port: int, settings: dict[str, str]) -> None:
+    def __init__(
+        self,
+        home: Path,
+        api_port: int,
+        settings: dict[str, str],
+        *,
+        database_url: str | None = None,
+        celery: dict[str, str] | None = None,
+        workers: int = 0,
+    ) -> None:
         self.home = home
         self.db = home / "airflow.db"
+        self.database_url = database_url
+        self.services: list[tuple[str, list[str]]] = [(name, [name]) for name in SERVICES]
+        self.services += [(f"worker-{n}", ["celery", "worker", "-H", f"w{n}", "-c", "2"]) for n in (1, 2)][:workers]
         self.env = {
             "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
             "HOME": str(home),
@@ -51,6 +68,11 @@ class Deployment:
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
             **settings,
         }
+        if database_url:
+            self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = database_url
+        if celery:
+            self.env["AIRFLOW__CORE__EXECUTOR"] = "CeleryExecutor"
+            self.env.update(celery)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def cli(self, *args: str, timeout: float = 120) -> str:
@@ -64,10 +86,10 @@ class Deployment:
     def start(self) -> Deployment:
         self.home.mkdir(parents=True, exist_ok=True)
         self.cli("db", "migrate", timeout=300)
-        for service in SERVICES:
-            with (self.home / f"{service}.log").open("wb") as log:  # the child keeps its own copy
-                self.processes[service] = subprocess.Popen(
-                    [AIRFLOW, service], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.home,
+        for name, args in self.services:
+            with (self.home / f"{name}.log").open("wb") as log:  # the child keeps its own copy
+                self.processes[name] = subprocess.Popen(
+                    [AIRFLOW, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.home,
                     start_new_session=True,
                 )  # fmt: skip
         return self
@@ -85,6 +107,15 @@ class Deployment:
 
     def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
         """Read Airflow's metadata database (the test's own reads, never a task's)."""
+        if self.database_url:
+            import sqlalchemy
+
+            engine = sqlalchemy.create_engine(self.database_url)
+            try:
+                with engine.connect() as db:
+                    return [tuple(row) for row in db.exec_driver_sql(query.replace("?", "%s"), params).fetchall()]
+            finally:
+                engine.dispose()
         with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30) as db:
             return db.execute(query, params).fetchall()
 
@@ -109,3 +140,84 @@ class Deployment:
                 return found
             time.sleep(every)  # polling a condition with a deadline, not standing in for one
         raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{self.logs()}")
+
+
+class LocalPostgres:
+    """A throwaway PostgreSQL cluster from Debian's `postgresql` package, on 127.0.0.1 and a
+    socket in its own folder; run as the `postgres` user when we are root (initdb refuses root)."""
+
+    def __init__(self, port: int) -> None:
+        # Its own folder under /tmp: the postgres user must reach it (pytest's are root-only).
+        self.folder = Path(tempfile.mkdtemp(prefix="ev-postgres-"))
+        self.port = port
+        self.data = self.folder / "data"
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        if not bins:
+            raise RuntimeError("PostgreSQL is not installed: make stack installs Debian's postgresql")
+        self.bin = bins[-1].parent
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg2://airflow:airflow@127.0.0.1:{self.port}/airflow"
+
+    def run(self, *args: str) -> None:
+        done = subprocess.run([*self.as_user, *args], capture_output=True, text=True, timeout=120, cwd="/")
+        if done.returncode:
+            raise RuntimeError(f"{Path(args[0]).name} exited {done.returncode}: {done.stderr[-1500:]}")
+
+    def start(self) -> LocalPostgres:
+        if self.as_user:
+            shutil.chown(self.folder, "postgres", "postgres")
+        self.run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres")
+        self.run(
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "postgres.log"), "-w",
+            "-o", f"-p {self.port} -h 127.0.0.1 -k {self.folder}", "start",
+        )  # fmt: skip
+        psql = [str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-c"]
+        self.run(*psql, "CREATE USER airflow PASSWORD 'airflow'")
+        self.run(*psql, "CREATE DATABASE airflow OWNER airflow")
+        return self
+
+    def stop(self) -> None:
+        subprocess.run(
+            [*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
+            capture_output=True, timeout=120, cwd="/", check=False,
+        )  # fmt: skip
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class LocalRedis:
+    """Debian's redis-server on 127.0.0.1, nothing persisted."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> LocalRedis:
+        server = shutil.which("redis-server")
+        if server is None:
+            raise RuntimeError("redis-server is not installed: make stack installs Debian's redis-server")
+        self.process = subprocess.Popen(
+            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                time.sleep(0.1)  # not listening yet: poll with a deadline
+        raise RuntimeError("redis-server did not answer PING within 30 s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)

@@ -205,6 +205,7 @@ def test_nightly_archive_end_to_end(nightly_run, site, s3_server):
             ev.exports.wait(export_id, poll_interval=0.05)
             for chunk in ev.exports.iter_download(export_id):
                 direct.update(chunk)
+            ev.exports.finish(export_id)
             assert direct.hexdigest() == entry.sha256, entry.key
 
 
@@ -285,6 +286,33 @@ def test_the_dag_and_the_cli_write_the_same_manifest(nightly_run, site, s3_serve
 
     assert by_cli.key == by_dag.key and same(by_cli) == same(by_dag) and len(same(by_dag)) == 8
     assert (by_cli.planned, by_cli.complete, by_cli.failures) == (by_dag.planned, by_dag.complete, by_dag.failures)
+
+
+def test_a_retry_resumes_the_export_an_earlier_try_started(site, dagbag, s3_server):
+    """What a try leaves for the next (the export id, kept in a Variable): an export still
+    open on the recorder is resumed, not created again; one the recorder no longer has is
+    started afresh; nothing is left behind."""
+    from airflow.models.variable import Variable
+
+    day = datetime.fromisoformat(DAY).replace(tzinfo=UTC) - timedelta(days=1)
+    stamp = "%Y%m%dT%H%M%SZ"
+    open_job = f"HQ/nvr1/4593152/{day:{stamp}}_{day + timedelta(hours=6):{stamp}}"
+    gone_job = f"HQ/nvr1/4593408/{day:{stamp}}_{day + timedelta(hours=6):{stamp}}"
+    with ExacqClient(site.url, "admin", PASSWORD) as ev:
+        left_open = ev.exports.create(4593152, day, day + timedelta(hours=6))
+    Variable.set(f"ev_export_token.{open_job}", left_open)
+    Variable.set(f"ev_export_token.{gone_job}", "an-export-the-recorder-freed")
+    before = httpx.get(site.url + "/_sim/stats").json()
+    with captured():
+        run = dagbag.get_dag("ev_nightly_archive").test(run_conf={"date": f"{day:%Y-%m-%d}"})
+    after = httpx.get(site.url + "/_sim/stats").json()
+    assert run.state == "success"
+    assert after["exports_created"] - before["exports_created"] == 7  # 8 jobs, one resumed
+    assert after["exports"] == before["exports"] - 1  # the resumed one was finished too, no other left open
+    assert Variable.get(f"ev_export_token.{open_job}", default_var=None) is None
+    assert Variable.get(f"ev_export_token.{gone_job}", default_var=None) is None
+    key = f"manifests/site=HQ/date={day:%Y-%m-%d}/nightly-{day:{stamp}}.json"
+    assert len(read_manifest(store(s3_server), key).exports()) == 8
 
 
 def test_second_run_creates_no_new_versions(nightly_run, dagbag, s3_server):

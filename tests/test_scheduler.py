@@ -12,8 +12,11 @@ and every manifest matches the store.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -31,24 +34,26 @@ BUCKET = "scheduled-nights"
 NIGHTS = 3
 
 
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory, s3_server):
+@contextlib.contextmanager
+def deployed(home, s3_server, bucket: str, nights: int, **deployment: Any) -> Iterator[tuple[Deployment, Any, Any]]:
+    """The simulator (on its real clock), a config file, and an Airflow deployment whose
+    nightly DAG catches up `nights` missed nights; the DAGs unpaused as docs/deploy.md says."""
     sim = SimulatorServer(sim_config(cameras=2, width=160, height=120, fps=5, frozen_now=None)).start()
-    home = tmp_path_factory.mktemp("airflow-deployment")
     config = {
         "sites": [{"name": "HQ", "timezone": "UTC", "servers": [{"name": "nvr1"}]}],
         "export": {"format": "mp4", "chunk_minutes": 1440, "poll_interval_s": 0.2},
-        "store": {"bucket": BUCKET, "endpoint_url": s3_server.endpoint_url},
+        "store": {"bucket": bucket, "endpoint_url": s3_server.endpoint_url},
         "retention": {"mode": "GOVERNANCE", "days": 30},
         "motion": {"target_width": 160},
     }
+    home.mkdir(parents=True, exist_ok=True)
     (home / "ev.yaml").write_text(yaml.safe_dump(config))
     host, port = sim.url.removeprefix("http://").split(":")
     today = clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
     settings = {
         "EV_CONFIG": str(home / "ev.yaml"),
         "EV_SCHEDULE_TIMEZONE": "UTC",
-        "EV_ARCHIVE_START": f"{today - timedelta(days=NIGHTS):%Y-%m-%d}",
+        "EV_ARCHIVE_START": f"{today - timedelta(days=nights):%Y-%m-%d}",
         "EV_TASK_RETRIES": "1",
         "EV_RETRY_DELAY_S": "2",
         "AIRFLOW_CONN_EXACQVISION_NVR1": json.dumps(
@@ -57,7 +62,7 @@ def deployment(tmp_path_factory, s3_server):
         "AWS_ACCESS_KEY_ID": s3_server.access_key,
         "AWS_SECRET_ACCESS_KEY": S3_SECRET,
     }
-    airflow = Deployment(home, free_port(), settings)
+    airflow = Deployment(home, free_port(), settings, **deployment)
     try:
         airflow.start()
         # As docs/deploy.md: the pool counts deferred tasks, so a waiting export keeps its slot.
@@ -77,39 +82,36 @@ def deployment(tmp_path_factory, s3_server):
         sim.stop()
 
 
-def nightly_runs(airflow: Deployment) -> list[tuple[str, str, str, str]]:
-    return airflow.sql(
-        "SELECT run_id, run_type, state, data_interval_end FROM dag_run WHERE dag_id = 'ev_nightly_archive'"
-        " ORDER BY data_interval_end"
-    )
-
-
-def test_scheduled_nights_are_archived_once_each_deferred_and_pool_bounded(deployment, s3_server):
-    airflow, sim, today = deployment
+def check_scheduled_nights(airflow: Deployment, sim: Any, s3_server: Any, bucket: str, today: Any, nights: int) -> None:
+    """Each due night archived once by a scheduled run, its exports deferred, the pool
+    bounding open exports at the recorder, the manifests matching the store, and the
+    Asset-triggered motion summaries done."""
     export_states: set[str] = set()
 
     def all_nights_done():
         export_states.update(
             r[0] for r in airflow.sql("SELECT state FROM task_instance WHERE task_id = 'export' AND state IS NOT NULL")
         )
-        runs = nightly_runs(airflow)
-        return len(runs) >= NIGHTS and all(state in ("success", "failed") for _, _, state, _ in runs) and runs
+        runs = airflow.sql(
+            "SELECT run_id, run_type, state FROM dag_run WHERE dag_id = 'ev_nightly_archive' ORDER BY data_interval_end"
+        )
+        return len(runs) >= len(days) and all(state in ("success", "failed") for _, _, state in runs) and runs
 
-    # The nights whose 02:00 run is due: NIGHTS of them, one fewer between 00:00 and 02:00 UTC.
+    # The nights whose 02:00 run is due: one fewer between 00:00 and 02:00 UTC.
     days = [
         today - timedelta(days=n)
-        for n in range(NIGHTS, 0, -1)
+        for n in range(nights, 0, -1)
         if today - timedelta(days=n) + timedelta(days=1, hours=2) <= clock.now()
     ]
     runs = airflow.wait_for(f"{len(days)} scheduled nightly runs", all_nights_done, timeout=900)[: len(days)]
-    assert [(kind, state) for _, kind, state, _ in runs] == [("scheduled", "success")] * len(days), runs
+    assert [(kind, state) for _, kind, state in runs] == [("scheduled", "success")] * len(days), runs
     assert "deferred" in export_states  # each export's wait ran in the triggerer, not a worker
     stats = httpx.get(sim.url + "/_sim/stats").json()
     assert stats["peak_exports"] == 1  # pool of 1 slot, deferred tasks counted: never two open
-    assert stats["exports_created"] == 2 * len(days) and stats["exports"] == 0  # each finished, none left open
+    assert stats["exports_created"] == 2 * len(days) and stats["exports"] == 0  # none twice, none left open
 
     store = ArchiveStore(
-        StoreSettings(bucket=BUCKET, endpoint_url=s3_server.endpoint_url, access_key="ev-ingest", secret_key=S3_SECRET)
+        StoreSettings(bucket=bucket, endpoint_url=s3_server.endpoint_url, access_key="ev-ingest", secret_key=S3_SECRET)
     )
     for day in days:  # each missed night once: its previous local day, whole
         key = f"manifests/site=HQ/date={day:%Y-%m-%d}/nightly-{day:%Y%m%dT%H%M%SZ}.json"
@@ -128,3 +130,8 @@ def test_scheduled_nights_are_archived_once_each_deferred_and_pool_bounded(deplo
 
     rows = airflow.wait_for("the Asset-triggered motion summaries", motion_done, timeout=600)
     assert all(state == "success" for (state,) in rows)
+
+
+def test_scheduled_nights_are_archived_once_each_deferred_and_pool_bounded(tmp_path, s3_server):
+    with deployed(tmp_path / "airflow", s3_server, BUCKET, NIGHTS) as (airflow, sim, today):
+        check_scheduled_nights(airflow, sim, s3_server, BUCKET, today, NIGHTS)

@@ -1,10 +1,11 @@
 """`ExportProgressTrigger`: wait for an exacqVision export without holding a worker slot.
 
 It polls the export's progress with the async client in the triggerer and fires one
-typed event: complete, failed (the export vanished or stalled) or timeout. Progress
-polls carry only the export id (it works as a capability on exacqVision), so the
-trigger holds no credential: its serialized form, stored in Airflow's database, has the
-server URL and TLS settings only.
+typed event: complete, failed (the export vanished or stalled) or timeout. The trigger
+holds the connection id, not a URL or credentials: inside the triggerer it builds its
+client through `ExacqVisionHook` from the connection (the secrets backend), so its
+serialized form in Airflow's database has no server address, TLS setting or password,
+and a connection changed while an export waits is honoured.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Literal
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from pydantic import BaseModel
 
-from ev_ingest.client import AsyncExacqClient, ClientSettings, ExacqError, NotFoundError
+from ev_ingest.client import AsyncExacqClient, ExacqError, NotFoundError
 
 CLASSPATH = "ev_ingest.airflow.triggers.ExportProgressTrigger"
 
@@ -34,54 +35,39 @@ class ExportProgressEvent(BaseModel):
 class ExportProgressTrigger(BaseTrigger):
     def __init__(
         self,
-        base_url: str,
+        conn_id: str,
         export_id: str,
         *,
-        tls_verify: bool = True,
-        ca_file: str | None = None,
-        api_prefix: str = "/v1",
         poll_interval: float = 2.0,
         timeout: float = 3600.0,
         stall_polls: int = 300,
     ) -> None:
         super().__init__()
-        self.base_url = base_url
+        self.conn_id = conn_id
         self.export_id = export_id
-        self.tls_verify = tls_verify
-        self.ca_file = ca_file
-        self.api_prefix = api_prefix
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.stall_polls = stall_polls
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return CLASSPATH, {
-            "base_url": self.base_url,
+            "conn_id": self.conn_id,
             "export_id": self.export_id,
-            "tls_verify": self.tls_verify,
-            "ca_file": self.ca_file,
-            "api_prefix": self.api_prefix,
             "poll_interval": self.poll_interval,
             "timeout": self.timeout,
             "stall_polls": self.stall_polls,
         }
 
-    def _client(self) -> AsyncExacqClient:
-        # No credentials: progress polls do not log in. Placeholders satisfy the settings model.
-        settings = ClientSettings.build(
-            base_url=self.base_url,
-            username="-",
-            password="-",
-            tls_verify=self.tls_verify,
-            ca_file=self.ca_file,
-            api_prefix=self.api_prefix,
-        )
-        return AsyncExacqClient(settings=settings)
+    async def _client(self) -> AsyncExacqClient:
+        from ev_ingest.airflow.hooks import ExacqVisionHook
+
+        connection = await ExacqVisionHook.aget_connection(self.conn_id)
+        return AsyncExacqClient(settings=ExacqVisionHook.settings_from_connection(connection))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         deadline = time.monotonic() + self.timeout
         last, still = -1, 0
-        client = self._client()
+        client = await self._client()
         try:
             while True:
                 try:
