@@ -50,8 +50,7 @@ test: setup lint
 # the tests' simulator clock all move together; the static SeaweedFS binary keeps the real
 # time, as a real store would). The modules without a store also run under libfaketime, which
 # moves the whole process's clock.
-CLOCK_MODULES := tests/test_pipeline_steps.py tests/test_report.py tests/test_datasets.py tests/test_store.py \
-	tests/test_archive_identity.py
+CLOCK_MODULES := tests/test_pipeline_steps.py tests/test_report.py tests/test_datasets.py tests/test_archive_identity.py
 FAKETIME_MODULES := tests/test_client.py tests/test_simulator_api.py tests/test_client_edges.py tests/test_cli.py
 test-clock: setup
 	EV_CLOCK_SHIFT_DAYS=365 $(BIN)/python -m pytest -q -p no:cacheprovider $(CLOCK_MODULES)

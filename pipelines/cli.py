@@ -115,9 +115,26 @@ def cmd_recordings(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def export_path(output: Path, camera: int, start: datetime, end: datetime, fmt: str) -> Path:
+    """Where an export lands: a folder gets `<camera>_<start>_<end>.<ext>` (every server
+    names its exports `Export.mp4`: a second camera's would replace the first). An existing
+    file is never overwritten."""
+    from ev_ingest.store.keys import stamp
+
+    path = (
+        output / f"{camera}_{stamp(start)}_{stamp(end)}.{'zip' if fmt == 'ps_zip' else fmt}"
+        if output.is_dir()
+        else output
+    )
+    if path.exists():
+        raise CliError(f"{path} exists: not overwritten (move it away or choose another -o)")
+    return path
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    path = export_path(args.output, args.camera, args.start, args.end, args.format)
     with client_from_args(args) as ev, tqdm(total=100, unit="%", desc="export", disable=args.json or None) as bar:
 
         def progress(percent: int) -> None:
@@ -127,13 +144,12 @@ def cmd_export(args: argparse.Namespace) -> int:
             args.camera,
             args.start,
             args.end,
-            args.output,
+            path,
             format=args.format,
             name=args.name,
             on_progress=progress,
             timeout=args.timeout,
         )
-    path = args.output / result.filename if args.output.is_dir() else args.output
     emit(
         args,
         {"path": str(path), "size": result.size, "sha256": result.sha256, "resumed": result.resumed},

@@ -43,6 +43,17 @@ def test_export_writes_the_file_and_prints_its_sha256(server_env, capsys, tmp_pa
     assert code == 0 and report["sha256"] == hashlib.sha256((tmp_path / "a.mp4").read_bytes()).hexdigest()
 
 
+def test_exports_into_a_folder_are_named_by_camera_and_never_overwritten(server_env, capsys, tmp_path):
+    for camera in ("4593152", "4593408"):
+        code, out, _ = run(capsys, "export", camera, "--start", START, "--end", END, "-o", str(tmp_path), "--json")
+        assert code == 0 and json.loads(out)["path"].startswith(str(tmp_path / f"{camera}_"))
+    assert len(list(tmp_path.glob("*.mp4"))) == 2  # the second camera's export did not replace the first
+    first = sorted(tmp_path.glob("4593152_*.mp4"))[0]
+    before = first.read_bytes()
+    code, _, err = run(capsys, "export", "4593152", "--start", START, "--end", END, "-o", str(tmp_path))
+    assert code == 1 and "exists: not overwritten" in err and first.read_bytes() == before
+
+
 def motion_window(sim) -> tuple[str, str]:
     """Two minutes of the Lobby camera around its first ground-truth event of the morning:
     which minutes hold motion depends on the (moving) test day, so ask the simulator."""

@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pyarrow.parquet as pq
@@ -67,9 +68,26 @@ def test_exacqvision_is_a_known_connection_type():
     )
     manager = ProvidersManager()
     assert "ev-ingest" in manager.providers
+    form = {name for name in manager.connection_form_widgets if name.startswith("extra__exacqvision__")}
+    assert form == {f"extra__exacqvision__{f}" for f in ("server_id", "tls_verify", "ca_file")}
+    assert manager.field_behaviours["exacqvision"]["relabeling"]["schema"].startswith("Scheme")
     assert ("ev_ingest.airflow.triggers", "ev-ingest") in {
         (t.trigger_class_name, t.package_name) for t in manager.trigger
     }
+
+
+def test_the_hook_reads_the_connection_forms_fields():
+    from airflow.sdk import Connection
+
+    from ev_ingest.airflow.hooks import ExacqVisionHook
+
+    form = {"extra__exacqvision__server_id": "3", "extra__exacqvision__tls_verify": False}
+    conn = Connection(
+        conn_id="x", conn_type="exacqvision", host="nvr", port=8443, schema="https", login="u", password="p",
+        extra=json.dumps(form),
+    )  # fmt: skip
+    settings = ExacqVisionHook.settings_from_connection(conn)
+    assert (settings.base_url, settings.server_id, settings.tls_verify) == ("https://nvr:8443", "3", False)
 
 
 def test_every_task_has_a_deadline_and_the_alert_hook(dagbag):
@@ -313,6 +331,32 @@ def test_a_retry_resumes_the_export_an_earlier_try_started(site, dagbag, s3_serv
     assert Variable.get(f"ev_export_token.{gone_job}", default_var=None) is None
     key = f"manifests/site=HQ/date={day:%Y-%m-%d}/nightly-{day:{stamp}}.json"
     assert len(read_manifest(store(s3_server), key).exports()) == 8
+
+
+def test_a_failed_plan_is_recorded_and_the_other_servers_archived(site, dagbag, s3_server, tmp_path, monkeypatch):
+    """One server unreachable: its plan fails, the other server's exports still run, and the
+    commit records the failed plan in the manifest (it used to crash on the missing plan:
+    no manifest, no Asset event). The run is marked failed so operators see it."""
+    import os
+
+    config = yaml.safe_load(Path(os.environ["EV_CONFIG"]).read_text())
+    config["sites"][0]["servers"].append({"name": "nvr2"})
+    (tmp_path / "ev.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("EV_CONFIG", str(tmp_path / "ev.yaml"))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_EXACQVISION_NVR2",
+        json.dumps({"conn_type": "exacqvision", "host": "127.0.0.1", "port": 9, "login": "admin", "password": "x"}),
+    )
+    day = datetime.fromisoformat(DAY).replace(tzinfo=UTC) - timedelta(days=2)
+    with captured():
+        run = dagbag.get_dag("ev_nightly_archive").test(run_conf={"date": f"{day:%Y-%m-%d}"})
+    assert run.state == "failed"
+    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+    assert states[("plan", 0)] == "success" and states[("plan", 1)] == "failed" and states[("commit", -1)] == "failed"
+    key = f"manifests/site=HQ/date={day:%Y-%m-%d}/nightly-{day:%Y%m%dT%H%M%SZ}.json"
+    manifest = read_manifest(store(s3_server), key)
+    assert len(manifest.exports()) == 8 and {e.server for e in manifest.exports()} == {"nvr1"}
+    assert [(f.server, f.kind) for f in manifest.failures] == [("nvr2", "plan")]
 
 
 def test_second_run_creates_no_new_versions(nightly_run, dagbag, s3_server):

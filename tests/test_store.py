@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import boto3
 import pytest
@@ -134,6 +135,16 @@ def test_legal_hold_blocks_delete_until_released(store):
         Bucket=store.bucket, Key="held.bin", VersionId=stored.version_id, BypassGovernanceRetention=True
     )
     assert store.head("held.bin") is None
+
+
+def test_a_relative_data_folder_is_used_as_given(tmp_path, monkeypatch):
+    """`ev-ingest s3 serve --data-dir .s3data` used to write into .s3data/.s3data (weed runs
+    inside the folder): the folder is made absolute before weed sees it."""
+    from ev_ingest.store import EmbeddedS3
+
+    monkeypatch.chdir(tmp_path)
+    server = EmbeddedS3(Path(".s3data"), secret_key="x" * 16)
+    assert server.data_dir == tmp_path / ".s3data" and f"-dir={tmp_path / '.s3data'}" in server.command()
 
 
 def test_wrong_credentials_are_refused(s3_server):

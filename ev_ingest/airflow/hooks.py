@@ -27,7 +27,8 @@ class ExacqVisionHook(BaseHook):
 
     @staticmethod
     def settings_from_connection(conn: Any) -> ClientSettings:
-        extra = conn.extra_dejson or {}
+        # Extra fields as the UI form stores them (`extra__exacqvision__<name>`) or plain.
+        extra = {k.removeprefix("extra__exacqvision__"): v for k, v in (conn.extra_dejson or {}).items()}
         scheme = "https" if (conn.schema or "").lower() == "https" else "http"
         port = f":{conn.port}" if conn.port else ""
         return ClientSettings.build(

@@ -27,5 +27,35 @@ def get_provider_info() -> dict[str, Any]:
         "integrations": [{"integration-name": "exacqVision", "tags": ["service"]}],
         "hooks": [{"integration-name": "exacqVision", "python-modules": ["ev_ingest.airflow.hooks"]}],
         "triggers": [{"integration-name": "exacqVision", "python-modules": ["ev_ingest.airflow.triggers"]}],
-        "connection-types": [{"connection-type": "exacqvision", "hook-class-name": HOOK}],
+        "connection-types": [
+            {
+                "connection-type": "exacqvision",
+                "hook-class-name": HOOK,
+                "hook-name": "exacqVision",
+                # The UI's connection form: host, port, user and password are the standard
+                # fields; TLS is the scheme; the rest are these extra fields.
+                "ui-field-behaviour": {
+                    "hidden-fields": [],
+                    "relabeling": {"schema": "Scheme (http, or https for TLS)", "login": "User"},
+                    "placeholders": {"host": "nvr1.example.internal", "port": "443", "schema": "https"},
+                },
+                "conn-fields": {
+                    "server_id": {
+                        "label": "Server id",
+                        "description": "the exacqVision server id the login names (s=)",
+                        "schema": {"type": ["string", "null"], "default": "0"},
+                    },
+                    "tls_verify": {
+                        "label": "Verify TLS certificates",
+                        "description": "leave on; turn off only on purpose",
+                        "schema": {"type": ["boolean", "null"], "default": True},
+                    },
+                    "ca_file": {
+                        "label": "CA file",
+                        "description": "PEM file of a private CA, on the workers and the triggerer",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                },
+            }
+        ],
     }

@@ -92,6 +92,9 @@ class EmbeddedS3:
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        # Absolute: `weed` runs with the data folder as its working directory, so a relative
+        # -dir would land in <dir>/<dir> (and a restart would find no buckets).
+        self.data_dir = Path(self.data_dir).resolve()
         if not self.secret_key:
             raise ValueError("the embedded store needs a secret key (it would accept any key without one)")
 
