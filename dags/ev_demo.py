@@ -102,7 +102,12 @@ def main(argv: list[str] | None = None) -> int:
             yaml.safe_dump(
                 {
                     "sites": [{"name": "demo", "timezone": "UTC", "servers": [{"name": "nvr1"}]}],
-                    "export": {"format": "mp4", "chunk_minutes": args.chunk_minutes, "poll_interval_s": 0.2},
+                    "export": {
+                        "format": "mp4",
+                        "chunk_minutes": args.chunk_minutes,
+                        "poll_interval_s": 0.2,
+                        "first_poll_s": 0,
+                    },  # first_poll_s 0: dag.test runs triggers inline, no scheduler race to avoid
                     "store": {"bucket": "ev-demo-archive", "endpoint_url": s3.endpoint_url},
                     "retention": {"mode": "GOVERNANCE", "days": 30},
                 }

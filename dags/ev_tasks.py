@@ -161,6 +161,7 @@ class ExportToStoreOperator(BaseOperator):
                 started,
                 poll_interval=config.export.poll_interval_s,
                 timeout=config.export.wait_timeout_s,
+                first_poll_after=config.export.first_poll_s,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=config.export.wait_timeout_s + 60),

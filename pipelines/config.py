@@ -116,6 +116,9 @@ class ExportSettings(_Strict):
     chunk_minutes: int = Field(60, ge=1, le=1440, description="one export per camera and chunk")
     wait_timeout_s: float = Field(3600, gt=0)
     poll_interval_s: float = Field(2.0, gt=0, le=60)
+    first_poll_s: float = Field(
+        5.0, ge=0, le=300, description="Airflow: an export's wait stays deferred at least this long (see triggers.py)"
+    )
     max_clock_skew_s: float = Field(300, gt=0, description="server/worker clock difference tolerated silently")
     settle_s: float = Field(
         300, ge=0, le=86400, description="a chunk is exported only this long after it ended on the server's clock"

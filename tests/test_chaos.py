@@ -41,7 +41,7 @@ def chaos(tmp_path_factory, s3_server, airflow_db):
         yaml.safe_dump(
             {
                 "sites": [{"name": "HQ", "timezone": "UTC", "servers": [{"name": "nvr1"}]}],
-                "export": {"format": "mp4", "chunk_minutes": 180, "poll_interval_s": 0.1},
+                "export": {"format": "mp4", "chunk_minutes": 180, "poll_interval_s": 0.1, "first_poll_s": 0},
                 "store": {"bucket": BUCKET, "endpoint_url": s3_server.endpoint_url},
                 "retention": {"mode": "GOVERNANCE", "days": 30},
             }

@@ -132,7 +132,7 @@ def site(tmp_path_factory, s3_server):
     folder = tmp_path_factory.mktemp("e2e")
     config = {
         "sites": [{"name": "HQ", "timezone": "UTC", "servers": [{"name": "nvr1"}]}],
-        "export": {"format": "mp4", "chunk_minutes": 360, "poll_interval_s": 0.1},
+        "export": {"format": "mp4", "chunk_minutes": 360, "poll_interval_s": 0.1, "first_poll_s": 0},
         "store": {"bucket": BUCKET, "endpoint_url": s3_server.endpoint_url},
         "retention": {"mode": "GOVERNANCE", "days": 30},
         "motion": {"target_width": 160},

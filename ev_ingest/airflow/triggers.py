@@ -41,10 +41,12 @@ class ExportProgressTrigger(BaseTrigger):
         poll_interval: float = 2.0,
         timeout: float = 3600.0,
         stall_polls: int = 300,
+        first_poll_after: float = 5.0,
     ) -> None:
         super().__init__()
         self.conn_id = conn_id
         self.export_id = export_id
+        self.first_poll_after = first_poll_after
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.stall_polls = stall_polls
@@ -53,6 +55,7 @@ class ExportProgressTrigger(BaseTrigger):
         return CLASSPATH, {
             "conn_id": self.conn_id,
             "export_id": self.export_id,
+            "first_poll_after": self.first_poll_after,
             "poll_interval": self.poll_interval,
             "timeout": self.timeout,
             "stall_polls": self.stall_polls,
@@ -67,6 +70,11 @@ class ExportProgressTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         deadline = time.monotonic() + self.timeout
         last, still = -1, 0
+        # The task stays deferred at least this long. Resuming it before the scheduler has
+        # processed the deferring process's exit is what sets off this Airflow's race
+        # (apache/airflow#67287: the stale "success" of that exit fails the resumed task);
+        # no real recorder finishes an export sooner.
+        await asyncio.sleep(self.first_poll_after)
         client = await self._client()
         try:
             while True:
