@@ -94,6 +94,23 @@ def uploads(store: ArchiveStore) -> list[dict]:
     return store.s3.list_multipart_uploads(Bucket=store.bucket).get("Uploads", [])
 
 
+def freeze_mid_upload(process: subprocess.Popen[bytes], store: ArchiveStore) -> str:
+    """Stop the worker (SIGSTOP) while one of its multipart uploads is open; the key.
+
+    Exports are spooled to disk before they are uploaded, so an upload from local disk
+    can finish within the 50 ms between two looks: a fixed pause before the kill then
+    lands after it. Frozen, the worker can neither complete nor abort the upload; if it
+    completed before the stop, it is let go and the next export's upload is caught."""
+    for _ in range(20):
+        wait_for(lambda: uploads(store), what="a multipart upload")
+        process.send_signal(signal.SIGSTOP)
+        open_now = uploads(store)
+        if open_now:
+            return open_now[0]["Key"]
+        process.send_signal(signal.SIGCONT)
+    raise AssertionError("no multipart upload was still open when the worker was stopped, 20 times")
+
+
 def reference_sha(sim, start: datetime, end: datetime) -> str:
     """The export downloaded straight from the server, with nothing in between."""
     with ExacqClient(f"{sim.url}", "admin", PASSWORD) as client:
@@ -139,13 +156,12 @@ def test_worker_killed_mid_upload_leaves_no_object_and_the_rerun_completes(make_
     config = config_for(sim, store.bucket, own_s3.endpoint_url)
     process = worker(config, tmp_path, own_s3, "archive", "--date", DAY, "--no-motion")
     try:
-        wait_for(lambda: uploads(store), what="the first multipart upload")
-        time.sleep(0.5)  # a part or two on the way
+        in_flight = freeze_mid_upload(process, store)
         process.send_signal(signal.SIGKILL)
         process.wait(10)
     finally:
         process.kill()
-    in_flight = uploads(store)[0]["Key"]
+    assert [u["Key"] for u in uploads(store)] == [in_flight]
     assert store.head(in_flight) is None  # the interrupted upload is invisible
     assert not store.list_keys("manifests/")  # and nothing was committed
     for key in store.list_keys("exports/"):  # an export finished before the kill is whole
