@@ -259,7 +259,7 @@ def record_lock(config: PipelineConfig, site: str, end: datetime, entries: list[
     """A record (manifest) is kept at least as long as the longest-kept object it lists, and
     as long as the site's longest rule: a record that expires before its footage proves nothing."""
     policy = config.retention
-    mode, days = policy.rule_for(site, None, None)
+    mode, _ = policy.rule_for(site, None, None)
     floor = (end + timedelta(days=policy.longest(site))).replace(microsecond=0)
     until = max([floor, *(e.retain_until for e in entries if e.retain_until)])
     if until <= clock.now() + timedelta(minutes=1):

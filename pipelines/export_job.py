@@ -100,7 +100,9 @@ def start(client: ExacqClient, store: ArchiveStore, job: ExportJob, records: Rec
         if held is not None and held.size == vouched.size:
             log.info("%s: archived by a committed run (version %s): skipped", job.key, vouched.version_id)
             return JobResult(job.job_id, vouched)
-        log.error("%s: a committed manifest records version %s, which the store no longer holds", job.key, vouched)
+        log.error(
+            "%s: a committed manifest records version %s, which the store no longer holds", job.key, vouched.version_id
+        )
     export_id = client.exports.create(
         job.camera_id,
         job.start_dt,
@@ -161,7 +163,9 @@ def _store(
         # start() found no committed record of this key: a run that stored it and died before
         # its manifest, or something planted. Only the bytes decide, never the tag.
         if held.size == sent.size and store.verify(job.key, sent.sha256, held.version_id).ok:
-            log.warning("%s: uncommitted version %s holds exactly what the server sent: recorded", job.key, held)
+            log.warning(
+                "%s: uncommitted version %s holds exactly what the server sent: recorded", job.key, held.version_id
+            )
             stored = StoredObject(job.key, held.version_id, held.size, sent.sha256, held.checksum_sha256)
             return JobResult(job.job_id, entry(client, job, stored, held.retention or lock, held.legal_hold))
         finding = (

@@ -324,13 +324,14 @@ class ArchiveStore:
         `sha256` (hex) is the whole object's hash: computed here for bytes, required for a
         file object or an iterator (it is written with the creating request). With
         `if_changed`, bytes identical to the latest version's are not stored again."""
-        if isinstance(source, bytes | bytearray | memoryview):
+        hashed = isinstance(source, bytes | bytearray | memoryview)  # hashed here, once
+        if hashed:
             actual = hashlib.sha256(source).hexdigest()
             if sha256 and sha256 != actual:
                 raise IntegrityError(f"{key}: the bytes hash to {actual}, not the declared {sha256}")
             sha256 = actual
             if if_changed:
-                existing = self._identical(key, bytes(source), sha256)
+                existing = self._identical(key, len(source), sha256)
                 if existing is not None:
                     return existing
         elif not sha256:
@@ -348,7 +349,7 @@ class ArchiveStore:
         following = reader.read(self.settings.part_size) if len(first) == self.settings.part_size else b""
         try:
             if not following:
-                if hashlib.sha256(first).hexdigest() != sha256:
+                if not hashed and hashlib.sha256(first).hexdigest() != sha256:
                     raise IntegrityError(f"{key}: the body does not hash to the declared sha256 {sha256}")
                 stored = self._put_single(key, first, sha256, {**identity, **lock})
             else:
@@ -358,12 +359,11 @@ class ArchiveStore:
             raise StoreError(f"{key}: the store did not take the upload: {exc}") from exc
         return stored
 
-    def _identical(self, key: str, body: bytes, sha256: str) -> StoredObject | None:
-        """The latest version of `key` when the store's own checksum says it holds `body`."""
+    def _identical(self, key: str, size: int, sha256: str) -> StoredObject | None:
+        """The latest version of `key` when the store's own checksum and length say it holds
+        the bytes with this SHA-256."""
         existing = self.head(key)
-        if existing is None or existing.checksum_sha256 != _b64(bytes.fromhex(sha256)):
-            return None
-        if existing.size != len(body):
+        if existing is None or existing.checksum_sha256 != _b64(bytes.fromhex(sha256)) or existing.size != size:
             return None
         log.debug("skip %s: the latest version holds the same bytes", key)
         return StoredObject(key, existing.version_id, existing.size, sha256, existing.checksum_sha256, skipped=True)

@@ -165,10 +165,10 @@ class RecordIndex:
     The only basis for "already archived". An object's tag or metadata can be written by
     anyone with access to the bucket (a tag even under Object Lock), so neither is ever
     trusted; a manifest is the run's commit record. Built from the latest version of every
-    manifest under the given prefixes (a day's manifests: a handful of small reads)."""
+    manifest of one site's interval (a handful of small reads)."""
 
-    def __init__(self, entries: dict[str, ManifestEntry] | None = None) -> None:
-        self._entries = entries or {}
+    def __init__(self, entries: dict[str, ManifestEntry]) -> None:
+        self._entries = entries
 
     @classmethod
     def of_day(cls, store: ArchiveStore, site: str, on: datetime) -> RecordIndex:
@@ -180,9 +180,6 @@ class RecordIndex:
 
     def get(self, key: str) -> ManifestEntry | None:
         return self._entries.get(key)
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
 
 def list_manifests(store: ArchiveStore, site: str | None = None, on: datetime | None = None) -> list[str]:
