@@ -1,5 +1,8 @@
 """ev_retention: every day, legal holds from exacqVision cases and bookmarks, the retention
-policy applied to every manifest entry, and the audit (which fails the run on findings)."""
+policy applied to every manifest entry, and the audit (which fails the run on findings).
+
+The audit runs whatever happened before it (`all_done`): a failed hold sync or policy
+step must never mean no audit. Its signed record is stored even when it finds problems."""
 
 from __future__ import annotations
 
@@ -32,25 +35,25 @@ def ev_retention() -> None:
             for server in site.servers:
                 with client_for(site.name, server.name, config) as client:
                     result[f"{site.name}/{server.name}"] = retention.sync_legal_holds(
-                        client, store, server.name, site.name, retention.audit_log(store, config.retention)
+                        client, store, server.name, site.name, retention.audit_log(store, config)
                     )
         return result
 
-    @task(multiple_outputs=False)
-    def apply_policy() -> int:
+    @task(multiple_outputs=False, trigger_rule="all_done")
+    def apply_policy() -> dict[str, int]:
         from pipelines import retention
 
         config = load()
         store = store_for(config)
-        return retention.apply_policy(store, config.retention, None, retention.audit_log(store, config.retention))
+        return retention.apply_policy(store, config.retention, None, retention.audit_log(store, config))
 
-    @task(multiple_outputs=False)
+    @task(multiple_outputs=False, trigger_rule="all_done", retries=0)
     def audit() -> dict[str, Any]:
         from pipelines import retention
 
         config = load()
         store = store_for(config)
-        report = retention.audit(store, config.retention, None, audit_log=retention.audit_log(store, config.retention))
+        report = retention.audit(store, config, None, audit_log=retention.audit_log(store, config))
         if not report.ok:
             raise RuntimeError(f"audit found {len(report.findings)} problems; see {report.audit_key}")
         return {"checked": report.checked, "audit_key": report.audit_key}

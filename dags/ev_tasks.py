@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Asset, BaseOperator
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException
 
 
 def on_failure(context: Any) -> None:
@@ -67,10 +67,28 @@ def conn_id_for(server: Any) -> str:
     return server.airflow_conn_id or f"exacqvision_{server.name}"
 
 
+SIGNING_CONN_ID = "ev_signing"  # its password: the Ed25519 PEM private key that signs records
+
+
 def load() -> Any:
+    """The configuration; and the signing key from the `ev_signing` connection (any secrets
+    backend) when one is defined, held in this task's memory only (pipelines.keys)."""
+    from pipelines import keys
     from pipelines.config import load_config
 
-    return load_config()
+    config = load_config()
+    keys.use_key_pem(signing_pem())
+    return config
+
+
+def signing_pem() -> str | None:
+    from airflow.sdk import BaseHook
+
+    try:
+        connection = BaseHook.get_connection(SIGNING_CONN_ID)
+    except AirflowNotFoundException:  # no such connection: the key comes from a file (config or env)
+        return None
+    return connection.password or None
 
 
 def store_for(config: Any) -> Any:

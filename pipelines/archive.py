@@ -23,6 +23,7 @@ from ev_ingest.client import ClientSettings, ExacqClient
 from ev_ingest.store import ArchiveStore, Manifest, ManifestEntry, ManifestFailure, Retention, StoreSettings
 from ev_ingest.store import keys as store_keys
 from ev_ingest.store.records import read_manifest, write_manifest
+from pipelines import keys
 from pipelines.config import PipelineConfig, ServerConfig
 from pipelines.export_job import ExportJob, JobResult
 
@@ -244,7 +245,9 @@ def commit_manifest(
         if previous.same_content(manifest):
             log.info("manifest %s unchanged: not rewritten", manifest.key)
             return previous
-    write_manifest(store, manifest, record_lock(config, site, end, entries))
+    signer = keys.signer_for(config)  # before anything is written: no key, no commit
+    keys.publish_public_key(store, signer)
+    manifest, _ = write_manifest(store, manifest, record_lock(config, site, end, entries), signer)
     log.info(
         "manifest %s: %d objects, %d failures%s",
         manifest.key,

@@ -4,7 +4,8 @@
     ev-ingest cameras | recordings | export | frame                    talk to a server (EV_URL)
     ev-ingest motion FILE... [--mode gated] [--json]                   motion summaries of files
     ev-ingest s3 serve [--data-dir] [--port]                           the embedded S3 store
-    ev-ingest retention apply|audit|hold|release                       compliance retention
+    ev-ingest retention status|audit|apply|hold|release|dispose        what is protected, and proof
+    ev-ingest audit log | keys init|show | case export | verify        audit trail, signing, evidence
     ev-ingest archive --date YYYY-MM-DD                                the nightly archival, without Airflow
     ev-ingest report --date YYYY-MM-DD [-o report.html]                the HTML report of a nightly run
 
@@ -256,7 +257,10 @@ def cmd_s3_serve(args: argparse.Namespace) -> int:
     server.start()
     print(f"S3 at {server.endpoint_url} (data in {args.data_dir}); Ctrl-C stops it", file=sys.stderr)
     try:
-        signal.sigwait(stop_signals)
+        while signal.sigtimedwait(stop_signals, 1.0) is None:  # a stop signal, or weed's death
+            if not server.running:
+                code = server.wait(0)
+                raise CliError(f"SeaweedFS exited (code {code}); see {server.data_dir / 'weed.log'}")
     finally:
         server.stop()
     return EXIT_OK
@@ -335,9 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8333)
     p.set_defaults(handler=cmd_s3_serve, json=False)
 
-    from pipelines import cli_archive
+    from pipelines import cli_archive, cli_compliance
 
     cli_archive.register(sub, command)
+    cli_compliance.register(sub, command)
     return parser
 
 
@@ -356,6 +361,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except (CliError, ExacqError, StoreError, VideoError, ValueError, OSError) as exc:
         print(f"ev-ingest {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:
+        # boto3's errors (no credentials, an unreachable or refusing store) are the user's to
+        # fix too; matched by module so that commands without boto3 never import it.
+        if not type(exc).__module__.startswith(("botocore", "boto3")):
+            raise
+        print(f"ev-ingest {args.command}: store error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

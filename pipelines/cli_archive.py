@@ -1,4 +1,4 @@
-"""`ev-ingest archive` and `ev-ingest retention ...`: the archival and compliance verbs."""
+"""`ev-ingest archive` and `ev-ingest report`: the archival verbs (compliance: cli_compliance)."""
 
 from __future__ import annotations
 
@@ -81,42 +81,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_retention(args: argparse.Namespace) -> int:
-    from pipelines import archive, retention
-
-    config = load_config(args.config)
-    store = archive.open_store(config)
-    log = retention.audit_log(store, config.retention)
-    if args.action == "apply":
-        changed = retention.apply_policy(store, config.retention, args.site, log)
-        result: dict[str, Any] = {"retention_extended": changed}
-        if args.holds:
-            site = config.site(args.site or config.sites[0].name)
-            for server in site.servers:
-                with archive.connect(server) as client:
-                    result.update(retention.sync_legal_holds(client, store, server.name, site.name, log))
-    elif args.action == "audit":
-        report = retention.audit(store, config.retention, args.site, deep=args.deep, audit_log=log)
-        result = report.as_json()
-        if not args.json:
-            print(
-                f"checked {report.checked} objects ({'re-hashed' if args.deep else 'metadata'}): "
-                f"{'OK' if report.ok else f'{len(report.findings)} problems'}"
-            )
-            for finding in report.findings:
-                print(f"  {finding.problem:<11} {finding.key}  {finding.detail}")
-            return 0 if report.ok else 1
-        print(json.dumps(result, indent=2, default=str))
-        return 0 if report.ok else 1
-    else:
-        if not args.key:
-            raise SystemExit("hold and release need --key")
-        retention.set_hold(store, args.key, args.action == "hold", args.reason, log)
-        result = {"key": args.key, "legal_hold": args.action == "hold"}
-    print(json.dumps(result, indent=2, default=str))
-    return 0
-
-
 def register(sub: Any, command: Any) -> None:
     p = command("archive", cmd_archive, "run the nightly archival of one day (no Airflow needed)")
     p.add_argument("--config", type=Path, help="configuration file (default: $EV_CONFIG)")
@@ -129,11 +93,3 @@ def register(sub: Any, command: Any) -> None:
     p.add_argument("--date", type=_day, required=True, help="the site's local day, YYYY-MM-DD")
     p.add_argument("-o", "--output", type=Path, default=Path("report.html"))
     p.add_argument("--publish", action="store_true", help="also store it in the archive (the DAGs do this)")
-    p = command("retention", cmd_retention, "retention policy, legal holds and the audit")
-    p.add_argument("action", choices=["apply", "audit", "hold", "release"])
-    p.add_argument("--config", type=Path, help="configuration file (default: $EV_CONFIG)")
-    p.add_argument("--site")
-    p.add_argument("--deep", action="store_true", help="audit: re-read and re-hash every object")
-    p.add_argument("--holds", action="store_true", help="apply: also sync legal holds from exacqVision cases")
-    p.add_argument("--key", help="hold/release: the object's key")
-    p.add_argument("--reason", default="manual", help="hold/release: recorded in the audit log")

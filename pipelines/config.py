@@ -19,10 +19,12 @@ export: {format: mp4, chunk_minutes: 60}
 store: {bucket: ev-archive, endpoint_url: null}
 retention: {mode: GOVERNANCE, days: 30, sites: {HQ: {days: 90}}, servers: {nvr1: {days: 60}},
             cameras: {"nvr1/4593152": {days: 365}}}     # server/camera: ids are per server
+signing: {key_file: /etc/ev-ingest/signing.pem}         # mode 0600; or the ev_signing connection
 ```
 
 Secrets never live in this file: passwords come from the environment (`password_env`)
-or from Airflow connections.
+or from Airflow connections; the signing key from a 0600 file or the `ev_signing`
+connection.
 """
 
 from __future__ import annotations
@@ -193,6 +195,17 @@ class ThumbnailSettings(_Strict):
     sheet_columns: int = Field(8, ge=1, le=32)
 
 
+class SigningSettings(_Strict):
+    """Where the key that signs manifests and audit records comes from (never the store)."""
+
+    key_file: Path | None = Field(
+        None, description="Ed25519 PEM private key, mode 0600 (default: $EV_SIGNING_KEY_FILE)"
+    )
+    public_keys: list[Path] = Field(
+        default_factory=list, description="further trusted public keys (PEM), e.g. the keys used before a rotation"
+    )
+
+
 class PipelineConfig(_Strict):
     sites: list[SiteConfig] = Field(min_length=1)
     export: ExportSettings = Field(default_factory=ExportSettings)
@@ -201,6 +214,7 @@ class PipelineConfig(_Strict):
     motion: MotionConfig = Field(default_factory=MotionConfig)
     motion_mode: Literal["full", "gated", "keyframe"] = "gated"
     thumbnails: ThumbnailSettings = Field(default_factory=ThumbnailSettings)
+    signing: SigningSettings = Field(default_factory=SigningSettings)
 
     def site(self, name: str) -> SiteConfig:
         for site in self.sites:

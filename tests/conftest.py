@@ -38,6 +38,15 @@ os.environ.setdefault("EV_SIM_CACHE", str(ROOT / ".cache" / "simulator"))
 os.environ["EV_TASK_RETRIES"] = "0"
 
 from ev_ingest import clock  # noqa: E402
+from ev_ingest.store.signing import Signer  # noqa: E402
+
+# Every record the suite commits is signed, as in production: one key per session, in a
+# 0600 file as an operator's would be (the scheduler tests hand it over as the Airflow
+# connection `ev_signing` instead).
+SIGNING_KEY = _HOME / "signing.pem"
+SIGNER = Signer.generate()
+SIGNER.write(SIGNING_KEY)
+os.environ["EV_SIGNING_KEY_FILE"] = str(SIGNING_KEY)
 from ev_ingest.simulator import SimulatorConfig, SimulatorServer  # noqa: E402
 
 # The simulator's frozen clock, derived from the one clock (never a calendar date written

@@ -16,7 +16,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from ev_ingest.client import ExacqClient
-from ev_ingest.store import AuditLog
 from pipelines import archive, retention
 from pipelines.config import ConfigError, PipelineConfig, load_config
 from pipelines.datasets import Archive
@@ -84,12 +83,12 @@ def test_rerun_of_the_same_interval_writes_nothing_new(archived):
 
 def test_audit_is_clean_then_flags_tampering(archived):
     config, store, result = archived
-    log = retention.audit_log(store, config.retention)
-    clean = retention.audit(store, config.retention, "HQ", deep=True, audit_log=log)
+    log = retention.audit_log(store, config)
+    clean = retention.audit(store, config, "HQ", deep=True, audit_log=log)
     assert clean.ok and clean.checked == len(result.manifest.entries) + len(result.motion_manifest.entries)
     victim = result.manifest.exports()[0]
     store.s3.put_object(Bucket=store.bucket, Key=victim.key, Body=b"not the evidence")  # behind our back
-    report = retention.audit(store, config.retention, "HQ", audit_log=log)
+    report = retention.audit(store, config, "HQ", audit_log=log)
     assert [f.problem for f in report.findings] == ["superseded"] and report.findings[0].key == victim.key
     assert store.get_json(report.audit_key)["findings"][0]["problem"] == "superseded"
     assert store.get_retention(report.audit_key) is not None  # the audit trail is locked too
@@ -108,7 +107,8 @@ def test_audit_is_clean_then_flags_tampering(archived):
 def test_legal_holds_follow_cases(archived, sim):
     config, store, result = archived
     entry = next(e for e in result.manifest.exports() if e.camera_id == 4593408)
-    log = AuditLog(store)
+    log = retention.audit_log(store, config)
+    counts = dict.fromkeys(["held", "restored", "released", "unreadable"], 0)
     with ExacqClient(sim.url, "admin", PASSWORD) as ev:
         case = ev.cases.create("Incident 42")
         ev.bookmarks.create(
@@ -119,12 +119,24 @@ def test_legal_holds_follow_cases(archived, sim):
             case=case.guid,
         )
         # The export and the two motion summaries derived from it.
-        assert retention.sync_legal_holds(ev, store, "nvr1", "HQ", log) == {"held": 3, "released": 0}
+        assert retention.sync_legal_holds(ev, store, "nvr1", "HQ", log) == {**counts, "held": 3}
         assert store.get_legal_hold(entry.key, entry.version_id)
-        assert retention.sync_legal_holds(ev, store, "nvr1", "HQ", log) == {"held": 0, "released": 0}  # idempotent
+        assert retention.sync_legal_holds(ev, store, "nvr1", "HQ", log) == counts  # idempotent
+        # A release of what an open case holds is refused, and says how to force it.
+        with pytest.raises(retention.HoldRefused, match="Incident|--force"):
+            retention.set_hold(store, entry.key, False, "manual", log, entry.version_id)
+        # A hold removed behind the pipeline's back (tag untouched): the audit finds it, the
+        # next sync places it again.
+        store.set_legal_hold(entry.key, entry.version_id, False)
+        found = retention.audit(store, config, "HQ")
+        earlier = {(f.key, f.problem) for f in found.findings if f.problem == "superseded"}  # the test before
+        assert {(f.key, f.problem) for f in found.findings} - earlier == {(entry.key, "legal-hold")}
+        assert retention.sync_legal_holds(ev, store, "nvr1", "HQ", log) == {**counts, "restored": 1}
+        assert store.get_legal_hold(entry.key, entry.version_id)
         ev.cases.update(case.guid, status="closed")
-        assert retention.sync_legal_holds(ev, store, "nvr1", "HQ", log) == {"held": 0, "released": 3}
+        assert retention.sync_legal_holds(ev, store, "nvr1", "HQ", log) == {**counts, "released": 3}
     assert not store.get_legal_hold(entry.key, entry.version_id)
+    assert {(f.key, f.problem) for f in retention.audit(store, config, "HQ").findings} == earlier
     actions = [a["action"] for a in log.entries()]
     assert "legal-hold" in actions and "legal-hold-release" in actions
 

@@ -26,8 +26,9 @@ from ev_ingest import clock
 from ev_ingest.simulator import SimulatorServer
 from ev_ingest.simulator.server import free_port
 from ev_ingest.store import ArchiveStore, StoreSettings, read_manifest
+from ev_ingest.store.signing import Verifier
 from tests.airflow_deployment import Deployment
-from tests.conftest import PASSWORD, S3_SECRET, sim_config
+from tests.conftest import PASSWORD, S3_SECRET, SIGNER, SIGNING_KEY, sim_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.airflow]
 BUCKET = "scheduled-nights"
@@ -59,6 +60,7 @@ def deployed(home, s3_server, bucket: str, nights: int, **deployment: Any) -> It
         "AIRFLOW_CONN_EXACQVISION_NVR1": json.dumps(
             {"conn_type": "exacqvision", "host": host, "port": int(port), "login": "admin", "password": PASSWORD}
         ),
+        "AIRFLOW_CONN_EV_SIGNING": json.dumps({"conn_type": "generic", "password": SIGNING_KEY.read_text()}),
         "AWS_ACCESS_KEY_ID": s3_server.access_key,
         "AWS_SECRET_ACCESS_KEY": S3_SECRET,
     }
@@ -125,6 +127,8 @@ def check_scheduled_nights(airflow: Deployment, sim: Any, s3_server: Any, bucket
         key = f"manifests/site=HQ/date={day:%Y-%m-%d}/nightly-{day:%Y%m%dT%H%M%SZ}.json"
         manifest = read_manifest(store, key)
         assert manifest.complete and not manifest.failures and len(manifest.exports()) == 2
+        # Signed with the key the tasks read from the ev_signing connection, chained in order.
+        assert Verifier([SIGNER.public]).check(store.get_json(key)) is None and manifest.sequence
         assert len(store.versions(key)) == 1
         for entry in manifest.exports():
             assert entry.start == day and entry.end == day + timedelta(days=1)

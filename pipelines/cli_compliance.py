@@ -1,0 +1,260 @@
+"""The compliance officer's verbs: `retention ...`, `audit log`, `keys ...`, `case export`, `verify`.
+
+ev-ingest retention status [--date D]        what is protected, until when, held by whom
+ev-ingest retention audit [--deep]           signatures, chains, every object; exit 1 on findings
+ev-ingest retention apply [--holds]          extend retention to the policy; sync case holds
+ev-ingest retention hold|release             by --key, or by --camera and --start/--end
+ev-ingest retention dispose [--yes]          expired, unheld versions (deleted only with --yes)
+ev-ingest audit log [--date D]               the audit trail, each record's signature checked
+ev-ingest keys init -o FILE | keys show      the signing key
+ev-ingest case export CASE -o case.zip       a self-verifying evidence package
+ev-ingest verify case.zip                    check a package offline (public key only)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pipelines.config import load_config
+
+
+def _print(args: argparse.Namespace, payload: Any, lines: list[str]) -> None:
+    print(json.dumps(payload, indent=2, default=str) if args.json else "\n".join(lines))
+
+
+def _open(args: argparse.Namespace) -> tuple[Any, Any]:
+    from pipelines import archive
+
+    config = load_config(args.config)
+    return config, archive.open_store(config)
+
+
+def _time(text: str) -> datetime:
+    from pipelines.cli import parse_time
+
+    return parse_time(text)
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    from pipelines import archive, retention
+
+    config, store = _open(args)
+    log = retention.audit_log(store, config)
+    if args.action == "status":
+        rows = retention.status(store, config, log, args.site, args.date)
+        lines = [
+            f"{'site':<8} {'server':<8} {'camera':<18} {'day':<10} {'objects':>7} {'GB':>6}  "
+            f"{'mode':<11} {'retained until':<25} held"
+        ]
+        for r in rows:
+            lines.append(
+                f"{r.site:<8} {r.server:<8} {f'{r.camera_id} {r.camera_name}'[:18]:<18} {r.day:<10} {r.objects:>7} "
+                f"{r.size / 1e9:>6.2f}  {'+'.join(r.modes) or 'NONE':<11} {r.retain_until or '-':<25} "
+                f"{r.held}{' by ' + ', '.join(r.holders) if r.holders else ''}"
+                f"{f'  MISSING {r.missing}' if r.missing else ''}"
+            )
+        if not rows:
+            lines = ["nothing archived" + (f" on {args.date}" if args.date else "")]
+        _print(args, [asdict(r) for r in rows], lines)
+        return 1 if any(r.missing for r in rows) else 0
+    if args.action == "audit":
+        extra = [args.public_key] if args.public_key else None
+        from pipelines import keys
+
+        report = retention.audit(
+            store, config, args.site, deep=args.deep, audit_log=log, verifier=keys.verifier_for(config, extra)
+        )
+        lines = [
+            f"checked {report.records} signed records and {report.checked} objects "
+            f"({'re-hashed' if args.deep else 'metadata'}): "
+            f"{'OK' if report.ok else f'{len(report.findings)} findings'}; record {report.audit_key}"
+        ]
+        lines += [f"  {f.problem:<16} {f.key}  {f.detail}" for f in report.findings]
+        _print(args, report.as_json(), lines)
+        return 0 if report.ok else 1
+    if args.action == "apply":
+        result: dict[str, Any] = retention.apply_policy(store, config.retention, args.site, log)
+        if args.holds:
+            site = config.site(args.site or config.sites[0].name)
+            for server in site.servers:
+                with archive.connect(server) as client:
+                    result[server.name] = retention.sync_legal_holds(client, store, server.name, site.name, log)
+        _print(args, result, [json.dumps(result)])
+        return 0
+    if args.action == "dispose":
+        candidates = retention.expired(store)
+        lines = [f"{len(candidates)} expired, unheld versions ({sum(c.size for c in candidates) / 1e9:.2f} GB)"]
+        lines += [f"  {c.key}@{c.version_id}  retained until {c.retain_until}" for c in candidates]
+        if args.yes and candidates:
+            deleted = retention.dispose(store, candidates, log)
+            lines.append(f"deleted {deleted} (each recorded in the audit log)")
+        elif candidates:
+            lines.append("nothing deleted: run again with --yes to delete them")
+        _print(args, [asdict(c) for c in candidates], lines)
+        return 0
+    # hold / release
+    on = args.action == "hold"
+    if args.key:
+        version = retention.set_hold(store, args.key, on, args.reason, log, force=args.force)
+        changed = [f"{args.key}@{version}"]
+    elif args.camera is not None:
+        if args.start is None or args.end is None:
+            raise ValueError("--camera needs --start and --end")
+        entries = retention.select_entries(store, args.site, args.server, args.camera, args.start, args.end)
+        changed = retention.hold_range(store, entries, on, args.reason, log, force=args.force)
+    else:
+        raise ValueError(f"{args.action} needs --key, or --camera with --start and --end")
+    _print(args, {"legal_hold": on, "objects": changed}, [f"{'held' if on else 'released'}: {k}" for k in changed])
+    return 0
+
+
+def cmd_audit_log(args: argparse.Namespace) -> int:
+    from pipelines import keys, retention
+
+    config, store = _open(args)
+    log = retention.audit_log(store, config)
+    verifier = keys.verifier_for(config)
+    records = log.entries(args.date)
+    if args.action:
+        records = [r for r in records if r.get("action") == args.action]
+    lines = []
+    for record in records:
+        trouble = verifier.check(record)
+        what = {k: v for k, v in record.items() if k not in ("action", "at", "signature", "previous", "sequence")}
+        detail = " ".join(f"{k}={v}" for k, v in what.items() if k != "findings")
+        if "findings" in what:
+            detail += f" findings={len(what['findings'])}"
+        lines.append(
+            f"{record.get('at', '?')[:19]} #{record.get('sequence', '?')} {record.get('action', '?'):<19} "
+            f"{'signed' if trouble is None else 'NOT TRUSTED (' + trouble + ')'}  {detail}"
+        )
+    if not records:
+        lines = ["no audit records" + (f" on {args.date}" if args.date else "")]
+    _print(args, records, lines)
+    return 0 if all(verifier.check(r) is None for r in records) else 1
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from ev_ingest.store.signing import Signer, public_pem
+
+    if args.action == "init":
+        if not args.output:
+            raise ValueError("keys init needs -o FILE (the new private key, mode 0600)")
+        signer = Signer.generate()
+        signer.write(args.output)
+        print(f"{args.output}: new Ed25519 signing key, fingerprint {signer.fingerprint}")
+        print("keep the fingerprint in your own records: verifiers check packages against it")
+        return 0
+    from pipelines import keys
+
+    config, store = _open(args)
+    signer = keys.signer_for(config)
+    published = keys.publish_public_key(store, signer) if args.publish else None
+    _print(
+        args,
+        {"fingerprint": signer.fingerprint, "public_key": public_pem(signer.public).decode(), "published": published},
+        [f"fingerprint {signer.fingerprint}", public_pem(signer.public).decode().strip()]
+        + ([f"published: s3://{store.bucket}/{published}"] if published else []),
+    )
+    return 0
+
+
+def cmd_case(args: argparse.Namespace) -> int:
+    from pipelines import archive, evidence, keys, retention
+
+    config, store = _open(args)
+    signer = keys.signer_for(config)
+    site = config.site(args.site or config.sites[0].name)
+    entries, found = [], None
+    for server in site.servers:
+        with archive.connect(server) as client:
+            cases = [c for c in client.cases.list() if args.case in (c.guid, c.name)]
+            if not cases:
+                continue
+            found = cases[0]
+            entries += evidence.case_entries(store, site.name, server.name, found, client.bookmarks.list())
+    if found is None:
+        raise ValueError(f"no case {args.case!r} on the servers of site {site.name!r}")
+
+    def progress(done: int, total: int, key: str) -> None:
+        print(f"[{done}/{total}] {key}", file=sys.stderr)
+
+    package = evidence.build_package(store, signer, found, entries, args.output, progress=progress)
+    audit_key = retention.audit_log(store, config).record(
+        "case-export", case=found.guid, name=found.name, footage=len(package.footage), package_size=package.size
+    )
+    _print(
+        args,
+        {**asdict(package), "path": str(package.path), "audit_key": audit_key},
+        [
+            f"{package.path}: case {package.case}, {len(package.footage)} footage files, {package.records} signed "
+            f"records, {package.size / 1e6:.1f} MB; signed by {signer.fingerprint}",
+            f"check it anywhere with: ev-ingest verify {package.path} --fingerprint {signer.fingerprint[:16]}",
+        ],
+    )
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from pipelines import evidence
+
+    check = evidence.verify_package(args.package, args.fingerprint)
+    lines = [
+        f"{args.package}: case {check.case or '?'}, {check.footage} footage files, {check.files} files, "
+        f"{check.records} records, key {check.fingerprint}: {'VERIFIED' if check.ok else 'FAILED'}"
+    ]
+    if not args.fingerprint and check.ok:
+        lines.append("the key was taken from the package: compare its fingerprint with your own records")
+    lines += [f"  {p}" for p in check.problems]
+    _print(args, asdict(check), lines)
+    return 0 if check.ok else 1
+
+
+def register(sub: Any, command: Any) -> None:
+    def config_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", type=Path, help="configuration file (default: $EV_CONFIG)")
+        p.add_argument("--site", help="site name (default: every site, or the first where one is needed)")
+
+    p = command("retention", cmd_retention, "what is protected; retention, legal holds, the audit, disposal")
+    p.add_argument("action", choices=["status", "audit", "apply", "hold", "release", "dispose"])
+    config_options(p)
+    p.add_argument("--date", help="status: only the site's local day YYYY-MM-DD")
+    p.add_argument("--deep", action="store_true", help="audit: re-read and re-hash every object")
+    p.add_argument("--public-key", type=Path, help="audit: also trust this public key (PEM)")
+    p.add_argument("--holds", action="store_true", help="apply: also sync legal holds from exacqVision cases")
+    p.add_argument("--key", help="hold/release: one object's key")
+    p.add_argument("--server", help="hold/release: the camera's server")
+    p.add_argument("--camera", type=int, help="hold/release: every export of this camera in --start..--end")
+    p.add_argument("--start", type=_time, help="hold/release: from (ISO time; no zone = UTC)")
+    p.add_argument("--end", type=_time, help="hold/release: until (ISO time; no zone = UTC)")
+    p.add_argument("--reason", default="manual", help="hold/release: kept in the audit log")
+    p.add_argument("--force", action="store_true", help="release: even what a case or a person holds (audited)")
+    p.add_argument("--yes", action="store_true", help="dispose: really delete")
+
+    p = command("audit", cmd_audit_log, "the audit trail, each record's signature checked")
+    p.add_argument("target", choices=["log"])
+    config_options(p)
+    p.add_argument("--date", help="only records of this UTC day, YYYY-MM-DD")
+    p.add_argument("--action", help="only this action (audit, legal-hold, retention, dispose, ...)")
+
+    p = command("keys", cmd_keys, "the Ed25519 key that signs manifests and audit records")
+    p.add_argument("action", choices=["init", "show"])
+    p.add_argument("--config", type=Path, help="configuration file (default: $EV_CONFIG)")
+    p.add_argument("-o", "--output", type=Path, help="init: where to write the new private key (mode 0600)")
+    p.add_argument("--publish", action="store_true", help="show: also store the public key in the bucket")
+
+    p = command("case", cmd_case, "export a case's footage as a self-verifying evidence package")
+    p.add_argument("target", choices=["export"])
+    p.add_argument("case", help="the case's name or guid on the recording server")
+    config_options(p)
+    p.add_argument("-o", "--output", type=Path, required=True, help="the package (.zip) to write")
+
+    p = command("verify", cmd_verify, "check an evidence package offline, with only its public key")
+    p.add_argument("package", type=Path)
+    p.add_argument("--fingerprint", help="the signing key's fingerprint (or its start) from your own records")

@@ -1,0 +1,248 @@
+"""Evidence packages: a case's footage with the proof that it is complete and unaltered,
+in one zip that verifies offline with nothing but the public key.
+
+A package holds:
+- `footage/<server>/<camera>/<file>`: the archived exports the case's bookmarks cover,
+  each at the version its manifest records, re-hashed while it is copied;
+- `records/manifests/...`: every signed manifest version that lists them, byte for byte;
+- `records/audit/...`: the signed audit records about those objects;
+- `public_key.pem`: the key the records and the index are signed with;
+- `CHAIN_OF_CUSTODY.txt`: the same facts in plain text, for people;
+- `index.json`: every file's path, size and SHA-256, and which manifest vouches for
+  which footage file; signed.
+
+`verify_package` checks the index signature, every file's hash and size, each
+manifest's signature, that each footage file is the object (key, version, SHA-256) a
+signed manifest lists, and each audit record's signature. It reports every problem it
+finds; it never needs the store, the recorder or this project's configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ev_ingest import clock
+from ev_ingest.client import Bookmark, Case
+from ev_ingest.store import ArchiveStore, ManifestEntry
+from ev_ingest.store import keys as store_keys
+from ev_ingest.store.records import read_version
+from ev_ingest.store.signing import Signer, Verifier, fingerprint, load_public_key, public_pem, sha256_hex
+from pipelines import retention
+
+PACKAGE_FORMAT = "ev-ingest-evidence/1"
+
+
+@dataclass
+class Package:
+    """What went into a package (for the CLI's summary)."""
+
+    path: Path
+    case: str
+    footage: list[str] = field(default_factory=list)
+    records: int = 0
+    size: int = 0
+
+
+def case_entries(
+    store: ArchiveStore, site: str, server: str, case: Case, bookmarks: list[Bookmark]
+) -> list[ManifestEntry]:
+    """The archived exports of `server` that the case's bookmarks cover."""
+    marks = [b for b in bookmarks if b.case == case.guid]
+    return [
+        e
+        for e in retention.select_entries(store, site, server, None, None, None)
+        if retention.covering(e, marks, {case.guid: case})
+    ]
+
+
+def build_package(
+    store: ArchiveStore,
+    signer: Signer,
+    case: Case,
+    entries: list[ManifestEntry],
+    output: Path,
+    *,
+    progress: Any = None,
+) -> Package:
+    """Write the package to `output` (via a temporary file: never a half-written zip)."""
+    if not entries:
+        raise ValueError(f"case {case.name or case.guid!r}: no archived export is covered by its bookmarks")
+    wanted = {(e.key, e.version_id) for e in entries}
+    files: list[dict[str, Any]] = []
+    vouches: list[dict[str, Any]] = []
+    package = Package(output, case.name or case.guid)
+    partial = output.with_name(output.name + ".partial")
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED) as archive:
+
+        def add(path: str, data: bytes) -> None:
+            archive.writestr(path, data)
+            files.append({"path": path, "size": len(data), "sha256": sha256_hex(data)})
+
+        for number, entry in enumerate(entries, start=1):
+            path = f"footage/{store_keys.safe_part(entry.server)}/{entry.camera_id}/{entry.key.rsplit('/', 1)[-1]}"
+            hasher = hashlib.sha256()
+            size = 0
+            with archive.open(path, "w", force_zip64=True) as out:
+                for chunk in store.iter_bytes(entry.key, entry.version_id):
+                    hasher.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+            if hasher.hexdigest() != entry.sha256:
+                raise ValueError(f"{entry.key}@{entry.version_id}: the store's bytes do not match its manifest")
+            files.append({"path": path, "size": size, "sha256": entry.sha256})
+            vouches.append({"path": path, "key": entry.key, "version_id": entry.version_id})
+            package.footage.append(path)
+            if progress:
+                progress(number, len(entries), entry.key)
+        for version in _manifest_versions(store, wanted):
+            add(f"records/{version.key}@{version.version_id}", store.get_bytes(version.key, version.version_id))
+            package.records += 1
+        keys_of = {k for k, _ in wanted}
+        for key in sorted(store.list_keys("audit/")):
+            data = store.get_bytes(key)
+            record = json.loads(data)
+            if record.get("key") in keys_of:
+                add(f"records/{key}", data)
+                package.records += 1
+        add("public_key.pem", public_pem(signer.public))
+        custody = _custody(case, entries, signer)
+        add("CHAIN_OF_CUSTODY.txt", custody.encode())
+        index = signer.sign(
+            {
+                "format": PACKAGE_FORMAT,
+                "case": {"guid": case.guid, "name": case.name, "status": case.status},
+                "created_at": clock.now().isoformat(),
+                "key": signer.fingerprint,
+                "files": files,
+                "footage": vouches,
+            }
+        )
+        archive.writestr("index.json", json.dumps(index, indent=1, sort_keys=True))
+    partial.replace(output)
+    package.size = output.stat().st_size
+    return package
+
+
+def _manifest_versions(store: ArchiveStore, wanted: set[tuple[str, str | None]]) -> Iterable[Any]:
+    """Every stored manifest version that lists one of the wanted objects."""
+    for info in store.all_versions("manifests/"):
+        if info.deleted:
+            continue
+        version = read_version(store, info.key, info.version_id)
+        entries = (version.document or {}).get("entries") or []
+        if any((e.get("key"), e.get("version_id")) in wanted for e in entries):
+            yield version
+
+
+def _custody(case: Case, entries: list[ManifestEntry], signer: Signer) -> str:
+    lines = [
+        f"Evidence package of case {case.name or case.guid} ({case.guid}), made {clock.now():%Y-%m-%d %H:%M:%S} UTC",
+        f"Signed with the Ed25519 key {signer.fingerprint}",
+        "Check it with: ev-ingest verify <this file> --fingerprint <that key, from your own records>",
+        "",
+        "Footage (camera, interval in UTC, SHA-256, archived object and version):",
+    ]
+    for e in entries:
+        lines.append(
+            f"  {e.server}/{e.camera_id} {e.camera_name}  {e.start:%Y-%m-%d %H:%M:%S} .. {e.end:%H:%M:%S}  "
+            f"{e.sha256}  {e.key}@{e.version_id}  retained {e.retention_mode or '-'} until {e.retain_until or '-'}"
+        )
+    lines += ["", "Each file's hash is in index.json; every manifest and audit record is signed and chained."]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class PackageCheck:
+    fingerprint: str
+    case: str = ""
+    files: int = 0
+    footage: int = 0
+    records: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_package(path: Path, expected_fingerprint: str | None = None) -> PackageCheck:
+    """Check a package offline; every problem is listed, none raises."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        return PackageCheck("", problems=[f"not a readable zip: {exc}"])
+    with archive:
+        try:
+            public = load_public_key(archive.read("public_key.pem"))
+            index = json.loads(archive.read("index.json"))
+        except (KeyError, ValueError) as exc:
+            return PackageCheck("", problems=[f"not an evidence package: {exc}"])
+        check = PackageCheck(fingerprint(public), case=str((index.get("case") or {}).get("name", "")))
+        if expected_fingerprint and not check.fingerprint.startswith(expected_fingerprint.lower()):
+            check.problems.append(f"signed by key {check.fingerprint}, not the expected {expected_fingerprint}")
+        verifier = Verifier([public])
+        trouble = verifier.check(index)
+        if trouble:
+            check.problems.append(f"index.json: {trouble}")
+        listed = {f["path"]: f for f in index.get("files", [])}
+        names = set(archive.namelist()) - {"index.json"}
+        for extra in sorted(names - set(listed)):
+            check.problems.append(f"{extra}: not in the signed index")
+        for name, meta in sorted(listed.items()):
+            check.files += 1
+            if name not in names:
+                check.problems.append(f"{name}: listed but missing")
+                continue
+            digest, size = _hash_member(archive, name)
+            if (digest, size) != (meta.get("sha256"), meta.get("size")):
+                check.problems.append(
+                    f"{name}: {size} bytes hashing to {digest}; the index says {meta.get('size')}, {meta.get('sha256')}"
+                )
+        vouched = _signed_manifest_entries(archive, names, verifier, check)
+        for item in index.get("footage", []):
+            check.footage += 1
+            entry = vouched.get((item.get("key"), item.get("version_id")))
+            meta = listed.get(item.get("path"), {})
+            if entry is None:
+                check.problems.append(f"{item.get('path')}: no signed manifest in the package lists {item.get('key')}")
+            elif entry.get("sha256") != meta.get("sha256") or entry.get("size") != meta.get("size"):
+                check.problems.append(f"{item.get('path')}: differs from what its manifest recorded")
+    return check
+
+
+def _hash_member(archive: zipfile.ZipFile, name: str) -> tuple[str, int]:
+    hasher = hashlib.sha256()
+    size = 0
+    with archive.open(name) as member:
+        for chunk in iter(lambda: member.read(1 << 20), b""):
+            hasher.update(chunk)
+            size += len(chunk)
+    return hasher.hexdigest(), size
+
+
+def _signed_manifest_entries(
+    archive: zipfile.ZipFile, names: set[str], verifier: Verifier, check: PackageCheck
+) -> dict[tuple[Any, Any], dict[str, Any]]:
+    """(key, version) -> entry, from every record in the package whose signature holds."""
+    vouched: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for name in sorted(n for n in names if n.startswith("records/")):
+        check.records += 1
+        try:
+            record = json.load(io.BytesIO(archive.read(name)))
+        except ValueError:
+            check.problems.append(f"{name}: not JSON")
+            continue
+        trouble = verifier.check(record)
+        if trouble:
+            check.problems.append(f"{name}: {trouble}")
+            continue
+        for entry in record.get("entries") or []:
+            vouched[(entry.get("key"), entry.get("version_id"))] = entry
+    return vouched
