@@ -2,9 +2,12 @@
 
 Starts the exacqVision simulator and the embedded S3 store (SeaweedFS) on 127.0.0.1
 with fresh random credentials, runs `ev_nightly_archive` for yesterday through Airflow
-(in-process `dag.test()` on SQLite) and then `ev_motion_summary` on its manifest,
-re-verifies every archived hash, prints where everything landed, and stops what it
-started. Everything it writes stays in `.demo/` (git-ignored).
+(in-process `dag.test()` on SQLite) and then `ev_motion_summary` on its manifest; then
+what a compliance officer does: a case in exacqVision, `ev_retention` (holds, policy,
+the signed audit), `retention status`, and the case's evidence package verified offline.
+It re-verifies every archived hash, prints where everything landed, and stops what it
+started. Everything it writes stays in `.demo/` (git-ignored); the signing key is
+`.demo/signing.pem` (made once, mode 0600).
 
 It lives beside the DAGs, not in `pipelines`, because it drives Airflow: `pipelines`
 never imports Airflow (tests/test_layering.py). The DAG processor parses this file too
@@ -26,8 +29,9 @@ import shutil
 import sys
 import time
 import warnings
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -97,11 +101,25 @@ def main(argv: list[str] | None = None) -> int:
             f"simulator at {sim.url} ({args.cameras} cameras, {args.resolution} @ {args.fps} fps); "
             f"S3 at {s3.endpoint_url}"
         )
+        # The key that signs manifests and audit records: made once, kept (mode 0600).
+        from ev_ingest.store.signing import Signer
+
+        key_file = DEMO / "signing.pem"
+        if not key_file.exists():
+            Signer.generate().write(key_file)
+        host, port = sim.url.removeprefix("http://").split(":")
         config_path = DEMO / "ev.yaml"
         config_path.write_text(
             yaml.safe_dump(
                 {
-                    "sites": [{"name": "demo", "timezone": "UTC", "servers": [{"name": "nvr1"}]}],
+                    # The DAGs use the Airflow connection; the CLI (case export) this url + EV_PASSWORD.
+                    "sites": [
+                        {
+                            "name": "demo",
+                            "timezone": "UTC",
+                            "servers": [{"name": "nvr1", "url": f"exacqvision://admin@{host}:{port}"}],
+                        }
+                    ],
                     "export": {
                         "format": "mp4",
                         "chunk_minutes": args.chunk_minutes,
@@ -110,10 +128,10 @@ def main(argv: list[str] | None = None) -> int:
                     },  # first_poll_s 0: dag.test runs triggers inline, no scheduler race to avoid
                     "store": {"bucket": "ev-demo-archive", "endpoint_url": s3.endpoint_url},
                     "retention": {"mode": "GOVERNANCE", "days": 30},
+                    "signing": {"key_file": str(key_file)},
                 }
             )
         )
-        host, port = sim.url.removeprefix("http://").split(":")
         os.environ.update(
             {
                 "EV_CONFIG": str(config_path),
@@ -131,14 +149,14 @@ def main(argv: list[str] | None = None) -> int:
                 "AWS_SECRET_ACCESS_KEY": s3_secret,
             }
         )
-        return run_dags(day, began)
+        return run_dags(day, began, sim.url, sim_password)
     finally:
         sim.stop()
         s3.stop()
         say("stopped the simulator and the S3 store (their data stays in .demo/)")
 
 
-def run_dags(day: str, began: float) -> int:
+def run_dags(day: str, began: float, sim_url: str, sim_password: str) -> int:
     from airflow.dag_processing.dagbag import BundleDagBag
     from airflow.utils import db
 
@@ -161,8 +179,33 @@ def run_dags(day: str, began: float) -> int:
         say("running ev_motion_summary on its manifest")
         motion_state = bag.get_dag("ev_motion_summary").test(run_conf={"manifest": manifest_key}).state
         say(f"ev_motion_summary: {motion_state}")
+    evidence_ok = nightly.state == "success" and compliance(bag, day, sim_url, sim_password)
     report(manifest_key, began)
-    return 0 if nightly.state == "success" and motion_state == "success" else 1
+    return 0 if nightly.state == "success" and motion_state == "success" and evidence_ok else 1
+
+
+def compliance(bag: Any, day: str, sim_url: str, sim_password: str) -> bool:
+    """What a compliance officer does: a case in exacqVision, the daily retention DAG (holds,
+    policy, audit), what is protected, and the case's evidence package checked offline."""
+    from ev_ingest.client import ExacqClient
+    from pipelines.cli import main as cli
+
+    start = datetime.fromisoformat(f"{day}T09:00:00+00:00")
+    with ExacqClient(sim_url, "admin", sim_password) as client:
+        camera = client.cameras.list()[0]
+        case = client.cases.create("Demo incident")
+        client.bookmarks.create("demo bookmark", camera.id, start, start + timedelta(minutes=5), case=case.guid)
+    say(f"case 'Demo incident' bookmarks camera {camera.id} at 09:00; running ev_retention (holds, policy, audit)")
+    state = bag.get_dag("ev_retention").test().state
+    say(f"ev_retention: {state}")
+    say("what is protected (ev-ingest retention status):")
+    cli(["retention", "status"])
+    package = DEMO / "case.zip"
+    say(f"the case's evidence package (ev-ingest case export 'Demo incident' -o {package}):")
+    exported = cli(["case", "export", "Demo incident", "-o", str(package)])
+    say(f"checked offline (ev-ingest verify {package}):")
+    verified = cli(["verify", str(package)])
+    return state == "success" and exported == 0 and verified == 0
 
 
 def report(manifest_key: str, began: float) -> None:
@@ -171,13 +214,16 @@ def report(manifest_key: str, began: float) -> None:
     import pyarrow.parquet as pq
 
     from ev_ingest.store import read_manifest
+    from pipelines import keys, retention
     from pipelines.archive import open_store
     from pipelines.config import load_config
 
-    store = open_store(load_config())
+    config = load_config()
+    store = open_store(config)
     manifest = read_manifest(store, manifest_key)
     exports = manifest.exports()
     verified = sum(store.verify(e.key, e.sha256, e.version_id).ok for e in exports)
+    audit = retention.audit(store, config, audit_log=retention.audit_log(store, config))
     motion_key = manifest_key.replace(".json", "-motion.json")
     events: dict[int, int] = {}
     summary_keys: list[str] = []
@@ -202,6 +248,10 @@ def report(manifest_key: str, began: float) -> None:
     print(f"  exports          {len(exports)} archived of {manifest.planned} planned, {len(manifest.failures)} failed")
     print(f"  bytes            {sum(e.size for e in exports) / 1e6:.1f} MB in s3://{store.bucket}/")
     print(f"  verified hashes  {verified}/{len(exports)} (re-read from S3 and re-hashed)")
+    print(
+        f"  audit            {'OK' if audit.ok else f'{len(audit.findings)} findings'}: {audit.records} signed "
+        f"records, {audit.checked} objects; key {keys.signer_for(config).fingerprint[:16]}"
+    )
     print("  motion events    " + ", ".join(f"{name} ({cid}): {events.get(cid, 0)}" for cid, name in cameras))
     print(f"  manifest         s3://{store.bucket}/{manifest_key}")
     print(f"  motion manifest  s3://{store.bucket}/{motion_key}")

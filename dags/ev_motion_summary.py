@@ -58,12 +58,15 @@ def ev_motion_summary() -> None:
     @task(multiple_outputs=False)
     def summarize(item: dict[str, Any]) -> list[dict[str, Any]]:
         from ev_ingest.store import ManifestEntry, RecordIndex
+        from pipelines import keys
         from pipelines.motion import summarize_export
 
         config = load()
         store = store_for(config)
         export = ManifestEntry.model_validate(item["entry"])
-        records = RecordIndex.of_day(store, item["site"], datetime.fromisoformat(item["interval_start"]))
+        records = RecordIndex.of_day(
+            store, item["site"], datetime.fromisoformat(item["interval_start"]), keys.verifier_for(config)
+        )
         entries = summarize_export(store, config, item["site"], export, workers=1, records=records)
         return [e.model_dump(mode="json") for e in entries]
 

@@ -150,7 +150,7 @@ class ExportToStoreOperator(BaseOperator):
         from ev_ingest.airflow.triggers import ExportProgressTrigger
         from ev_ingest.client import NotFoundError
         from ev_ingest.store import RecordIndex
-        from pipelines import export_job
+        from pipelines import export_job, keys
 
         config = load()
         store = store_for(config)
@@ -168,7 +168,9 @@ class ExportToStoreOperator(BaseOperator):
                     self.log.info("%s: the export an earlier try started is gone: starting again", job.job_id)
                     started = None
             if started is None:
-                started = export_job.start(client, store, job, RecordIndex.of_day(store, job.site, interval_start))
+                started = export_job.start(
+                    client, store, job, RecordIndex.of_day(store, job.site, interval_start, keys.verifier_for(config))
+                )
                 if isinstance(started, export_job.JobResult):
                     Variable.delete(key)
                     return started.as_dict()

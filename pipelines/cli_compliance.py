@@ -32,7 +32,9 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
     from pipelines import archive
 
     config = load_config(args.config)
-    return config, archive.open_store(config)
+    # Few tries per request: an audit of a damaged store must report, not stall for minutes
+    # on every unreadable object (the archival keeps the store's patient default).
+    return config, archive.open_store(config, max_attempts=3)
 
 
 def _time(text: str) -> datetime:
@@ -86,7 +88,12 @@ def cmd_retention(args: argparse.Namespace) -> int:
                 with archive.connect(server) as client:
                     result[server.name] = retention.sync_legal_holds(client, store, server.name, site.name, log)
         _print(args, result, [json.dumps(result)])
-        return 0
+        unreadable = result["unreadable"] + sum(r.get("unreadable", 0) for r in result.values() if isinstance(r, dict))
+        if unreadable:
+            print(
+                f"ev-ingest retention: {unreadable} objects could not be read: run `retention audit`", file=sys.stderr
+            )
+        return 1 if unreadable else 0
     if args.action == "dispose":
         candidates = retention.expired(store)
         lines = [f"{len(candidates)} expired, unheld versions ({sum(c.size for c in candidates) / 1e9:.2f} GB)"]

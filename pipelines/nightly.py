@@ -15,7 +15,7 @@ from datetime import datetime
 
 from ev_ingest.client import ExacqError
 from ev_ingest.store import ArchiveStore, Manifest, ManifestEntry, ManifestFailure, RecordIndex, StoreError
-from pipelines import archive, export_job, motion, report
+from pipelines import archive, export_job, keys, motion, report
 from pipelines.config import PipelineConfig
 from pipelines.export_job import ExportJob, JobResult
 
@@ -42,7 +42,7 @@ def run_nightly(
 ) -> NightlyResult:
     site_cfg = config.site(site)
     run_id = archive.run_id_for(site, start)
-    records = RecordIndex.of_day(store, site, start)
+    records = RecordIndex.of_day(store, site, start, keys.verifier_for(config))
     jobs: list[ExportJob] = []
     results: list[JobResult] = []
     errors: dict[str, str] = {}

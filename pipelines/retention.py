@@ -43,6 +43,7 @@ from ev_ingest.store.records import (
     Chain,
     RecordVersion,
     list_manifests,
+    manifest_chain,
     read_manifest,
     read_version,
     verify_chain,
@@ -122,8 +123,19 @@ def audit_log(store: ArchiveStore, config: PipelineConfig) -> AuditLog:
     return AuditLog(store, records_lock(config), keys.signer_for(config), keys.verifier_for(config))
 
 
-def manifests(store: ArchiveStore, site: str | None = None) -> list[Manifest]:
-    return [read_manifest(store, key) for key in list_manifests(store, site)]
+def manifests(store: ArchiveStore, site: str | None = None, unreadable: list[str] | None = None) -> list[Manifest]:
+    """The latest version of every manifest; with `unreadable`, one that cannot be read is
+    logged and its key appended there instead of ending the caller's run."""
+    found = []
+    for key in list_manifests(store, site):
+        try:
+            found.append(read_manifest(store, key))
+        except OBJECT_ERRORS as exc:
+            if unreadable is None:
+                raise
+            unreadable.append(key)
+            log.error("manifest %s is unreadable: %s", key, one_line(exc))
+    return found
 
 
 def required(policy: RetentionPolicy, site: str, entry: ManifestEntry) -> Retention:
@@ -136,8 +148,11 @@ def apply_policy(
 ) -> dict[str, int]:
     """Extend retention where it is shorter than the policy demands. A missing or unreadable
     object is counted and logged (the audit reports it), never the end of the run."""
-    changed = missing = 0
-    for manifest in manifests(store, site):
+    changed = 0
+    lost: list[str] = []
+    manifests_read = manifests(store, site, lost)
+    missing = len(lost)
+    for manifest in manifests_read:
         for entry in manifest.entries:
             try:
                 changed += _extend(store, policy, manifest.site, entry, audit_log)
@@ -201,8 +216,10 @@ def sync_legal_holds(
     cases = client.cases.list()
     open_cases = {c.guid: c for c in cases if (c.status or "open").lower() not in CLOSED_STATES}
     bookmarks = client.bookmarks.list()
-    counts = {"held": 0, "restored": 0, "released": 0, "unreadable": 0}
-    for manifest in manifests(store, site):
+    lost: list[str] = []
+    manifests_read = manifests(store, site, lost)
+    counts = {"held": 0, "restored": 0, "released": 0, "unreadable": len(lost)}
+    for manifest in manifests_read:
         for entry in manifest.entries:
             if entry.server not in (server, ""):
                 continue
@@ -350,7 +367,7 @@ def _check_chain(
     store: ArchiveStore, name: str, versions: list[RecordVersion], verifier: Verifier, report: AuditReport
 ) -> None:
     report.records += len(versions)
-    claims = Chain(store, name).claims()
+    claims = Chain(store, name).claimed()
     problems, head = verify_chain(name, versions, claims, verifier)
     report.findings.extend(Finding(p.key, p.problem, p.detail) for p in problems)
     report.heads[name] = head
@@ -375,6 +392,7 @@ def audit(
     report.guard("audit/", lambda: _audit_trail(store, verifier, report, trail))
     report.guard("manifests/", lambda: _audit_records(store, config, site, deep, verifier, now, report))
     report.guard("audit/", lambda: _check_holds(store, trail))
+    report.guard("chain/", lambda: _truncation(site, trail, report))
     if audit_log:
         report.audit_key = audit_log.record(
             "audit",
@@ -468,24 +486,36 @@ def _holder(record: dict[str, Any]) -> str:
 
 
 def _audit_trail(store: ArchiveStore, verifier: Verifier, report: AuditReport, trail: list[dict[str, Any]]) -> None:
-    """The audit records' chain, and that no chain is shorter than the last audit saw;
-    `trail` receives the trusted records (what the hold check relies on)."""
+    """The audit records' chain; `trail` receives the trusted records (what the hold and
+    truncation checks rely on)."""
     versions = list(_versions(store, "audit/", report))
     _check_chain(store, AUDIT_CHAIN, versions, verifier, report)
     trail.extend(v.document for v in versions if v.document and verifier.check(v.document) is None)
+
+
+def _truncation(site: str | None, trail: list[dict[str, Any]], report: AuditReport) -> list[Finding]:
+    """A chain shorter than the last audit saw lost records from its end (which no link
+    within the chain can show): each audit's signed record is the other chains' anchor."""
     audits = [d for d in trail if d.get("action") == "audit"]
     if not audits:
-        return
+        return []
     last = max(audits, key=lambda d: d.get("sequence") or 0)
+    in_scope = {AUDIT_CHAIN, *report.heads} if site else None
+    if site:
+        in_scope.add(manifest_chain(site))
+    found = []
     for name, head in (last.get("heads") or {}).items():
-        if isinstance(head, int) and report.heads.get(name, 0) < head and (name == AUDIT_CHAIN or name in report.heads):
-            report.findings.append(
+        if in_scope is not None and name not in in_scope:
+            continue
+        if isinstance(head, int) and report.heads.get(name, 0) < head:
+            found.append(
                 Finding(
                     f"{CHAIN_PREFIX}{name}/",
                     "truncated",
                     f"the audit of {last.get('at')} saw {head} records, now {report.heads.get(name, 0)}",
                 )
             )
+    return found
 
 
 def _check(

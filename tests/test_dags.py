@@ -105,7 +105,11 @@ def test_consumers_and_schedules(dagbag):
     motion = dagbag.get_dag("ev_motion_summary")
     assert "ev_nightly_manifest" in str(motion.timetable.asset_condition)
     assert set(motion.task_dict) == {"exports", "summarize", "commit"}
-    assert set(dagbag.get_dag("ev_retention").task_dict) == {"legal_holds", "apply_policy", "audit"}
+    retention = dagbag.get_dag("ev_retention")
+    assert set(retention.task_dict) == {"legal_holds", "apply_policy", "audit"}
+    # A failed hold sync or policy step must never mean no audit.
+    assert retention.task_dict["audit"].trigger_rule == "all_done"
+    assert retention.task_dict["apply_policy"].trigger_rule == "all_done"
     assert type(dagbag.get_dag("ev_thumbnails").timetable).__name__ == "CronDataIntervalTimetable"
 
 
@@ -384,3 +388,24 @@ def test_no_secret_in_xcom_or_logs(nightly_run, site):
     leaks = [(s[:6], line[:200]) for line in LOGS + values for s in secrets if s in line]
     assert not leaks
     print(f"\nscanned {len(LOGS)} log lines and {len(values)} XCom values for {len(secrets)} secrets: none found")
+
+
+def test_the_audit_runs_when_the_hold_sync_fails(nightly_run, site, dagbag, store, monkeypatch):
+    """The recording server is unreachable: legal_holds fails, the policy step and the audit
+    still run, and the audit's signed record is stored."""
+    from ev_ingest.store.embedded import free_ports
+
+    closed = free_ports(1)[0]
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_EXACQVISION_NVR1",
+        json.dumps(
+            {"conn_type": "exacqvision", "host": "127.0.0.1", "port": closed, "login": "admin", "password": PASSWORD}
+        ),
+    )
+    before = set(store.list_keys("audit/"))
+    with captured():
+        run = dagbag.get_dag("ev_retention").test()
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states == {"legal_holds": "failed", "apply_policy": "success", "audit": "success"}
+    audits = [store.get_json(k) for k in set(store.list_keys("audit/")) - before]
+    assert [a["findings"] for a in audits if a["action"] == "audit"] == [[]]

@@ -146,6 +146,11 @@ class Verification:
         return self.expected == self.actual
 
 
+def json_bytes(document: Any) -> bytes:
+    """How JSON documents are stored (deterministic: a record's hash is known before it is)."""
+    return json.dumps(document, sort_keys=True, indent=1, default=str).encode()
+
+
 def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode()
 
@@ -493,8 +498,7 @@ class ArchiveStore:
         return True
 
     def put_json(self, key: str, document: Any, *, retention: Retention | None = None) -> StoredObject:
-        body = json.dumps(document, sort_keys=True, indent=1, default=str).encode()
-        return self.put(key, body, content_type="application/json", retention=retention)
+        return self.put(key, json_bytes(document), content_type="application/json", retention=retention)
 
     # --- retention --------------------------------------------------------------------
     def set_retention(

@@ -20,23 +20,22 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ev_ingest import clock
 from ev_ingest.store import keys
-from ev_ingest.store.archive import ArchiveStore, Retention, StoredObject, StoreError
+from ev_ingest.store.archive import ArchiveStore, Retention, StoredObject, StoreError, json_bytes
 from ev_ingest.store.signing import Signer, Verifier, sha256_hex
 
 log = logging.getLogger(__name__)
 CHAIN_PREFIX = "chain/"
 AUDIT_CHAIN = "audit"
-CLAIM_WAIT_S = 60.0  # how long a claimed place may stay without its record before it counts as abandoned
 
 EntryKind = Literal["export", "thumbnail", "contact_sheet", "motion_timeline", "motion_events", "report"]
 MANIFEST_SCHEMA = 2  # 2: entries and failures name their server; `complete` and `pending`
@@ -203,10 +202,17 @@ class RecordIndex:
         self._entries = entries
 
     @classmethod
-    def of_day(cls, store: ArchiveStore, site: str, on: datetime) -> RecordIndex:
+    def of_day(cls, store: ArchiveStore, site: str, on: datetime, verifier: Verifier) -> RecordIndex:
+        """From the manifests of the site's interval that a trusted key signed; any other
+        (forged, or written without the key) vouches for nothing and is logged."""
         entries: dict[str, ManifestEntry] = {}
         for key in list_manifests(store, site, on):
-            for entry in read_manifest(store, key).entries:
+            document = store.get_json(key)
+            trouble = verifier.check(document)
+            if trouble:
+                log.error("manifest %s is not trusted (%s): what it lists counts as not archived", key, trouble)
+                continue
+            for entry in Manifest.model_validate(document).entries:
                 entries[entry.key] = entry
         return cls(entries)
 
@@ -285,10 +291,14 @@ def read_version(store: ArchiveStore, key: str, version_id: str | None) -> Recor
 class Chain:
     """An append-only, hash-linked sequence of signed records (a site's manifests; the audit log).
 
-    A writer first claims the next sequence number by creating `chain/<name>/<n>.json`
-    with a conditional write (`ArchiveStore.create_once`), so two writers can never take
-    the same place; the record then names its sequence and its predecessor's SHA-256 and
-    is signed. The claims are locked like the records."""
+    A writer signs its record with the next sequence number and its predecessor's hash,
+    then claims that place by creating `chain/<name>/<n>.json` (naming the record's key
+    and SHA-256) with a conditional write (`ArchiveStore.create_once`), so two writers
+    can never take the same place; a writer that loses the race signs again for the next
+    place. Only then is the record stored. The claims are locked like the records, and
+    the chain's head is read from them alone: no waiting on another writer's record, and a
+    record lost after its claim (a writer that died, a deletion) is a gap the audit
+    reports while the chain goes on."""
 
     def __init__(self, store: ArchiveStore, name: str) -> None:
         self.store = store
@@ -296,7 +306,11 @@ class Chain:
         self.prefix = f"{CHAIN_PREFIX}{name}/"
 
     def claim_key(self, sequence: int) -> str:
-        return f"{self.prefix}{sequence:010d}.json"
+        return self.claim_key_of(self.name, sequence)
+
+    @staticmethod
+    def claim_key_of(name: str, sequence: int) -> str:
+        return f"{CHAIN_PREFIX}{name}/{sequence:010d}.json"
 
     def claims(self) -> dict[int, str]:
         """sequence -> claim key."""
@@ -307,40 +321,32 @@ class Chain:
                 found[int(stem)] = key
         return found
 
+    def claimed(self) -> dict[int, str]:
+        """sequence -> the SHA-256 its claim names (reads every claim: for the audit)."""
+        return {n: str(self.store.get_json(key).get("sha256")) for n, key in self.claims().items()}
+
     def record(self, sequence: int) -> RecordVersion | None:
         """The stored record that took `sequence` (None when it is not there)."""
         claim = self.store.get_json(self.claim_key(sequence))
         for version in self.store.versions(str(claim.get("key"))):
             found = read_version(self.store, str(claim["key"]), version)
-            if found.sequence == sequence:
+            if found.sha256 == claim.get("sha256"):
                 return found
         return None
 
     def head(self) -> tuple[int, str | None]:
-        """(the last claimed sequence, the SHA-256 of the newest record written).
-
-        A place claimed by a writer still at work is waited for (up to CLAIM_WAIT_S);
-        one claimed longer ago by a writer that died stays a gap, which the audit reports."""
+        """(the last claimed sequence, the SHA-256 its claim names)."""
         claims = self.claims()
         if not claims:
             return 0, None
         last = max(claims)
-        deadline = time.monotonic() + CLAIM_WAIT_S
-        while True:
-            found = self.record(last)
-            if found is not None:
-                return last, found.sha256
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.5)  # polling the store for another writer's record, bounded by the deadline
-        log.error(
-            "chain %s: place %d was claimed but its record never written (a gap the audit reports)", self.name, last
-        )
-        for sequence in sorted((n for n in claims if n < last), reverse=True):
-            found = self.record(sequence)
-            if found is not None:
-                return last, found.sha256
-        raise StoreError(f"chain {self.name}: none of its {len(claims)} records can be found; run `retention audit`")
+        try:
+            return last, str(self.store.get_json(claims[last])["sha256"])
+        except (ClientError, BotoCoreError, ValueError, KeyError) as exc:
+            # A destroyed or damaged claim must not stop the record (the audit's above all)
+            # from being stored: it goes on without a predecessor, a break the audit reports.
+            log.error("chain %s: the claim of place %d is unreadable (%s); continuing unlinked", self.name, last, exc)
+            return last, None
 
     def append(
         self, key: str, document: dict[str, Any], signer: Signer, retention: Retention | None
@@ -348,13 +354,14 @@ class Chain:
         """Store `document` at `key` as the chain's next record: (what was stored, the signed record)."""
         for _ in range(100):  # each lost race means another record was appended: bounded by writers
             sequence, previous = self.head()
-            claim = json.dumps({"key": key, "chain": self.name}, sort_keys=True).encode()
+            signed = signer.sign({**document, "sequence": sequence + 1, "previous": previous})
+            body = json_bytes(signed)
+            claim = json_bytes({"key": key, "sha256": sha256_hex(body), "chain": self.name})
             if self.store.create_once(self.claim_key(sequence + 1), claim, retention=retention):
                 break
         else:
             raise StoreError(f"chain {self.name}: could not claim a place after 100 tries")
-        signed = signer.sign({**document, "sequence": sequence + 1, "previous": previous})
-        return self.store.put_json(key, signed, retention=retention), signed
+        return self.store.put(key, body, content_type="application/json", retention=retention), signed
 
 
 @dataclass(frozen=True)
@@ -368,7 +375,8 @@ def verify_chain(
     name: str, records: Iterable[RecordVersion], claims: dict[int, str], verifier: Verifier
 ) -> tuple[list[ChainProblem], int]:
     """Every record version signed by a trusted key and in its place; every claimed place
-    filled once; each record naming its predecessor's hash. Returns (problems, head)."""
+    filled once, by the record its claim names; each record naming its predecessor's hash.
+    `claims`: sequence -> claimed SHA-256 (`Chain.claimed`). Returns (problems, head)."""
     problems: list[ChainProblem] = []
     by_sequence: dict[int, list[RecordVersion]] = {}
     for version in records:
@@ -391,19 +399,24 @@ def verify_chain(
             )
         if sequence not in claims:
             problems.append(ChainProblem(versions[0].key, "unclaimed", f"place {sequence} of {name} was never claimed"))
-        before = by_sequence.get(sequence - 1)
         for version in versions:
+            if sequence in claims and version.sha256 != claims[sequence]:
+                problems.append(ChainProblem(version.key, "chain", f"place {sequence} holds other bytes than claimed"))
             if sequence == 1 and version.previous is not None:
                 problems.append(ChainProblem(version.key, "chain", f"the first record of {name} names a predecessor"))
-            elif before and version.previous not in {b.sha256 for b in before}:
+            elif sequence > 1 and version.previous != claims.get(sequence - 1, version.previous):
                 problems.append(
                     ChainProblem(
                         version.key, "chain", f"place {sequence} does not name the hash of place {sequence - 1}"
                     )
                 )
-    for sequence, claim in sorted(claims.items()):
+    for sequence in sorted(claims):
         if sequence not in by_sequence:
             problems.append(
-                ChainProblem(claim, "gap", f"place {sequence} of {name} was claimed but its record is missing")
+                ChainProblem(
+                    Chain.claim_key_of(name, sequence),
+                    "gap",
+                    f"place {sequence} of {name} was claimed; its record is missing",
+                )
             )
     return problems, max([*claims, *by_sequence, 0])

@@ -1,0 +1,247 @@
+"""Issue 14: the tamper-evident archive and the compliance officer's verbs, against the real
+store (SeaweedFS) and the simulator, each attack of the issue tried as a local process would.
+
+- The embedded store's back doors (filer and volume HTTP) refuse unsigned requests; `weed`
+  gets no secret from our environment; its data is readable by its owner only.
+- A forged manifest, a record removed with a governance bypass, a collection destroyed
+  through the master: `retention audit --deep` reports findings, exits 1, never a traceback,
+  and still stores its signed record.
+- status, audit log, keys, hold/release by camera and range, dispose, case export and an
+  offline verify, on a real nightly archive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import zipfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from botocore.exceptions import ClientError
+
+from ev_ingest.client import ExacqClient
+from ev_ingest.store import ArchiveStore, EmbeddedS3, Retention, StoreSettings
+from ev_ingest.store.records import AUDIT_CHAIN, Chain
+from pipelines import retention
+from pipelines.cli import main
+from pipelines.nightly import run_nightly
+from tests.conftest import PASSWORD, S3_SECRET, SIGNER, START, pipeline_config
+
+pytestmark = pytest.mark.usefixtures("_password_env")
+
+
+def archive_in(sim: Any, s3: EmbeddedS3, bucket: str, folder: Path) -> tuple[Any, ArchiveStore, Any, Path]:
+    """One nightly hour of three cameras in `bucket`, and the config file the CLI reads."""
+    config = pipeline_config(sim, store={"bucket": bucket, "endpoint_url": s3.endpoint_url})
+    store = ArchiveStore(
+        StoreSettings(bucket=bucket, endpoint_url=s3.endpoint_url, access_key=s3.access_key, secret_key=S3_SECRET)
+    )
+    store.ensure_bucket()
+    result = run_nightly(config, store, "HQ", START, START + timedelta(hours=1), workers=1, summarize=False)
+    path = folder / "ev.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_defaults=True)))
+    return config, store, result, path
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, s3_server: Any) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+def test_store_back_doors_refuse_unsigned_requests(s3_server: Any, store: ArchiveStore) -> None:
+    until = Retention("COMPLIANCE", START + timedelta(days=400))
+    store.put("manifests/site=X/locked.json", b'{"a": 1}', retention=until)
+    host, ports = "http://127.0.0.1", s3_server.ports
+    path = f"/buckets/{store.bucket}/manifests/site=X/locked.json"
+    assert httpx.get(f"{host}:{ports.filer}{path}").status_code == 401
+    assert (
+        httpx.get(f"{host}:{ports.filer}/buckets/{store.bucket}/", headers={"Accept": "application/json"}).status_code
+        == 401
+    )
+    assert httpx.put(f"{host}:{ports.filer}{path}", content=b"forged").status_code == 401
+    assert httpx.delete(f"{host}:{ports.filer}{path}").status_code == 401
+    assert httpx.delete(f"{host}:{ports.volume}/1,01637037d6").status_code == 401
+    assert store.get_bytes("manifests/site=X/locked.json") == b'{"a": 1}'
+    # weed inherits no secret of ours; its files are its owner's only; gRPC = HTTP + 10000.
+    environ = Path(f"/proc/{s3_server._process.pid}/environ").read_bytes().split(b"\0")
+    names = {item.split(b"=", 1)[0].decode() for item in environ if item}
+    assert "EV_PASSWORD" in os.environ and "EV_PASSWORD" not in names and "EV_SIGNING_KEY_FILE" not in names
+    assert stat.S_IMODE(s3_server.data_dir.stat().st_mode) == 0o700
+    exposed = [p for p in s3_server.data_dir.rglob("*") if p.is_file() and p.stat().st_mode & 0o077]
+    # weed chmods its .vif (volume version info, no content) 0644; the 0700 folder covers it.
+    assert [p.name for p in exposed if p.suffix != ".vif"] == []
+    assert (ports.admin_grpc, ports.filer_grpc) == (ports.admin + 10000, ports.filer + 10000)
+
+
+def test_the_officers_verbs_on_a_nightly_archive(sim, s3_server, cli_env, tmp_path, capsys) -> None:
+    config, store, result, path = archive_in(sim, s3_server, "officer-verbs", tmp_path)
+    entry = next(e for e in result.manifest.exports() if e.camera_id == 4593408)
+    cfg = ("--config", str(path))
+
+    code, out, _ = run(capsys, "keys", "show", *cfg)
+    assert code == 0 and SIGNER.fingerprint in out
+    assert store.head(f"keys/signing/{SIGNER.fingerprint}.pem") is not None  # published by the commit
+
+    code, out, _ = run(capsys, "retention", "status", "--json", *cfg)
+    rows = json.loads(out)
+    assert code == 0 and {(r["camera_id"], r["objects"], r["held"]) for r in rows} == {
+        (e.camera_id, 1, 0) for e in result.manifest.exports()
+    }
+    assert all(r["modes"] == ["GOVERNANCE"] and r["retain_until"].endswith("-05:00") for r in rows)  # site's zone
+
+    # A hold by camera and time range, shown with its reason; a release needs --force and a reason.
+    window = (entry.start + timedelta(minutes=1)).isoformat(), (entry.start + timedelta(minutes=2)).isoformat()
+    code, out, _ = run(capsys, "retention", "hold", "--camera", "4593408", "--start", window[0], "--end", window[1],
+                       "--reason", "insurance claim 7", *cfg)  # fmt: skip
+    assert code == 0 and entry.key in out and store.get_legal_hold(entry.key, entry.version_id)
+    code, out, _ = run(capsys, "retention", "status", *cfg)
+    assert "insurance claim 7" in out
+    code, _, err = run(capsys, "retention", "release", "--key", entry.key, *cfg)
+    assert code == 1 and "--force" in err and len(err.strip().splitlines()) == 1
+    assert store.get_legal_hold(entry.key, entry.version_id)
+    # While it is held, not even a governance bypass deletes it.
+    with pytest.raises(ClientError) as denied:
+        store.s3.delete_object(
+            Bucket=store.bucket, Key=entry.key, VersionId=entry.version_id, BypassGovernanceRetention=True
+        )
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
+    code, out, _ = run(
+        capsys, "retention", "release", "--key", entry.key, "--force", "--reason", "claim withdrawn", *cfg
+    )
+    assert code == 0 and not store.get_legal_hold(entry.key, entry.version_id)
+
+    # Nothing has expired: dispose lists nothing, deletes nothing.
+    code, out, _ = run(capsys, "retention", "dispose", "--yes", *cfg)
+    assert code == 0 and out.startswith("0 expired")
+
+    code, out, _ = run(capsys, "retention", "audit", "--deep", *cfg)
+    assert code == 0 and "OK" in out, out
+    code, out, _ = run(capsys, "audit", "log", *cfg)
+    assert code == 0 and "NOT TRUSTED" not in out
+    assert {"legal-hold", "legal-hold-release", "audit"} <= {line.split()[2] for line in out.splitlines()}
+
+    # The evidence package of a case, verified offline; one changed byte is found.
+    with ExacqClient(sim.url, "admin", PASSWORD) as ev:
+        case = ev.cases.create("Break-in 2026-17")
+        ev.bookmarks.create("door", 4593408, entry.start + timedelta(minutes=5), entry.start + timedelta(minutes=6),
+                            case=case.guid)  # fmt: skip
+    package = tmp_path / "case.zip"
+    code, out, _ = run(capsys, "case", "export", "Break-in 2026-17", "-o", str(package), *cfg)
+    assert code == 0 and package.exists()
+    with zipfile.ZipFile(package) as z:
+        names = z.namelist()
+        assert [n for n in names if n.startswith("footage/")] == [f"footage/nvr1/4593408/{entry.key.rsplit('/', 1)[1]}"]
+        assert "CHAIN_OF_CUSTODY.txt" in names and any(n.startswith("records/manifests/") for n in names)
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", SIGNER.fingerprint[:16])
+    assert code == 0 and "VERIFIED" in out
+    tampered = tmp_path / "tampered.zip"
+    with zipfile.ZipFile(package) as source, zipfile.ZipFile(tampered, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename.startswith("footage/"):
+                data = data[:1000] + bytes([data[1000] ^ 1]) + data[1001:]
+            target.writestr(item, data)
+    code, out, _ = run(capsys, "verify", str(tampered))
+    assert code == 1 and "FAILED" in out and "footage/nvr1/4593408" in out
+
+
+def test_attacks_are_audit_findings_never_a_crash(sim, tmp_path, capsys, monkeypatch) -> None:
+    with EmbeddedS3(tmp_path / "s3", secret_key=S3_SECRET) as s3:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+        config, store, result, path = archive_in(sim, s3, "attacked", tmp_path)
+        cfg = ("--config", str(path))
+        assert retention.audit(store, config, audit_log=retention.audit_log(store, config)).ok
+
+        def audit(*extra: str) -> tuple[int, dict[str, Any], set[tuple[str, str]]]:
+            code, out, err = run(capsys, "retention", "audit", "--json", *extra, *cfg)
+            assert out.startswith("{"), err
+            report = json.loads(out)
+            assert report["audit_key"] and store.head(report["audit_key"]) is not None  # its record, always
+            return code, report, {(f["key"], f["problem"]) for f in report["findings"]}
+
+        # The last manifest removed with a governance bypass, its claim too: the chain is
+        # shorter than the last audit saw, and its exports are listed by no manifest.
+        manifest = store.head(result.manifest.key)
+        claim = Chain(store, "site=HQ").claim_key(result.manifest.sequence)
+        for key, version in ((result.manifest.key, manifest.version_id), (claim, store.head(claim).version_id)):
+            store.s3.delete_object(Bucket=store.bucket, Key=key, VersionId=version, BypassGovernanceRetention=True)
+        code, report, problems = audit()
+        assert code == 1 and ("chain/site=HQ/", "truncated") in problems
+        assert {(e.key, "unlisted") for e in result.manifest.exports()} <= problems
+
+        # A forged manifest (valid JSON, an export dropped, not signed by our key).
+        forged = {
+            **result.manifest.model_dump(mode="json"),
+            "entries": result.manifest.model_dump(mode="json")["entries"][1:],
+        }
+        store.s3.put_object(Bucket=store.bucket, Key=result.manifest.key, Body=json.dumps(forged).encode())
+        # An audit record removed with a governance bypass: a gap in the audit chain.
+        victim = Chain(store, AUDIT_CHAIN).record(1)
+        store.s3.delete_object(
+            Bucket=store.bucket, Key=victim.key, VersionId=victim.version_id, BypassGovernanceRetention=True
+        )
+        code, report, problems = audit()
+        assert code == 1 and (result.manifest.key, "signature") in problems
+        assert (Chain(store, AUDIT_CHAIN).claim_key(1), "gap") in problems
+        # `retention apply` skips what it cannot read, says so, exits 1; no traceback.
+        code, out, err = run(capsys, "retention", "apply", "--json", *cfg)
+        assert code == 0 and json.loads(out)["unreadable"] == 0  # the forged manifest lists what exists
+
+        # The master destroys the bucket's whole collection (no credentials asked).
+        answer = httpx.get(f"http://127.0.0.1:{s3.ports.master}/col/delete?collection={store.bucket}")
+        assert answer.status_code < 300
+        code, report, problems = audit("--deep")
+        assert code == 1 and {p for _, p in problems} & {"unreadable", "missing", "sha256"}
+        code, out, err = run(capsys, "retention", "apply", *cfg)
+        assert code == 1 and "could not be read" in err and len(err.strip().splitlines()) == 1
+
+
+def test_s3_serve_exits_when_weed_dies(tmp_path) -> None:
+    """`ev-ingest s3 serve` must not sit on as if it served a store that is gone."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from ev_ingest.store.embedded import free_ports
+    from tests.conftest import ROOT
+
+    port = free_ports(1)[0]
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "AWS_ACCESS_KEY_ID": "ev",
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+    }
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "s3", "serve", "--data-dir", str(tmp_path / "d"), "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "S3 at" in serve.stderr.readline()  # printed once the store answers
+        (weed,) = [p for p in psutil.Process(serve.pid).children() if p.name() == "weed"]
+        weed.kill()
+        assert serve.wait(timeout=60) == 1
+        assert "SeaweedFS exited" in serve.stderr.read()
+    finally:
+        serve.kill()
+        serve.wait()
+        serve.stderr.close()
