@@ -390,7 +390,7 @@ def test_no_secret_in_xcom_or_logs(nightly_run, site):
     print(f"\nscanned {len(LOGS)} log lines and {len(values)} XCom values for {len(secrets)} secrets: none found")
 
 
-def test_the_audit_runs_when_the_hold_sync_fails(nightly_run, site, dagbag, store, monkeypatch):
+def test_the_audit_runs_when_the_hold_sync_fails(nightly_run, site, dagbag, s3_server, monkeypatch):
     """The recording server is unreachable: legal_holds fails, the policy step and the audit
     still run, and the audit's signed record is stored."""
     from ev_ingest.store.embedded import free_ports
@@ -402,10 +402,11 @@ def test_the_audit_runs_when_the_hold_sync_fails(nightly_run, site, dagbag, stor
             {"conn_type": "exacqvision", "host": "127.0.0.1", "port": closed, "login": "admin", "password": PASSWORD}
         ),
     )
-    before = set(store.list_keys("audit/"))
+    archive = store(s3_server)
+    before = set(archive.list_keys("audit/"))
     with captured():
         run = dagbag.get_dag("ev_retention").test()
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert states == {"legal_holds": "failed", "apply_policy": "success", "audit": "success"}
-    audits = [store.get_json(k) for k in set(store.list_keys("audit/")) - before]
+    audits = [archive.get_json(k) for k in set(archive.list_keys("audit/")) - before]
     assert [a["findings"] for a in audits if a["action"] == "audit"] == [[]]

@@ -245,3 +245,27 @@ def test_s3_serve_exits_when_weed_dies(tmp_path) -> None:
         serve.kill()
         serve.wait()
         serve.stderr.close()
+
+
+def test_no_key_no_commit_and_keys_only_from_private_files(tmp_path, monkeypatch, capsys) -> None:
+    from ev_ingest.store.signing import Signer, SigningError
+    from pipelines import keys
+    from pipelines.config import PipelineConfig
+
+    config = PipelineConfig.model_validate({"sites": [{"name": "HQ", "servers": [{"name": "nvr1"}]}]})
+    monkeypatch.delenv("EV_SIGNING_KEY_FILE")
+    with pytest.raises(SigningError, match="no signing key"):
+        keys.signer_for(config)
+    loose = tmp_path / "loose.pem"
+    Signer.generate().write(loose)
+    loose.chmod(0o644)
+    monkeypatch.setenv("EV_SIGNING_KEY_FILE", str(loose))
+    with pytest.raises(SigningError, match="readable by others"):
+        keys.signer_for(config)
+    # `keys init` makes a 0600 key and never overwrites one.
+    made = tmp_path / "made.pem"
+    code, out, _ = run(capsys, "keys", "init", "-o", str(made))
+    assert code == 0 and stat.S_IMODE(made.stat().st_mode) == 0o600
+    assert Signer.from_file(made).fingerprint in out
+    code, _, err = run(capsys, "keys", "init", "-o", str(made))
+    assert code == 1 and "never overwritten" in err

@@ -154,6 +154,9 @@ class Ports:
             sock.close()
         self._held.clear()
 
+    def __del__(self) -> None:  # a store configured but never started frees what it reserved
+        self.release()
+
 
 @dataclass
 class EmbeddedS3:
