@@ -224,7 +224,7 @@ def sync_legal_holds(
             if entry.server not in (server, ""):
                 continue
             try:
-                outcome = _sync_one(store, entry, server, covering(entry, bookmarks, open_cases), audit_log)
+                outcome = _sync_one(store, entry, server, covering(entry, bookmarks, open_cases), open_cases, audit_log)
             except OBJECT_ERRORS as exc:
                 outcome = "unreadable"
                 log.error("hold of %s@%s not synced: %s", entry.key, entry.version_id, one_line(exc))
@@ -234,7 +234,12 @@ def sync_legal_holds(
 
 
 def _sync_one(
-    store: ArchiveStore, entry: ManifestEntry, server: str, covering: list[str], audit_log: AuditLog | None
+    store: ArchiveStore,
+    entry: ManifestEntry,
+    server: str,
+    covering: list[str],
+    open_cases: dict[str, Case],
+    audit_log: AuditLog | None,
 ) -> str | None:
     tags = store.tags(entry.key, entry.version_id)
     ours = HOLD_TAG in tags
@@ -248,7 +253,12 @@ def _sync_one(
         restored = same_cases and not held
         if audit_log:
             audit_log.record(
-                "legal-hold", key=entry.key, version_id=entry.version_id, cases=covering, restored=restored
+                "legal-hold",
+                key=entry.key,
+                version_id=entry.version_id,
+                cases=covering,
+                case_names=[open_cases[guid].name or guid for guid in covering],
+                restored=restored,
             )
         if restored:
             log.warning("%s@%s: its legal hold had been removed; placed again", entry.key, entry.version_id)
@@ -293,7 +303,7 @@ def set_hold(
     if not on:
         holding = required_holds(audit_log.trusted()).get((key, info.version_id))
         if holding and not force:
-            why = f"case(s) {', '.join(holding['cases'])}" if holding.get("cases") else f"{holding.get('reason')!r}"
+            why = _holder(holding)
             raise HoldRefused(
                 f"{key} is held for {why}: release it with --force --reason '...' (audited); "
                 "a case's hold is placed again by the next sync while the case is open"
@@ -482,7 +492,10 @@ def _check_holds(store: ArchiveStore, trail: list[dict[str, Any]]) -> list[Findi
 
 
 def _holder(record: dict[str, Any]) -> str:
-    return f"case(s) {', '.join(record['cases'])}" if record.get("cases") else repr(record.get("reason", "manual"))
+    """Who holds an object, for people: the case names (else guids), or the manual reason."""
+    if record.get("cases"):
+        return f"case(s) {', '.join(record.get('case_names') or record['cases'])}"
+    return repr(record.get("reason", "manual"))
 
 
 def _audit_trail(store: ArchiveStore, verifier: Verifier, report: AuditReport, trail: list[dict[str, Any]]) -> None:

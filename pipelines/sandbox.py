@@ -7,12 +7,18 @@
 
 Runs the same steps as the nightly DAG (`pipelines.nightly.run_nightly`), without Airflow.
 Small by default (2 cameras, 160x120 at 5 fps) so a notebook starts in under a minute.
+
+Without `folder` it works in a new temporary folder and removes it on exit (nothing is
+left in /tmp); with `folder` the archive is kept there and reused by the next sandbox on
+that folder (a cache on purpose). Its records are signed with a key of its own
+(`<folder>/signing.pem`), never the deployment's.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +28,7 @@ from ev_ingest import clock
 from ev_ingest.client import ExacqClient
 from ev_ingest.simulator import SimulatorConfig, SimulatorServer
 from ev_ingest.store import ArchiveStore, EmbeddedS3, StoreSettings
+from ev_ingest.store.signing import Signer
 from pipelines.config import PipelineConfig
 from pipelines.datasets import Archive
 from pipelines.nightly import run_nightly
@@ -41,7 +48,12 @@ class Sandbox:
         self.days = days
         self._password = secrets.token_urlsafe(12)
         self._secret = secrets.token_urlsafe(18)
+        self._owned = folder is None  # a folder we made is ours to remove
         self._folder = Path(folder or tempfile.mkdtemp(prefix="ev-sandbox-"))
+        self._folder.mkdir(parents=True, exist_ok=True)
+        self._key = self._folder / "signing.pem"
+        if not self._key.exists():
+            Signer.generate().write(self._key)
         # The simulator's clock stands still at yesterday noon (UTC) for the sandbox's life,
         # so its recordings and searches do not move under a notebook; derived from the one
         # clock, never a calendar date (retention dates must lie in the store's future).
@@ -86,6 +98,8 @@ class Sandbox:
     def __exit__(self, *exc: object) -> None:
         self.sim.stop()
         self.s3.stop()
+        if self._owned:
+            shutil.rmtree(self._folder, ignore_errors=True)
 
     def config(self) -> PipelineConfig:
         return PipelineConfig.model_validate(
@@ -107,6 +121,7 @@ class Sandbox:
                 "store": {"bucket": self.store.bucket, "endpoint_url": self.s3.endpoint_url},
                 "retention": {"mode": "GOVERNANCE", "days": 30},
                 "motion": {"target_width": 160},
+                "signing": {"key_file": str(self._key)},
             }
         )
 
