@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from ev_ingest import clock
 from ev_ingest.client import ClientSettings, ExacqClient
@@ -46,9 +47,21 @@ def connect(server: ServerConfig, **options: Any) -> ExacqClient:
 
 
 def open_store(config: PipelineConfig, **overrides: Any) -> ArchiveStore:
+    """The archive store of the config, credentials from the environment (boto3's chain).
+
+    For a store on this machine (a loopback `endpoint_url`: SeaweedFS, MinIO) credentials
+    must be in the environment: without them boto3 would probe the cloud's instance
+    metadata address for seconds before failing; this fails at once, in one line. (A
+    remote endpoint may rightly rely on an instance role.)"""
     settings = StoreSettings.from_env(
         bucket=config.store.bucket, endpoint_url=config.store.endpoint_url, region=config.store.region, **overrides
     )
+    host = urlsplit(settings.endpoint_url or "").hostname or ""
+    local = host == "localhost" or host.startswith("127.") or host == "::1"
+    if local and not (settings.access_key and settings.secret_key):
+        raise ValueError(
+            f"no credentials for the store at {settings.endpoint_url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
     return ArchiveStore(settings)
 
 

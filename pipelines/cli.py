@@ -21,18 +21,22 @@ import json
 import logging
 import os
 import signal
+import socket
 import stat
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
 class CliError(Exception):
     """A problem the user can fix; printed without a traceback."""
+
+
+TIME_HELP = "ISO 8601, e.g. 2026-11-20T09:00Z; a time without a zone is UTC"
 
 
 def parse_time(text: str) -> datetime:
@@ -48,7 +52,23 @@ def parse_region(text: str) -> tuple[float, float, float, float]:
         x0, y0, x1, y1 = (float(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError("region is x0,y0,x1,y1 in 0..1, e.g. 0,0.5,1,1") from None
+    if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+        raise argparse.ArgumentTypeError(
+            f"region {text!r}: fractions of the frame, 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 "
+            "(e.g. 0,0.5,1,1 for the lower half), not pixels"
+        )
     return x0, y0, x1, y1
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A clear error before anything starts (and before anything claims to listen there)."""
+    probe = socket.socket()
+    try:
+        probe.bind((host, port))
+    except OSError as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror} (choose another --port)") from None
+    finally:
+        probe.close()
 
 
 def read_password_file(path: Path) -> str:
@@ -105,6 +125,13 @@ def cmd_recordings(args: argparse.Namespace) -> int:
     with client_from_args(args) as ev:
         clips = ev.search.recordings(args.camera, args.start, args.end)
     total = sum(c.seconds for c in clips)
+    if not clips and not args.json:
+        print(
+            f"no recordings of camera {args.camera} from {args.start:%Y-%m-%d %H:%M} to {args.end:%Y-%m-%d %H:%M} "
+            "UTC (`ev-ingest cameras` lists the cameras; the simulator records the last 7 days)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     emit(
         args,
         {"camera": args.camera, "clips": [c.model_dump(mode="json") for c in clips], "seconds": total},
@@ -231,6 +258,7 @@ def cmd_simulator(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
     )
+    check_port_free(args.host, args.port)
     scheme = "https" if args.tls_cert else "http"
     print(
         f"exacqVision simulator on {scheme}://{args.host}:{args.port} ({args.cameras} cameras, {args.resolution})",
@@ -246,6 +274,7 @@ def cmd_s3_serve(args: argparse.Namespace) -> int:
     secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
     if not secret:
         raise CliError("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: the store refuses to run without credentials")
+    check_port_free("127.0.0.1", args.port)
     server = EmbeddedS3(
         args.data_dir,
         access_key=os.environ.get("AWS_ACCESS_KEY_ID", "ev-ingest"),
@@ -276,9 +305,16 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A usage mistake in one line (and where to look), not the whole usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ev-ingest", description=__doc__.split("\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser = _OneLineParser(prog="ev-ingest", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what is done (INFO), e.g. each request and upload")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(
@@ -296,19 +332,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = command("recordings", cmd_recordings, "recorded clips of a camera", server=True)
     p.add_argument("camera", type=int)
-    p.add_argument("--start", type=parse_time, required=True)
-    p.add_argument("--end", type=parse_time, required=True)
+    p.add_argument("--start", type=parse_time, required=True, help=TIME_HELP)
+    p.add_argument("--end", type=parse_time, required=True, help=TIME_HELP)
     p = command("export", cmd_export, "export a camera's video to a file (prints its SHA-256)", server=True)
     p.add_argument("camera", type=int)
-    p.add_argument("--start", type=parse_time, required=True)
-    p.add_argument("--end", type=parse_time, required=True)
+    p.add_argument("--start", type=parse_time, required=True, help=TIME_HELP)
+    p.add_argument("--end", type=parse_time, required=True, help=TIME_HELP)
     p.add_argument("--format", default="mp4", help="mp4 (default) or ps_zip")
     p.add_argument("--name", help="the export's name on the server")
     p.add_argument("-o", "--output", type=Path, default=Path("."), help="file or folder (default: .)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the server to prepare it")
     p = command("frame", cmd_frame, "save a camera's live frame, or a recorded one with --at", server=True)
     p.add_argument("camera", type=int)
-    p.add_argument("--at", type=parse_time)
+    p.add_argument("--at", type=parse_time, help=TIME_HELP)
     p.add_argument("--width", type=int)
     p.add_argument("-o", "--output", type=Path, default=Path("frame.jpg"))
 
@@ -316,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", type=Path, nargs="+")
     p.add_argument("--mode", choices=["full", "gated", "keyframe"], default="gated")
     p.add_argument("--region", type=parse_region, help="x0,y0,x1,y1 (0..1): only look here")
-    p.add_argument("--start", type=parse_time, help="wall-clock time of the first frame (UTC)")
+    p.add_argument("--start", type=parse_time, help="wall-clock time of the first frame (" + TIME_HELP + ")")
     p.add_argument("--workers", type=int, default=None, help="processes (default: 2)")
     p.add_argument("--out", type=Path, help="write <name>.timeline.parquet and <name>.events.parquet here")
 
@@ -346,9 +382,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(exc: BaseException) -> str:
+    """A problem in one line: pydantic's multi-line reports folded to `field: message`."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors) and type(exc).__name__ == "ValidationError":
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in errors())
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage mistake (already printed in one line)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -360,7 +407,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except (CliError, ExacqError, StoreError, VideoError, ValueError, OSError) as exc:
-        print(f"ev-ingest {args.command}: error: {exc}", file=sys.stderr)
+        print(f"ev-ingest {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except RecursionError:
+        print(f"ev-ingest {args.command}: error: an answer nested too deeply to read", file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:
         # boto3's errors (no credentials, an unreachable or refusing store) are the user's to

@@ -75,6 +75,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"stored: s3://{store.settings.bucket}/{entry.key} (sha256 {entry.sha256})")
         document = store.get_bytes(entry.key, entry.version_id).decode()
     else:
+        from ev_ingest.store.records import list_manifests
+
+        if not list_manifests(store, site, start):
+            raise ValueError(
+                f"no nightly run of site {site!r} is archived for {args.date:%Y-%m-%d} "
+                f"(`ev-ingest archive --date {args.date:%Y-%m-%d}` archives it)"
+            )
         document = report.render(Archive.from_store(store), site, start, end)
     args.output.write_text(document)
     print(f"{args.output}: {len(document) // 1024} KB; open it in a browser")
