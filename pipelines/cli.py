@@ -314,7 +314,9 @@ class _OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="ev-ingest", description=__doc__.split("\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what is done (INFO), e.g. each request and upload")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log what is done (INFO), e.g. each request and upload"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(
