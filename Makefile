@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-fast test-clock stack image lint demo demo-big lock bench clean system-packages bench-tools
+.PHONY: setup test test-fast test-clock stack image lint demo demo-open demo-big lock bench clean system-packages bench-tools
 
 setup: $(STAMP) system-packages
 
@@ -71,6 +71,10 @@ stack: setup
 
 demo: setup
 	$(BIN)/python dags/ev_demo.py
+
+# Reopen the last demo's archive (its S3 store, on the port .demo/ev.yaml names) to try the CLI on it.
+demo-open: setup
+	$(BIN)/python dags/ev_demo.py --open
 
 demo-big: setup
 	$(BIN)/python dags/ev_demo.py --cameras 16

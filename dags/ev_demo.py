@@ -21,14 +21,17 @@ default pattern syntax is deprecated in this Airflow's pathspec).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import secrets
 import shutil
 import sys
+import threading
 import time
 import warnings
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -73,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=int, default=5)
     parser.add_argument("--chunk-minutes", type=int, default=240, help="one export per camera and chunk")
     parser.add_argument("--date", help="UTC day to archive (default: yesterday)")
+    parser.add_argument("--open", action="store_true", help="reopen the last demo's archive (its S3 store) only")
     args = parser.parse_args(argv)
+    if args.open:
+        return reopen()
     day = args.date or (clock.now().date() - timedelta(days=1)).isoformat()
     date.fromisoformat(day)
     began = time.monotonic()
@@ -82,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # Known noise: Airflow's in-process API imports starlette's test client.
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
-    # Fresh credentials every run: nothing secret is written to disk or printed.
+    # Fresh credentials every run, never printed; the store's are kept in .demo/s3.env (0600)
+    # so that `make demo-open` can reopen the archive afterwards.
+    say("starting the simulator and the S3 store")
     sim_password = secrets.token_urlsafe(16)
     s3_secret = secrets.token_urlsafe(24)
     os.environ["EV_PASSWORD"] = sim_password
@@ -93,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     width, height = (int(v) for v in args.resolution.split("x"))
     shutil.rmtree(DEMO / "s3data", ignore_errors=True)
     s3 = EmbeddedS3(DEMO / "s3data", secret_key=s3_secret).start()
+    save_store_env(s3.access_key, s3_secret, s3.ports.s3)
     sim = SimulatorServer(
         SimulatorConfig(port=0, cameras=args.cameras, width=width, height=height, fps=args.fps, export_rate=36000.0)
     ).start()
@@ -128,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                     },  # first_poll_s 0: dag.test runs triggers inline, no scheduler race to avoid
                     "store": {"bucket": "ev-demo-archive", "endpoint_url": s3.endpoint_url},
                     "retention": {"mode": "GOVERNANCE", "days": 30},
+                    "thumbnails": {"interval_s": 3600, "width": 160},
                     "signing": {"key_file": str(key_file)},
                 }
             )
@@ -149,14 +159,92 @@ def main(argv: list[str] | None = None) -> int:
                 "AWS_SECRET_ACCESS_KEY": s3_secret,
             }
         )
-        return run_dags(day, began, sim.url, sim_password)
+        expected = args.cameras * (1440 // args.chunk_minutes)
+        return run_dags(day, began, sim.url, sim_password, expected)
     finally:
         sim.stop()
         s3.stop()
         say("stopped the simulator and the S3 store (their data stays in .demo/)")
 
 
-def run_dags(day: str, began: float, sim_url: str, sim_password: str) -> int:
+STORE_ENV = DEMO / "s3.env"
+
+
+def save_store_env(access_key: str, secret: str, port: int) -> None:
+    """The demo store's credentials and port, for `make demo-open` (mode 0600, never printed)."""
+    STORE_ENV.unlink(missing_ok=True)
+    fd = os.open(STORE_ENV, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(
+            f"AWS_ACCESS_KEY_ID={access_key}\nAWS_SECRET_ACCESS_KEY={secret}\n"
+            f"EV_CONFIG={DEMO / 'ev.yaml'}\nEV_DEMO_S3_PORT={port}\n"
+        )
+
+
+def reopen() -> int:
+    """Serve the last demo's archive again, on the port its .demo/ev.yaml names."""
+    import signal
+
+    from ev_ingest.store import EmbeddedS3, Ports
+
+    if not STORE_ENV.exists():
+        print("no demo archive to reopen: run `make demo` first", file=sys.stderr)
+        return 1
+    saved = dict(line.split("=", 1) for line in STORE_ENV.read_text().splitlines() if "=" in line)
+    port = int(saved["EV_DEMO_S3_PORT"])
+    s3 = EmbeddedS3(
+        DEMO / "s3data",
+        access_key=saved["AWS_ACCESS_KEY_ID"],
+        secret_key=saved["AWS_SECRET_ACCESS_KEY"],
+        ports=Ports.free(s3=port),
+    )
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    s3.start()
+    say(f"the demo archive is served at {s3.endpoint_url}; Ctrl-C stops it. In another terminal:")
+    print(f"  set -a; . {STORE_ENV}; set +a")
+    print("  .venv/bin/ev-ingest retention status            # what is protected")
+    print("  .venv/bin/ev-ingest retention audit --deep      # signatures, chains, every byte")
+    print("  .venv/bin/ev-ingest audit log                   # the audit trail")
+    print(f"  .venv/bin/ev-ingest verify {DEMO / 'case.zip'}  # the evidence package, offline", flush=True)
+    try:
+        while signal.sigtimedwait({signal.SIGINT, signal.SIGTERM}, 1.0) is None:
+            if not s3.running:
+                print("SeaweedFS exited; see .demo/s3data/weed.log", file=sys.stderr)
+                return 1
+    finally:
+        s3.stop()
+    return 0
+
+
+@contextlib.contextmanager
+def progress(what: str, prefix: str, expected: int, every_s: float = 15.0) -> Iterator[None]:
+    """While a DAG runs inside `dag.test()` (which prints nothing until it ends), a line every
+    `every_s` seconds: how many of the `expected` objects under `prefix` are stored, and an ETA."""
+    from pipelines.archive import open_store
+    from pipelines.config import load_config
+    from pipelines.progress import duration
+
+    store = open_store(load_config())
+    stop = threading.Event()
+    began = time.monotonic()
+
+    def report() -> None:
+        while not stop.wait(every_s):  # a display interval, not synchronisation
+            done = len(store.list_keys(prefix))
+            elapsed = time.monotonic() - began
+            eta = f", about {duration(elapsed / done * (expected - done))} left" if 0 < done < expected else ""
+            say(f"{what}: {done}/{expected} stored{eta}")
+
+    watcher = threading.Thread(target=report, name="demo-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+
+
+def run_dags(day: str, began: float, sim_url: str, sim_password: str, expected: int) -> int:
     from airflow.dag_processing.dagbag import BundleDagBag
     from airflow.utils import db
 
@@ -171,17 +259,28 @@ def run_dags(day: str, began: float, sim_url: str, sim_password: str) -> int:
     for noisy in ("airflow.models.crypto", "airflow.sdk._shared.secrets_masker.secrets_masker"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     say(f"running ev_nightly_archive for {day} through Airflow")
-    nightly = bag.get_dag("ev_nightly_archive").test(run_conf={"date": day})
+    with progress("exports", "exports/", expected):
+        nightly = bag.get_dag("ev_nightly_archive").test(run_conf={"date": day})
     say(f"ev_nightly_archive: {nightly.state}")
     manifest_key = f"manifests/site=demo/date={day}/nightly-{day.replace('-', '')}T000000Z.json"
     motion_state = "skipped"
     if nightly.state == "success":
         say("running ev_motion_summary on its manifest")
-        motion_state = bag.get_dag("ev_motion_summary").test(run_conf={"manifest": manifest_key}).state
+        with progress("motion summaries", "motion/", 2 * expected):
+            motion_state = bag.get_dag("ev_motion_summary").test(run_conf={"manifest": manifest_key}).state
         say(f"ev_motion_summary: {motion_state}")
+    sheets_ok = nightly.state == "success" and contact_sheets(day)
     evidence_ok = nightly.state == "success" and compliance(bag, day, sim_url, sim_password)
     report(manifest_key, began)
-    return 0 if nightly.state == "success" and motion_state == "success" and evidence_ok else 1
+    return 0 if nightly.state == "success" and motion_state == "success" and evidence_ok and sheets_ok else 1
+
+
+def contact_sheets(day: str) -> bool:
+    """The day's thumbnails (one an hour) and each camera's contact sheet, saved in .demo/."""
+    from pipelines.cli import main as cli
+
+    say(f"thumbnails and contact sheets (ev-ingest thumbnails --date {day} -o {DEMO}):")
+    return cli(["thumbnails", "--date", day, "-o", str(DEMO)]) == 0
 
 
 def compliance(bag: Any, day: str, sim_url: str, sim_password: str) -> bool:
@@ -262,6 +361,8 @@ def report(manifest_key: str, began: float) -> None:
     if report_key:
         print(f"  report           s3://{store.bucket}/{report_key}")
         print(f"                   copied to {DEMO / 'report.html'} (open it in a browser)")
+    print(f"  evidence package {DEMO / 'case.zip'} (ev-ingest verify checks it offline)")
+    print("  reopen            make demo-open  (serves this archive again, with the commands to try on it)")
     print()
 
 

@@ -35,7 +35,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
     store.ensure_bucket()
     site = args.site or config.sites[0].name
     start, end = _interval(config, site, args.date)
-    result = run_nightly(config, store, site, start, end, summarize=not args.no_motion)
+    result = run_nightly(config, store, site, start, end, summarize=not args.no_motion, progress=not args.json)
     manifest = result.manifest
     payload = {
         "manifest": manifest.key,
@@ -88,6 +88,53 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_thumbnails(args: argparse.Namespace) -> int:
+    """A day's thumbnails of every camera into the archive, with each camera's contact sheet
+    (what the ev_thumbnails DAG does hour by hour); `-o DIR` also saves the sheets there."""
+    from pipelines import archive
+    from pipelines.progress import Progress
+    from pipelines.thumbnails import thumbnails_to_store
+
+    config = load_config(args.config)
+    store = archive.open_store(config)
+    store.ensure_bucket()
+    site = args.site or config.sites[0].name
+    start, end = _interval(config, site, args.date)
+    sheets: list[dict[str, Any]] = []
+    for server in config.site(site).servers:
+        with archive.connect(server) as client:
+            cameras = [c for c in client.cameras.list() if server.wants(c.id) and args.camera in (None, c.id)]
+            steps = Progress(f"thumbnails {server.name}", len(cameras))
+            for camera in cameras:
+                entries = thumbnails_to_store(
+                    client, store, config, site, server.name, camera.id, camera.name, start, end
+                )
+                sheet = next((e for e in entries if e.kind == "contact_sheet"), None)
+                row = {
+                    "server": server.name,
+                    "camera_id": camera.id,
+                    "camera_name": camera.name,
+                    "thumbnails": len(entries) - (sheet is not None),
+                    "contact_sheet": sheet.key if sheet else None,
+                }
+                if sheet and args.output:
+                    args.output.mkdir(parents=True, exist_ok=True)
+                    local = args.output / f"{server.name}_{camera.id}_{args.date:%Y-%m-%d}_contact_sheet.jpg"
+                    local.write_bytes(store.get_bytes(sheet.key, sheet.version_id))
+                    row["saved"] = str(local)
+                sheets.append(row)
+                steps.step(f"camera {camera.id} {camera.name}", f"{row['thumbnails']} thumbnails")
+    if not any(r["thumbnails"] for r in sheets):
+        raise ValueError(f"no thumbnails of site {site!r} on {args.date:%Y-%m-%d}: nothing was recorded that day")
+    lines = [
+        f"{r['server']}/{r['camera_id']} {r['camera_name']}: {r['thumbnails']} thumbnails, "
+        f"sheet s3://{store.bucket}/{r['contact_sheet']}" + (f" (saved {r['saved']})" if r.get("saved") else "")
+        for r in sheets
+    ]
+    print(json.dumps(sheets, indent=2) if args.json else "\n".join(lines))
+    return 0
+
+
 def register(sub: Any, command: Any) -> None:
     p = command("archive", cmd_archive, "run the nightly archival of one day (no Airflow needed)")
     p.add_argument("--config", type=Path, help="configuration file (default: $EV_CONFIG)")
@@ -100,3 +147,9 @@ def register(sub: Any, command: Any) -> None:
     p.add_argument("--date", type=_day, required=True, help="the site's local day, YYYY-MM-DD")
     p.add_argument("-o", "--output", type=Path, default=Path("report.html"))
     p.add_argument("--publish", action="store_true", help="also store it in the archive (the DAGs do this)")
+    p = command("thumbnails", cmd_thumbnails, "a day's thumbnails and each camera's contact sheet, into the archive")
+    p.add_argument("--config", type=Path, help="configuration file (default: $EV_CONFIG)")
+    p.add_argument("--site", help="site name (default: the first)")
+    p.add_argument("--date", type=_day, required=True, help="the site's local day, YYYY-MM-DD")
+    p.add_argument("--camera", type=int, help="only this camera (default: every camera the config includes)")
+    p.add_argument("-o", "--output", type=Path, help="also save each contact sheet (JPEG) in this folder")

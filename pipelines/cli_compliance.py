@@ -51,12 +51,12 @@ def cmd_retention(args: argparse.Namespace) -> int:
     if args.action == "status":
         rows = retention.status(store, config, log, args.site, args.date)
         lines = [
-            f"{'site':<8} {'server':<8} {'camera':<18} {'day':<10} {'objects':>7} {'GB':>6}  "
+            f"{'site':<8} {'server':<8} {'camera':<24} {'day':<10} {'objects':>7} {'GB':>6}  "
             f"{'mode':<11} {'retained until':<25} held"
         ]
         for r in rows:
             lines.append(
-                f"{r.site:<8} {r.server:<8} {f'{r.camera_id} {r.camera_name}'[:18]:<18} {r.day:<10} {r.objects:>7} "
+                f"{r.site:<8} {r.server:<8} {f'{r.camera_id} {r.camera_name}'[:24]:<24} {r.day:<10} {r.objects:>7} "
                 f"{r.size / 1e9:>6.2f}  {'+'.join(r.modes) or 'NONE':<11} {r.retain_until or '-':<25} "
                 f"{r.held}{' by ' + ', '.join(r.holders) if r.holders else ''}"
                 f"{f'  MISSING {r.missing}' if r.missing else ''}"

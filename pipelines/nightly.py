@@ -18,6 +18,7 @@ from ev_ingest.store import ArchiveStore, Manifest, ManifestEntry, ManifestFailu
 from pipelines import archive, export_job, keys, motion, report
 from pipelines.config import PipelineConfig
 from pipelines.export_job import ExportJob, JobResult
+from pipelines.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,9 @@ def run_nightly(
     summarize: bool = True,
     on_job: Callable[[ExportJob, JobResult | None], None] | None = None,
     workers: int | None = None,
+    progress: bool = False,
 ) -> NightlyResult:
+    """`progress`: a line per export and per motion summary on stderr, with an ETA."""
     site_cfg = config.site(site)
     run_id = archive.run_id_for(site, start)
     records = RecordIndex.of_day(store, site, start, keys.verifier_for(config))
@@ -52,6 +55,7 @@ def run_nightly(
             planned = archive.plan(client, config, site, server.name, start, end)
             jobs += planned.jobs
             pending += planned.pending
+            steps = Progress(f"export {server.name}", len(planned.jobs)) if progress else None
             for job in planned.jobs:
                 result = None
                 try:
@@ -62,13 +66,19 @@ def run_nightly(
                     errors[job.job_id] = str(exc)
                 if on_job:
                     on_job(job, result)
+                if steps:
+                    outcome = "FAILED" if result is None else f"{result.entry.size / 1e6:.1f} MB"
+                    steps.step(f"camera {job.camera_id} {job.start_dt:%H:%M}-{job.end_dt:%H:%M}", outcome)
     entries, failures = archive.results_to_manifest(jobs, results, errors)
     manifest = archive.commit_manifest(store, config, site, run_id, start, end, entries, failures, len(jobs), pending)
     motion_manifest = None
     if summarize:
         summaries: list[ManifestEntry] = []
+        steps = Progress("motion", len(manifest.exports())) if progress else None
         for entry in manifest.exports():
             summaries.extend(motion.summarize_export(store, config, site, entry, workers=workers, records=records))
+            if steps:
+                steps.step(f"camera {entry.camera_id} {entry.start:%H:%M}-{entry.end:%H:%M}")
         motion_run = motion.motion_run_id(run_id)
         lock = archive.record_lock(config, site, end, manifest.exports())
         summaries.append(report.publish(store, site, start, end, motion_run, lock))

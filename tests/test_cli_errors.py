@@ -55,6 +55,7 @@ def config_file(tmp_path: Path, sim: Any, s3_server: Any, monkeypatch: pytest.Mo
                     }
                 ],
                 "store": {"bucket": "cli-errors", "endpoint_url": s3_server.endpoint_url},
+                "thumbnails": {"interval_s": 3600, "width": 160},
             }
         )
     )

@@ -276,7 +276,7 @@ def _t(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def test_the_dag_and_the_cli_write_the_same_manifest(nightly_run, site, s3_server, monkeypatch):
+def test_the_dag_and_the_cli_write_the_same_manifest(nightly_run, site, s3_server, monkeypatch, capsys):
     """One export step for both paths: the in-process runner (`ev-ingest archive`) over the
     same day, into another bucket, records the same objects with the same bytes."""
     from pipelines.config import load_config
@@ -299,8 +299,11 @@ def test_the_dag_and_the_cli_write_the_same_manifest(nightly_run, site, s3_serve
     start, end = cli_config.site("HQ").previous_day(
         datetime.fromisoformat(DAY).replace(tzinfo=UTC) + timedelta(days=1, hours=2)
     )
-    by_cli = run_nightly(cli_config, cli_store, "HQ", start, end, summarize=False).manifest
+    by_cli = run_nightly(cli_config, cli_store, "HQ", start, end, summarize=False, progress=True).manifest
     by_dag = read_manifest(store(s3_server), MANIFEST)
+    # `ev-ingest archive` shows a line per export on stderr, with an estimate of what is left.
+    progress = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[export nvr1 ")]
+    assert len(progress) == 8 and progress[0].startswith("[export nvr1 1/8] camera ") and "left" in progress[0]
 
     def same(manifest):
         fields = ("key", "sha256", "size", "server", "camera_id", "start", "end", "recorded_start", "retain_until")
