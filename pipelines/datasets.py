@@ -8,7 +8,9 @@ only; without cameras the site's partitions are listed and pruned by date.
 
     from pipelines.datasets import Archive
     archive = Archive.from_env()                     # or Archive.local("/data/ev-archive")
-    events = archive.motion_events("HQ", start=datetime(2026, 11, 20, tzinfo=UTC), days=1)
+    events = archive.motion_events("HQ", start=datetime(2026, 11, 20, 14, tzinfo=UTC),
+                                   end=datetime(2026, 11, 20, 18, tzinfo=UTC), tz="America/New_York")
+    events.groupby("camera_name").duration_s.sum().idxmax()     # the busiest camera
 """
 
 from __future__ import annotations
@@ -118,15 +120,26 @@ class Archive:
         cameras: list[int] | None,
         servers: list[str] | None,
         start: datetime | None,
+        end: datetime | None,
         days: int,
+        tz: str | None,
     ) -> pd.DataFrame:
-        files = self._partitions(kind, site, cameras, servers, start, days)
+        """Rows of [start, end) (exact moments), from the UTC day partitions they span."""
+        first_day = _day_start(start)
+        if first_day is not None and end is None:
+            end = first_day + timedelta(days=days)
+        if start is not None and first_day is not None and end is not None:
+            end = _utc(end)
+            if end <= _utc(start):
+                raise ValueError(f"end {end.isoformat()} is not after start {_utc(start).isoformat()}")
+            days = (_utc(end - timedelta(microseconds=1)).date() - first_day.date()).days + 1
+        files = self._partitions(kind, site, cameras, servers, first_day, days)
         self.files_opened = len(files)
         column = "ts" if kind == "timeline" else "start"
         if not files:
             frame = schema.empty_table().to_pandas()
             frame.insert(0, "server", pd.Series(dtype=str))
-            return frame
+            return self._finish(site, frame, tz)
         tables = []
         for server in dict.fromkeys(s for s, _ in files):  # one dataset per server, in order
             paths = [f for s, f in files if s == server]
@@ -134,10 +147,30 @@ class Archive:
             tables.append(table.add_column(0, "server", pa.array([server] * table.num_rows, pa.string())))
         frame = pa.concat_tables(tables).to_pandas()
         frame = frame.sort_values(["server", "camera_id", column]).reset_index(drop=True)
-        if start is not None:
-            end = start + timedelta(days=days)
-            frame = frame[(frame[column] >= pd.Timestamp(start)) & (frame[column] < pd.Timestamp(end))]
-        return frame.reset_index(drop=True)
+        if start is not None and end is not None:
+            frame = frame[(frame[column] >= pd.Timestamp(_utc(start))) & (frame[column] < pd.Timestamp(end))]
+        return self._finish(site, frame.reset_index(drop=True), tz)
+
+    def _finish(self, site: str, frame: pd.DataFrame, tz: str | None) -> pd.DataFrame:
+        """Camera names beside the ids; times in `tz` when asked."""
+        frame.insert(2, "camera_name", self._camera_names(site, frame))
+        if tz:
+            for name in ("ts", "start", "end"):
+                if name in frame:
+                    frame[name] = frame[name].dt.tz_convert(tz)
+        return frame
+
+    def _camera_names(self, site: str, frame: pd.DataFrame) -> pd.Series:
+        """Each row's camera name, from the export entries of the site's manifests."""
+        if frame.empty:
+            return pd.Series([], dtype=str)
+        names: dict[tuple[str, int], str] = {}
+        for manifest in self.manifests(site):
+            for entry in manifest.get("entries", []):
+                if entry.get("kind") == "export" and entry.get("camera_name"):
+                    names[(entry.get("server") or "", int(entry["camera_id"]))] = entry["camera_name"]
+        pairs = zip(frame["server"], frame["camera_id"], strict=True)
+        return pd.Series([names.get((srv, int(cam)), "") for srv, cam in pairs], index=frame.index, dtype=str)
 
     def motion_timeline(
         self,
@@ -146,12 +179,17 @@ class Archive:
         cameras: list[int] | None = None,
         servers: list[str] | None = None,
         start: datetime | None = None,
+        end: datetime | None = None,
         days: int = 1,
+        tz: str | None = None,
     ) -> pd.DataFrame:
-        """Per-second activity: server, camera_id, ts, frames, score, peak, source.
+        """Per-second activity: server, camera_id, camera_name, ts, frames, score, peak, source.
 
-        Camera ids are per server: filter with `servers` too where two servers share ids."""
-        return self._read("timeline", TIMELINE_SCHEMA, site, cameras, servers, _day_start(start), days)
+        `start`/`end`: exact moments (a time without a zone is UTC); without `end`, `days`
+        whole UTC days from `start`'s day. `tz` (e.g. "America/New_York", the site's zone)
+        converts the times; they are UTC otherwise. Camera ids are per server: filter with
+        `servers` too where two servers share ids."""
+        return self._read("timeline", TIMELINE_SCHEMA, site, cameras, servers, start, end, days, tz)
 
     def motion_events(
         self,
@@ -160,10 +198,16 @@ class Archive:
         cameras: list[int] | None = None,
         servers: list[str] | None = None,
         start: datetime | None = None,
+        end: datetime | None = None,
         days: int = 1,
+        tz: str | None = None,
     ) -> pd.DataFrame:
-        """Motion events: server, camera_id, start, end, peak, mean, frames, bbox, source (+ duration_s)."""
-        frame = self._read("events", EVENTS_SCHEMA, site, cameras, servers, _day_start(start), days)
+        """Motion events that start in [start, end): server, camera_id, camera_name, start,
+        end, peak, mean, frames, bbox, source, duration_s (times as in `motion_timeline`).
+
+            events.groupby("camera_name").duration_s.sum().idxmax()   # the busiest camera
+        """
+        frame = self._read("events", EVENTS_SCHEMA, site, cameras, servers, start, end, days, tz)
         frame["duration_s"] = (frame["end"] - frame["start"]).dt.total_seconds()
         return frame
 
@@ -250,11 +294,15 @@ class Archive:
                 yield chunk
 
 
+def _utc(moment: datetime) -> datetime:
+    """A time without a zone is UTC (as everywhere in ev-ingest)."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
 def _day_start(moment: datetime | None) -> datetime | None:
     if moment is None:
         return None
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return _utc(moment).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _jpeg_at(video: bytes | str, seconds: float, width: int) -> bytes:

@@ -183,3 +183,20 @@ def test_interval_is_the_previous_local_day():
     start, end = site.previous_day(datetime(2026, 11, 21, 7, 0, tzinfo=UTC))  # 02:00 in New York
     assert (start, end) == (datetime(2026, 11, 20, 5, tzinfo=UTC), datetime(2026, 11, 21, 5, tzinfo=UTC))
     assert archive.run_id_for("HQ", start) == "nightly-20261120T050000Z"
+
+
+def test_events_between_two_moments_with_names_in_the_sites_zone(archived):
+    """Issue 18: `start` is a moment, not its day; `end` exists; names beside ids; the site's zone."""
+    _, store, result = archived
+    archive = Archive.from_store(store)
+    whole = archive.motion_events("HQ", start=START, end=END)
+    window = (START + timedelta(minutes=30), START + timedelta(minutes=60))
+    part = archive.motion_events("HQ", start=window[0], end=window[1], tz="America/New_York")
+    assert 0 < len(part) < len(whole)
+    assert part["start"].between(window[0], window[1], inclusive="left").all()
+    assert str(part["start"].dt.tz) == "America/New_York"
+    names = {e.camera_name for e in result.manifest.exports()}
+    assert set(part["camera_name"]) <= names and "" not in set(whole["camera_name"])
+    assert whole.groupby("camera_name").duration_s.sum().idxmax() in names  # the busiest camera, one line
+    with pytest.raises(ValueError, match="not after"):
+        archive.motion_events("HQ", start=END, end=START)
