@@ -237,9 +237,10 @@ class Archive:
                 frame[column] = pd.to_datetime(frame[column], utc=True)
         return frame
 
-    def event_frame(self, event: Any, *, width: int = 320, client: Any = None) -> bytes:
+    def event_frame(self, event: Any, *, width: int = 320, client: Any = None, box: bool = True) -> bytes:
         """A JPEG of the middle of an event: decoded from the archived export, or from the
-        exacqVision server when a client is given (its single recorded frame)."""
+        exacqVision server when a client is given (its single recorded frame); with `box`,
+        the event's moving region (its `bbox`) is outlined on the archived frame."""
         middle = pd.Timestamp(event["start"]) + (pd.Timestamp(event["end"]) - pd.Timestamp(event["start"])) / 2
         moment = middle.to_pydatetime()
         if client is not None:
@@ -256,7 +257,9 @@ class Archive:
         offset = (
             middle - (export["recorded_start"] if pd.notna(export.get("recorded_start")) else export["start"])
         ).total_seconds()
-        return _jpeg_at(self._local_copy(export), offset, width)
+        bbox = event.get("bbox") if box else None
+        region = tuple(float(v) for v in bbox) if bbox is not None and len(bbox) == 4 else None
+        return _jpeg_at(self._local_copy(export), offset, width, region)
 
     def _local_copy(self, export: pd.Series) -> str:
         """A scratch copy of an export, streamed (never whole in memory) and kept for the next
@@ -305,8 +308,9 @@ def _day_start(moment: datetime | None) -> datetime | None:
     return _utc(moment).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def _jpeg_at(video: bytes | str, seconds: float, width: int) -> bytes:
-    """The frame at `seconds` of an export (MP4; bytes or a path), scaled to `width`, as JPEG."""
+def _jpeg_at(video: bytes | str, seconds: float, width: int, region: tuple[float, ...] | None = None) -> bytes:
+    """The frame at `seconds` of an export (MP4; bytes or a path), scaled to `width`, as JPEG;
+    `region` (x0, y0, x1, y1 as fractions) outlined in green."""
     import av
     import cv2
 
@@ -323,6 +327,10 @@ def _jpeg_at(video: bytes | str, seconds: float, width: int) -> bytes:
             raise LookupError("the export has no frame there")
         height = max(2, chosen.height * width // chosen.width // 2 * 2)
         image = chosen.to_ndarray(format="bgr24", width=width, height=height)
+    if region is not None and all(v == v for v in region):  # NaN: the event has no region
+        x0, y0, x1, y1 = region
+        corners = (int(x0 * width), int(y0 * height)), (int(x1 * width) - 1, int(y1 * height) - 1)
+        cv2.rectangle(image, corners[0], corners[1], (0, 255, 0), 2)
     ok, encoded = cv2.imencode(".jpg", image)
     if not ok:
         raise ValueError("could not encode the frame")

@@ -1,6 +1,7 @@
 """Plots of motion activity, as matplotlib figures returned (never shown), for notebooks and reports.
 
-- `activity_heatmap`: camera by hour of the day, mean motion score.
+- `activity_heatmap`: camera by hour of the day, motion averaged over every second of the
+  hour (unrecorded seconds count as none; blank: nothing recorded that hour).
 - `event_timeline`: one row per camera, a bar per motion event.
 - `event_sheet`: a grid of event thumbnails with their times and peaks.
 - `daily_comparison`: events per hour, one line per day.
@@ -27,15 +28,20 @@ def activity_heatmap(timeline: pd.DataFrame, names: dict[Any, str] | None = None
     if timeline.empty:
         axes.set_title("no motion data")
         return figure
+    # Honest across recording modes: each hour's motion is averaged over all its seconds,
+    # not only the recorded ones (a motion-triggered camera records little but busy video,
+    # and looked ~6x busier than it was). Hours with nothing recorded stay blank.
     frame = timeline.assign(hour=timeline["ts"].dt.hour)
-    grid = frame.pivot_table(index="camera_id", columns="hour", values="score", aggfunc="mean").reindex(
+    days = max(1, timeline["ts"].dt.normalize().nunique())
+    total = frame.pivot_table(index="camera_id", columns="hour", values="score", aggfunc="sum").reindex(
         columns=range(24)
     )
+    grid = total / (3600 * days)
     image = axes.imshow(grid.to_numpy(dtype=float) * 100, aspect="auto", cmap="magma", interpolation="nearest")
     axes.set_xticks(range(0, 24, 2), [f"{h:02d}" for h in range(0, 24, 2)])
     axes.set_yticks(range(len(grid.index)), [(names or {}).get(c, str(c)) for c in grid.index])
     axes.set_xlabel("hour (UTC)")
-    axes.set_title("Activity: mean % of pixels moving")
+    axes.set_title("Activity: % of pixels moving, averaged over every second of the hour (not recorded = no motion)")
     figure.colorbar(image, ax=axes, label="% moving")
     return figure
 

@@ -94,17 +94,22 @@ def _camera_table(exports: pd.DataFrame, events: pd.DataFrame, names: dict[str, 
     return pd.DataFrame(rows)
 
 
+def _spread(events: pd.DataFrame, count: int) -> pd.DataFrame:
+    """The `count` strongest events, at most an even share of them from any one camera."""
+    per_camera = -(-count // max(1, events["camera"].nunique()))
+    return events.sort_values("peak", ascending=False).groupby("camera").head(per_camera).nlargest(count, "peak")
+
+
 def _event_frames(archive: Archive, events: pd.DataFrame, site: str) -> list[tuple[str, str]]:
     """(caption, data URI) of the busiest events, a frame from the middle of each, spread
     over the cameras (each camera's strongest first) so one busy camera does not fill the sheet."""
-    per_camera = -(-EVENT_FRAMES // max(1, events["camera"].nunique()))
-    strongest = events.sort_values("peak", ascending=False).groupby("camera").head(per_camera)
     frames = []
-    chosen = strongest.nlargest(EVENT_FRAMES, "peak")
+    chosen = _spread(events, EVENT_FRAMES)
     # Fetched camera by camera (consecutive events share the scratch copy of their export),
     # shown in time order.
     for _, event in chosen.sort_values(["camera", "start"]).iterrows():
-        caption = f"camera {event['camera']} · {event['start']:%H:%M:%S} · {event['duration_s']:.0f} s"
+        name = f" {event['camera_name']}" if event.get("camera_name") else ""
+        caption = f"camera {event['camera']}{name} · {event['start']:%H:%M:%S} · {event['duration_s']:.0f} s"
         try:
             uri = _jpeg(archive.event_frame({**event.to_dict(), "site": site}, width=320))
         except (LookupError, ValueError, OSError) as exc:  # a missing export must not sink the report
@@ -150,10 +155,12 @@ def render(archive: Archive, site: str, start: datetime, end: datetime) -> str:
             {"": "motion events", "value": len(events)},
         ]
     )
-    top = events.nlargest(EVENT_ROWS, "peak").sort_values("start") if not events.empty else events
+    # The busiest events across cameras: each camera's strongest first, so one busy camera
+    # cannot fill the table.
+    top = _spread(events, EVENT_ROWS).sort_values("start") if not events.empty else events
     event_rows = pd.DataFrame(
         {
-            "camera": top["camera"],
+            "camera": [f"{c} {names.get(c, '')}".strip() for c in top["camera"]],
             "start (UTC)": top["start"].dt.strftime("%H:%M:%S"),
             "end (UTC)": top["end"].dt.strftime("%H:%M:%S"),
             "seconds": top["duration_s"].round(1),
@@ -189,7 +196,7 @@ def render(archive: Archive, site: str, start: datetime, end: datetime) -> str:
     if not events.empty:
         frames = _figures(_event_frames(archive, events, site))
         parts.append(f"<h2>Busiest events</h2><div class='frames'>{frames}</div>")
-        parts += [f"<h2>Events (top {EVENT_ROWS} by peak)</h2>", _table(event_rows)]
+        parts += [f"<h2>Busiest events across cameras (top {EVENT_ROWS} by peak)</h2>", _table(event_rows)]
     parts.append("</body></html>")
     return "\n".join(parts)
 

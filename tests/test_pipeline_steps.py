@@ -200,3 +200,36 @@ def test_events_between_two_moments_with_names_in_the_sites_zone(archived):
     assert whole.groupby("camera_name").duration_s.sum().idxmax() in names  # the busiest camera, one line
     with pytest.raises(ValueError, match="not after"):
         archive.motion_events("HQ", start=END, end=START)
+
+
+def test_event_frames_outline_the_moving_region(archived):
+    import cv2
+    import numpy as np
+
+    _, store, _ = archived
+    archive = Archive.from_store(store)
+    events = archive.motion_events("HQ", start=START, end=END)
+    event = {**events[events["bbox"].map(lambda b: not np.isnan(b).any())].iloc[0].to_dict(), "site": "HQ"}
+    plain = cv2.imdecode(np.frombuffer(archive.event_frame(event, box=False), np.uint8), cv2.IMREAD_COLOR)
+    boxed = cv2.imdecode(np.frombuffer(archive.event_frame(event), np.uint8), cv2.IMREAD_COLOR)
+    x0, y0 = (int(event["bbox"][0] * plain.shape[1]), int(event["bbox"][1] * plain.shape[0]))
+    blue, green, red = boxed[y0 + 1, x0 + 1].astype(int)  # on the outline (2 px, JPEG-blurred)
+    assert green > 150 and red < 120 and blue < 120 and not np.array_equal(plain, boxed)
+
+
+def test_the_heatmap_averages_over_every_second_of_the_hour():
+    """A motion-triggered camera that recorded 10 busy minutes is not busier than one that
+    recorded the whole hour at a sixth of the motion: the same total motion, the same cell."""
+    import pandas as pd
+
+    from pipelines import plots
+
+    hour = pd.Timestamp("2026-01-05T09:00:00Z")
+    triggered = pd.DataFrame({"camera_id": 1, "ts": [hour + pd.Timedelta(seconds=s) for s in range(600)], "score": 0.6})
+    continuous = pd.DataFrame(
+        {"camera_id": 2, "ts": [hour + pd.Timedelta(seconds=s) for s in range(3600)], "score": 0.1}
+    )
+    figure = plots.activity_heatmap(pd.concat([triggered, continuous], ignore_index=True))
+    grid = figure.axes[0].images[0].get_array()
+    assert abs(grid[0, 9] - grid[1, 9]) < 1e-9 and abs(grid[0, 9] - 10.0) < 1e-6  # 10 % moving, both
+    assert grid.mask[0, 8]  # an hour with nothing recorded is blank, not "no motion"
