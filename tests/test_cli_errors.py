@@ -117,3 +117,18 @@ def test_usage_mistakes_and_empty_answers(capsys, sim, monkeypatch, tmp_path) ->
     free.close()
     code, _, err = run(capsys, "cameras", "--url", f"exacqvision://admin@127.0.0.1:{port}")
     assert code == 1 and "could not talk to the exacqVision server" in one_error_line(err, "cameras")
+
+
+def test_compliance_verbs_on_wrong_input(capsys, config_file, tmp_path, monkeypatch) -> None:
+    not_a_zip = tmp_path / "case.zip"
+    not_a_zip.write_bytes(b"not a zip")
+    code, out, _ = run(capsys, "verify", str(not_a_zip))
+    assert code == 1 and "not a readable zip" in out
+    code, _, err = run(
+        capsys, "case", "export", "No such case", "-o", str(tmp_path / "c.zip"), "--config", str(config_file)
+    )
+    assert code == 1 and "no case 'No such case'" in one_error_line(err, "case")
+    assert not (tmp_path / "c.zip").exists()
+    monkeypatch.delenv("EV_SIGNING_KEY_FILE")
+    code, _, err = run(capsys, "keys", "show", "--config", str(config_file))
+    assert code == 1 and "no signing key" in one_error_line(err, "keys")

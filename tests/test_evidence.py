@@ -271,3 +271,20 @@ def test_no_key_no_commit_and_keys_only_from_private_files(tmp_path, monkeypatch
     assert Signer.from_file(made).fingerprint in out
     code, _, err = run(capsys, "keys", "init", "-o", str(made))
     assert code == 1 and "never overwritten" in err
+
+
+def test_dispose_deletes_only_expired_unheld_versions(store) -> None:
+    from ev_ingest.store import AuditLog
+
+    log = AuditLog(store, None, SIGNER)
+    expired = store.put("exports/site=X/old.mp4", b"retention ran out")  # no lock left: expired
+    held = store.put("exports/site=X/held.mp4", b"held for a case", legal_hold=True)
+    locked = store.put(
+        "exports/site=X/kept.mp4", b"still retained", retention=Retention("GOVERNANCE", START + timedelta(days=30))
+    )
+    found = retention.expired(store)
+    assert [(e.key, e.version_id) for e in found] == [(expired.key, expired.version_id)]
+    assert retention.dispose(store, found, log) == 1
+    assert store.head(expired.key, expired.version_id) is None
+    assert store.head(held.key, held.version_id) is not None and store.head(locked.key, locked.version_id) is not None
+    assert [(r["action"], r["key"]) for r in log.trusted()] == [("dispose", expired.key)]

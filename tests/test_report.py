@@ -95,3 +95,14 @@ def test_report_renders_in_headless_chromium(published, tmp_path):
     assert {"activity heatmap", "event timeline"} <= {i["alt"] for i in images}
     assert shot.stat().st_size > 20_000  # a page with pictures, not a blank one
     print(f"\nreport: {len(images)} images loaded, screenshot {shot.stat().st_size // 1024} KB at {shot}")
+
+
+def test_the_busiest_events_are_spread_across_cameras():
+    """One busy camera cannot fill the report's table or its frames: an even share each."""
+    import pandas as pd
+
+    from pipelines.report import _spread
+
+    events = pd.DataFrame({"camera": ["a"] * 30 + ["b"] * 3, "peak": [0.9] * 30 + [0.1] * 3})
+    chosen = _spread(events, 10)
+    assert len(chosen) == 8 and set(chosen["camera"]) == {"a", "b"} and (chosen["camera"] == "b").sum() == 3
