@@ -23,7 +23,8 @@ system-packages:
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
-	$(BIN)/uv pip sync --quiet -p $(BIN)/python requirements.lock
+	@echo "setup: installing the $$(grep -c '^[a-z0-9].*==' requirements.lock) pinned packages of requirements.lock into $(VENV) (a few minutes the first time; uv reports each phase)"
+	$(BIN)/uv pip sync -p $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --quiet -p $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 

@@ -101,10 +101,19 @@ def main(argv: list[str] | None = None) -> int:
     width, height = (int(v) for v in args.resolution.split("x"))
     shutil.rmtree(DEMO / "s3data", ignore_errors=True)
     s3 = EmbeddedS3(DEMO / "s3data", secret_key=s3_secret).start()
-    save_store_env(s3.access_key, s3_secret, s3.ports.s3)
     sim = SimulatorServer(
         SimulatorConfig(port=0, cameras=args.cameras, width=width, height=height, fps=args.fps, export_rate=36000.0)
     ).start()
+    save_demo_env(
+        AWS_ACCESS_KEY_ID=s3.access_key,
+        AWS_SECRET_ACCESS_KEY=s3_secret,
+        EV_PASSWORD=sim_password,
+        EV_CONFIG=str(DEMO / "ev.yaml"),
+        EV_URL=f"exacqvision://admin@{sim.url.removeprefix('http://')}",
+        EV_DEMO_S3_PORT=str(s3.ports.s3),
+        EV_DEMO_SIMULATOR=f"{sim.url.rsplit(':', 1)[1]},{args.cameras},{args.resolution},{args.fps}",
+        EV_DEMO_DAY=day,
+    )
     try:
         say(
             f"simulator at {sim.url} ({args.cameras} cameras, {args.resolution} @ {args.fps} fps); "
@@ -170,48 +179,59 @@ def main(argv: list[str] | None = None) -> int:
 STORE_ENV = DEMO / "s3.env"
 
 
-def save_store_env(access_key: str, secret: str, port: int) -> None:
-    """The demo store's credentials and port, for `make demo-open` (mode 0600, never printed)."""
+def save_demo_env(**values: str) -> None:
+    """What reopens the demo: its store's credentials and port, its simulator's password,
+    port and shape, and EV_CONFIG/EV_URL for the CLI (mode 0600, never printed)."""
     STORE_ENV.unlink(missing_ok=True)
     fd = os.open(STORE_ENV, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write(
-            f"AWS_ACCESS_KEY_ID={access_key}\nAWS_SECRET_ACCESS_KEY={secret}\n"
-            f"EV_CONFIG={DEMO / 'ev.yaml'}\nEV_DEMO_S3_PORT={port}\n"
-        )
+        out.write("".join(f"{name}={value}\n" for name, value in values.items()))
 
 
 def reopen() -> int:
-    """Serve the last demo's archive again, on the port its .demo/ev.yaml names."""
+    """Serve the last demo's archive and simulator again, on the ports .demo/ev.yaml names."""
     import signal
 
+    from ev_ingest.simulator import SimulatorConfig, SimulatorServer
     from ev_ingest.store import EmbeddedS3, Ports
 
     if not STORE_ENV.exists():
-        print("no demo archive to reopen: run `make demo` first", file=sys.stderr)
+        print("no demo to reopen: run `make demo` first", file=sys.stderr)
         return 1
     saved = dict(line.split("=", 1) for line in STORE_ENV.read_text().splitlines() if "=" in line)
-    port = int(saved["EV_DEMO_S3_PORT"])
+    os.environ["EV_PASSWORD"] = saved["EV_PASSWORD"]  # the simulator's admin password, as in the demo
+    sim_port, cameras, resolution, fps = saved["EV_DEMO_SIMULATOR"].split(",")
+    width, height = (int(v) for v in resolution.split("x"))
     s3 = EmbeddedS3(
         DEMO / "s3data",
         access_key=saved["AWS_ACCESS_KEY_ID"],
         secret_key=saved["AWS_SECRET_ACCESS_KEY"],
-        ports=Ports.free(s3=port),
+        ports=Ports.free(s3=int(saved["EV_DEMO_S3_PORT"])),
     )
+    sim = SimulatorServer(
+        SimulatorConfig(port=int(sim_port), cameras=int(cameras), width=width, height=height, fps=int(fps),
+                        export_rate=36000.0)
+    )  # fmt: skip
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     s3.start()
-    say(f"the demo archive is served at {s3.endpoint_url}; Ctrl-C stops it. In another terminal:")
-    print(f"  set -a; . {STORE_ENV}; set +a")
-    print("  .venv/bin/ev-ingest retention status            # what is protected")
-    print("  .venv/bin/ev-ingest retention audit --deep      # signatures, chains, every byte")
-    print("  .venv/bin/ev-ingest audit log                   # the audit trail")
-    print(f"  .venv/bin/ev-ingest verify {DEMO / 'case.zip'}  # the evidence package, offline", flush=True)
     try:
+        sim.start()
+        # The simulator keeps no state between runs: the demo's case is made again, so the
+        # holds and `case export` find what the demo left.
+        demo_case(sim.url, saved["EV_PASSWORD"], saved["EV_DEMO_DAY"])
+        say(f"the demo is back: S3 at {s3.endpoint_url}, simulator at {sim.url}; Ctrl-C stops both.")
+        print(f"In another terminal (every README command works against it):\n  set -a; . {STORE_ENV}; set +a")
+        print("  .venv/bin/ev-ingest retention status            # what is protected")
+        print("  .venv/bin/ev-ingest retention audit --deep      # signatures, chains, every byte")
+        print("  .venv/bin/ev-ingest audit log                   # the audit trail")
+        print(f"  .venv/bin/ev-ingest verify {DEMO / 'case.zip'}  # the evidence package, offline")
+        print("  .venv/bin/ev-ingest cameras                     # the simulator", flush=True)
         while signal.sigtimedwait({signal.SIGINT, signal.SIGTERM}, 1.0) is None:
             if not s3.running:
                 print("SeaweedFS exited; see .demo/s3data/weed.log", file=sys.stderr)
                 return 1
     finally:
+        sim.stop()
         s3.stop()
     return 0
 
@@ -283,18 +303,25 @@ def contact_sheets(day: str) -> bool:
     return cli(["thumbnails", "--date", day, "-o", str(DEMO)]) == 0
 
 
-def compliance(bag: Any, day: str, sim_url: str, sim_password: str) -> bool:
-    """What a compliance officer does: a case in exacqVision, the daily retention DAG (holds,
-    policy, audit), what is protected, and the case's evidence package checked offline."""
+def demo_case(sim_url: str, sim_password: str, day: str) -> int:
+    """The case 'Demo incident': a bookmark on the first camera, 09:00-09:05 of `day`; its camera."""
     from ev_ingest.client import ExacqClient
-    from pipelines.cli import main as cli
 
     start = datetime.fromisoformat(f"{day}T09:00:00+00:00")
     with ExacqClient(sim_url, "admin", sim_password) as client:
         camera = client.cameras.list()[0]
         case = client.cases.create("Demo incident")
         client.bookmarks.create("demo bookmark", camera.id, start, start + timedelta(minutes=5), case=case.guid)
-    say(f"case 'Demo incident' bookmarks camera {camera.id} at 09:00; running ev_retention (holds, policy, audit)")
+    return camera.id
+
+
+def compliance(bag: Any, day: str, sim_url: str, sim_password: str) -> bool:
+    """What a compliance officer does: a case in exacqVision, the daily retention DAG (holds,
+    policy, audit), what is protected, and the case's evidence package checked offline."""
+    from pipelines.cli import main as cli
+
+    camera = demo_case(sim_url, sim_password, day)
+    say(f"case 'Demo incident' bookmarks camera {camera} at 09:00; running ev_retention (holds, policy, audit)")
     state = bag.get_dag("ev_retention").test().state
     say(f"ev_retention: {state}")
     say("what is protected (ev-ingest retention status):")
@@ -362,7 +389,7 @@ def report(manifest_key: str, began: float) -> None:
         print(f"  report           s3://{store.bucket}/{report_key}")
         print(f"                   copied to {DEMO / 'report.html'} (open it in a browser)")
     print(f"  evidence package {DEMO / 'case.zip'} (ev-ingest verify checks it offline)")
-    print("  reopen            make demo-open  (serves this archive again, with the commands to try on it)")
+    print("  reopen           make demo-open  (serves this archive and the simulator again, with commands to try)")
     print()
 
 
