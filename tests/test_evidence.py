@@ -288,3 +288,14 @@ def test_dispose_deletes_only_expired_unheld_versions(store) -> None:
     assert store.head(expired.key, expired.version_id) is None
     assert store.head(held.key, held.version_id) is not None and store.head(locked.key, locked.version_id) is not None
     assert [(r["action"], r["key"]) for r in log.trusted()] == [("dispose", expired.key)]
+
+
+def test_the_chain_head_is_found_from_the_last_group_of_claims(store) -> None:
+    """Claims are grouped by thousands: the head comes from the last group, across a boundary."""
+    chain = Chain(store, "site=T")
+    for sequence in (998, 999, 1000):
+        assert store.create_once(chain.claim_key(sequence), json.dumps({"sha256": f"h{sequence}"}).encode())
+    assert chain.claim_key(999).split("/")[-2:] == ["0000000", "0000000999.json"]
+    assert chain.head() == (1000, "h1000")
+    assert sorted(chain.claims()) == [998, 999, 1000]
+    assert not store.create_once(chain.claim_key(1000), b"{}")  # a place is taken once

@@ -305,6 +305,14 @@ class ArchiveStore:
             keys.extend(o["Key"] for o in page.get("Contents", []))
         return keys
 
+    def list_prefixes(self, prefix: str) -> list[str]:
+        """The "folders" right under `prefix` (keys grouped at the next `/`)."""
+        found: list[str] = []
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+            found.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
+        return found
+
     def versions(self, key: str) -> list[str]:
         """Version ids of exactly `key`, newest first."""
         answer = self.s3.list_object_versions(Bucket=self.bucket, Prefix=key)

@@ -36,6 +36,7 @@ from ev_ingest.store.signing import Signer, Verifier, sha256_hex
 log = logging.getLogger(__name__)
 CHAIN_PREFIX = "chain/"
 AUDIT_CHAIN = "audit"
+CLAIM_GROUP = 1000  # claims per listing group
 
 EntryKind = Literal["export", "thumbnail", "contact_sheet", "motion_timeline", "motion_events", "report"]
 MANIFEST_SCHEMA = 2  # 2: entries and failures name their server; `complete` and `pending`
@@ -310,13 +311,15 @@ class Chain:
 
     @staticmethod
     def claim_key_of(name: str, sequence: int) -> str:
-        return f"{CHAIN_PREFIX}{name}/{sequence:010d}.json"
+        # Grouped by thousands, so that finding the head lists one group, not the whole
+        # history (a year of retention changes is 100,000s of records).
+        return f"{CHAIN_PREFIX}{name}/{sequence // CLAIM_GROUP:07d}/{sequence:010d}.json"
 
-    def claims(self) -> dict[int, str]:
-        """sequence -> claim key."""
+    def claims(self, prefix: str | None = None) -> dict[int, str]:
+        """sequence -> claim key (of the whole chain, or of one group's `prefix`)."""
         found = {}
-        for key in self.store.list_keys(self.prefix):
-            stem = key[len(self.prefix) :].removesuffix(".json")
+        for key in self.store.list_keys(prefix or self.prefix):
+            stem = key.rsplit("/", 1)[-1].removesuffix(".json")
             if stem.isdigit():
                 found[int(stem)] = key
         return found
@@ -335,8 +338,10 @@ class Chain:
         return None
 
     def head(self) -> tuple[int, str | None]:
-        """(the last claimed sequence, the SHA-256 its claim names)."""
-        claims = self.claims()
+        """(the last claimed sequence, the SHA-256 its claim names): one listing of the
+        groups, one of the last group."""
+        groups = sorted(self.store.list_prefixes(self.prefix))
+        claims = self.claims(groups[-1]) if groups else {}
         if not claims:
             return 0, None
         last = max(claims)
