@@ -292,24 +292,19 @@ def set_hold(
     version_id: str | None = None,
     *,
     force: bool = False,
+    holds: dict[tuple[str, str | None], dict[str, Any]] | None = None,
 ) -> str | None:
     """A manual hold or release of one object version, audited; the version id.
 
     A release of a version the audit trail says is held (for a case, or by a person) is
-    refused unless `force`, with a reason of its own."""
+    refused unless `force`, with a reason of its own. `holds`: the trail's required holds,
+    when the caller has read them already (they cost a read of the whole trail)."""
     info = store.head(key, version_id)
     if info is None:
         raise ValueError(f"no object {key!r} in bucket {store.bucket!r}")
     if not on:
-        holding = required_holds(audit_log.trusted()).get((key, info.version_id))
-        if holding and not force:
-            why = _holder(holding)
-            raise HoldRefused(
-                f"{key} is held for {why}: release it with --force --reason '...' (audited); "
-                "a case's hold is placed again by the next sync while the case is open"
-            )
-        if force and (not reason or reason == "manual"):
-            raise HoldRefused("a forced release needs --reason: it is kept in the audit trail")
+        known = holds if holds is not None else required_holds(audit_log.trusted())
+        _check_release(key, info.version_id, reason, force, known)
     store.set_legal_hold(key, info.version_id, on)
     audit_log.record(
         "legal-hold" if on else "legal-hold-release",
@@ -320,6 +315,23 @@ def set_hold(
         forced=force,
     )
     return info.version_id
+
+
+def _check_release(
+    key: str,
+    version_id: str | None,
+    reason: str,
+    force: bool,
+    holds: dict[tuple[str, str | None], dict[str, Any]],
+) -> None:
+    holding = holds.get((key, version_id))
+    if holding and not force:
+        raise HoldRefused(
+            f"{key} is held for {_holder(holding)}: release it with --force --reason '...' (audited); "
+            "a case's hold is placed again by the next sync while the case is open"
+        )
+    if force and (not reason or reason == "manual"):
+        raise HoldRefused("a forced release needs --reason: it is kept in the audit trail")
 
 
 def select_entries(
@@ -350,8 +362,14 @@ def hold_range(
     """Hold (or release) every listed export; the keys changed."""
     if not entries:
         raise ValueError("no archived export matches that camera and time range")
+    # The trail is read once, and a release is checked for every object before any changes:
+    # a refusal leaves the whole range as it was.
+    holds = None if on else required_holds(audit_log.trusted())
+    if holds is not None:
+        for entry in entries:
+            _check_release(entry.key, entry.version_id, reason, force, holds)
     for entry in entries:
-        set_hold(store, entry.key, on, reason, audit_log, entry.version_id, force=force)
+        set_hold(store, entry.key, on, reason, audit_log, entry.version_id, force=force, holds=holds)
     return [e.key for e in entries]
 
 
