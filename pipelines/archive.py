@@ -114,6 +114,9 @@ def chunk_grid(start: datetime, end: datetime, minutes: int) -> list[tuple[datet
 def plan(client: ExacqClient, config: PipelineConfig, site: str, server: str, start: datetime, end: datetime) -> Plan:
     """Recorded spans of every wanted camera in [start, end), cut on a fixed chunk grid.
 
+    The spans come from one `search.web` per camera, the search real clients use; the
+    metadata search (a guessed path and shape) is never trusted with what gets archived.
+
     Only chunks that ended `export.settle_s` ago on the server's clock are planned: an
     export of a chunk still being recorded would be stored (and locked) short, and every
     later run would take it as archived. The rest is counted in `Plan.pending`, and a
@@ -138,9 +141,10 @@ def plan(client: ExacqClient, config: PipelineConfig, site: str, server: str, st
     if not ready:
         log.warning("%s/%s: no chunk of the interval has ended on the server's clock yet", site, server)
         return result
-    found = client.search.metadata([c.id for c in cameras], start, ready[-1][1])
     for camera in cameras:
-        clips = found.clips(camera.id)
+        # The confirmed per-camera search (videoInfo[].clips), not the guessed metadata search:
+        # an answer in a shape the models do not know raises instead of planning nothing.
+        clips = client.search.recordings(camera.id, start, ready[-1][1])
         for chunk_start, chunk_end in ready:
             inside = [
                 (max(c.start, chunk_start), min(c.end, chunk_end))

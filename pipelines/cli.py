@@ -253,6 +253,7 @@ def cmd_simulator(args: argparse.Namespace) -> int:
         height=int(height),
         fps=args.fps,
         faults=args.faults,
+        profile=args.profile,
         users_file=args.users,
         timezone_hours=args.timezone,
         tls_cert=args.tls_cert,
@@ -367,6 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=int, default=25)
     p.add_argument("--timezone", type=int, default=0, help="server UTC offset in hours")
     p.add_argument("--faults", help="e.g. 5xx=0.05,reset=0.02,slow=0.1:2s,expire=0.01,truncate=0.01")
+    p.add_argument(
+        "--profile",
+        choices=["full", "strict"],
+        default="full",
+        help="strict: only what the seed and public clients show (no guessed paths or invented fields)",
+    )
     p.add_argument("--users", type=Path, help="file of user:password lines")
     p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve https (with --tls-key)")
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")

@@ -117,7 +117,7 @@ def build_package(
         index = signer.sign(
             {
                 "format": PACKAGE_FORMAT,
-                "case": {"guid": case.guid, "name": case.name, "status": case.status},
+                "case": {"guid": case.guid, "name": case.name, "description": case.description},
                 "created_at": clock.now().isoformat(),
                 "key": signer.fingerprint,
                 "files": files,

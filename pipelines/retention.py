@@ -3,9 +3,10 @@
 - `apply_policy`: every object a manifest lists carries at least the retention its
   policy demands (extended, never shortened: S3 refuses that anyway for COMPLIANCE).
 - `sync_legal_holds`: an archived object whose camera and interval overlap a bookmark in
-  an open case is put under legal hold, judged by the object's *actual* hold (a hold
-  removed behind the pipeline's back is placed again); when the case is closed or the
-  bookmark gone, the holds the pipeline placed are released. Holds placed by people are
+  a case is put under legal hold, judged by the object's *actual* hold (a hold removed
+  behind the pipeline's back is placed again); when the case or the bookmark is deleted,
+  the holds the pipeline placed are released. (exacqVision cases have no status a client
+  can read: the seed's Update Case takes name and description only.) Holds placed by people are
   never released automatically.
 - `set_hold` / `hold_range`: manual holds, by key or by camera and time range; a release
   of an object the audit trail says a case or a person holds is refused unless forced,
@@ -54,7 +55,6 @@ from pipelines.config import PipelineConfig, RetentionPolicy
 
 log = logging.getLogger(__name__)
 HOLD_TAG = "ev_hold"  # marks holds the pipeline placed (value: the case guids)
-CLOSED_STATES = {"closed", "released", "archived"}
 HOLD_ACTIONS = ("legal-hold", "legal-hold-release")
 UNLISTED_PREFIXES = ("exports/", "motion/")  # what manifests list: anything else there is unaccounted for
 # What can go wrong reading one object: each becomes a finding, never the end of the audit.
@@ -188,7 +188,7 @@ def _extend(
 
 
 def covering(entry: ManifestEntry, bookmarks: list[Bookmark], open_cases: dict[str, Case]) -> list[str]:
-    """Guids of open cases with a bookmark on this entry's camera that overlaps its interval."""
+    """Guids of the cases with a bookmark on this entry's camera that overlaps its interval."""
     found = []
     for mark in bookmarks:
         if mark.case not in open_cases or entry.camera_id not in mark.camera_ids:
@@ -205,17 +205,19 @@ def sync_legal_holds(
     site: str | None = None,
     audit_log: AuditLog | None = None,
 ) -> dict[str, int]:
-    """Hold what the open cases of recording server `server` cover; release the pipeline's
-    holds that no open case of it covers any more.
+    """Hold what the cases of recording server `server` cover; release the pipeline's
+    holds that no case of it covers any more.
 
     Judged by each object's actual hold: one removed behind the pipeline's back is placed
     again (`restored`). A bookmark names cameras by their id on its own server, so only
     that server's objects are considered. Objects archived before the server was part of
     the identity (server "") are held when a bookmark covers them, but never released
     here: another server's case may be what holds them."""
-    cases = client.cases.list()
-    open_cases = {c.guid: c for c in cases if (c.status or "open").lower() not in CLOSED_STATES}
+    open_cases = {c.guid: c for c in client.cases.list()}
     bookmarks = client.bookmarks.list()
+    for mark in bookmarks:
+        if mark.case in open_cases:
+            mark.camera_ids  # noqa: B018 - raises for a bookmark naming no camera, before anything changes
     lost: list[str] = []
     manifests_read = manifests(store, site, lost)
     counts = {"held": 0, "restored": 0, "released": 0, "unreadable": len(lost)}
@@ -268,7 +270,10 @@ def _sync_one(
         store.set_tags(entry.key, entry.version_id, {k: v for k, v in tags.items() if k != HOLD_TAG})
         if audit_log:
             audit_log.record(
-                "legal-hold-release", key=entry.key, version_id=entry.version_id, reason="no open case covers it"
+                "legal-hold-release",
+                key=entry.key,
+                version_id=entry.version_id,
+                reason="no case covers it (case or bookmark deleted)",
             )
         return "released"
     return None

@@ -209,9 +209,23 @@ def make_client(request: pytest.FixtureRequest, event_loop_thread: asyncio.Abstr
         client.close()
 
 
+@pytest.fixture(scope="session")
+def strict_sim(_password_env: None) -> Iterator[SimulatorServer]:
+    """The simulator's strict profile: only what the seed and the public clients show."""
+    with SimulatorServer(sim_config(profile="strict")) as server:
+        yield server
+
+
+@pytest.fixture(params=["full", "strict"])
+def profile(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def ev(make_client: Any, sim: SimulatorServer) -> Any:
-    return make_client(sim.url)
+def ev(make_client: Any, profile: str, request: pytest.FixtureRequest) -> Any:
+    """A client of the simulator, once per profile: the client suite runs against both."""
+    server = request.getfixturevalue("sim" if profile == "full" else "strict_sim")
+    return make_client(server.url)
 
 
 S3_SECRET = "test-secret-" + "x" * 16

@@ -133,7 +133,17 @@ def test_legal_holds_follow_cases(archived, sim):
         assert {(f.key, f.problem) for f in found.findings} - earlier == {(entry.key, "legal-hold")}
         assert retention.sync_legal_holds(ev, store, "nvr1", "HQ", log) == {**counts, "restored": 1}
         assert store.get_legal_hold(entry.key, entry.version_id)
-        ev.cases.update(case.guid, status="closed")
+        # A bookmark that names no camera (a shape this client does not know) stops the sync
+        # before anything changes: a hold that silently covers nothing is what this prevents.
+        odd = ev.bookmarks.create("odd", 4593408, entry.start, entry.start + timedelta(minutes=1), case=case.guid)
+        ev.bookmarks.update(odd.guid, itemType=3)
+        with pytest.raises(ValueError, match="names no camera"):
+            retention.sync_legal_holds(ev, store, "nvr1", "HQ", log)
+        ev.bookmarks.delete(odd.guid)
+        assert store.get_legal_hold(entry.key, entry.version_id)
+        # Cases have no status (the seed's Update Case takes name and description): deleting
+        # the case is what ends its holds.
+        ev.cases.delete(case.guid)
         assert retention.sync_legal_holds(ev, store, "nvr1", "HQ", log) == {**counts, "released": 3}
     assert not store.get_legal_hold(entry.key, entry.version_id)
     assert {(f.key, f.problem) for f in retention.audit(store, config, "HQ").findings} == earlier

@@ -102,7 +102,7 @@ def test_search_clips_in_utc_for_local_request(http, session, camera):
     assert http.get("/v1/search.web/status", params={"s": sid}).json()["success"] is True
     frame = http.get("/video.web", params={"s": sid, "camera": camera, "format": 6, "w": 160})
     assert frame.headers["content-type"] == "image/jpeg" and frame.content[:2] == b"\xff\xd8"
-    assert http.get("/logout.web", params={"search_id": sid}).status_code == 200
+    assert http.get("/logout.web", params={"search_id": sid}).status_code == 302  # as a logout answers (seed)
     assert http.get("/timestamp.web", params={"search_id": sid}).status_code == 404
 
 
@@ -228,11 +228,11 @@ def test_events_status_bookmarks_cases(http, session, camera):
             "case": case["guid"],
         },
     ).json()["bookmark"]
-    assert mark["items"] == [{"type": 0, "id": camera}] and mark["case"] == case["guid"]
+    assert (mark["itemType"], mark["itemId"], mark["case"]) == (0, camera, case["guid"])  # the seed's flat shape
     listed = http.get("/v1/bookmarks.web", params={"s": session}).json()["bookmarks"]
     assert mark["guid"] in [b["guid"] for b in listed]
     updated = http.put("/v1/cases.web", params={"s": session, "guid": case["guid"], "status": "closed"}).json()
-    assert updated["case"]["status"] == "closed"
+    assert "status" not in updated["case"]  # Update Case takes name and description only (seed)
     assert http.delete("/v1/bookmarks.web", params={"s": session, "guid": mark["guid"]}).status_code == 200
     assert http.delete("/v1/bookmarks.web", params={"s": session, "guid": mark["guid"]}).status_code == 404
 

@@ -12,8 +12,9 @@ import hashlib
 import json
 import logging
 import random
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -21,14 +22,21 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Generic, Literal, TypeVar
 
 import httpx
+from pydantic import ValidationError
 
 from ev_ingest import clock
-from ev_ingest.client import paths
+from ev_ingest.client import _deadline, paths
 from ev_ingest.client._config import (
+    MAX_DOWNLOAD_BYTES,
+    MAX_FRAME_GAP,
+    MAX_JSON_BYTES,
+    MAX_PART_BYTES,
+    MIN_DOWNLOAD_RATE,
     RETRY_BASE_DELAY,
     RETRY_MAX_DELAY,
     RETRY_STATUSES,
     ClientSettings,
+    export_label,
     redact,
     redact_url,
 )
@@ -80,6 +88,55 @@ class Retry:
 EXPIRED = Expired()
 
 
+# --- the steps of a call ---------------------------------------------------------------
+# Session handling (log in, replay once on expiry, retry with backoff) is written once, as
+# generators that yield what they need done, as httpx's `Auth.auth_flow` is; the sync and
+# async clients only drive them: send a request, sleep, log in.
+
+
+@dataclass
+class Send:
+    """Send this request; the answer (or the httpx.TransportError) is sent back in."""
+
+    call: Call[Any]
+    args: dict[str, Any]
+    stream: bool = False  # keep a 2xx stream open for the caller; read anything else
+    headers: dict[str, str] | None = None
+
+
+@dataclass
+class Pause:
+    delay: float
+
+
+@dataclass
+class Relogin:
+    """Log in (under the client's lock) unless another caller already replaced `stale`."""
+
+    stale: str | None
+
+
+Step = Send | Pause | Relogin
+Flow = Generator[Step, Any, T]
+
+
+def is_stream(response: httpx.Response) -> bool:
+    """A 2xx answer carrying the asked-for bytes (not a JSON error or an HTML login page)."""
+    content_type = response.headers.get("content-type", "")
+    return response.status_code in (200, 206) and "json" not in content_type and "html" not in content_type
+
+
+def pause_within(delay: float) -> float:
+    """A retry's pause, refused when it would outlast the call's deadline."""
+    deadline = _deadline.current()
+    if deadline is not None and delay >= deadline.left():
+        deadline.expired = True
+        raise RequestTimeout(
+            f"no answer within the call's deadline of {deadline.seconds:g} s (the next retry would pass it)"
+        )
+    return delay
+
+
 def check_range(start: datetime, end: datetime) -> None:
     if end <= start:
         raise BadRequestError(f"the time range is inverted or empty: start {start} is not before end {end}")
@@ -105,7 +162,34 @@ def _error_message(response: httpx.Response, body: Any) -> str:
         for key in ("error", "message", "msg", "reason"):
             if body.get(key):
                 return redact(str(body[key]))
+    if response.headers.get("content-type", "").startswith("text/plain"):
+        # The seed's 400s carry a plain-text reason ("Invalid Request"): one line of it, redacted.
+        text = " ".join(response.text.split())[:200]
+        if text:
+            return f"HTTP {response.status_code}: {redact(text)}"
     return f"HTTP {response.status_code}"
+
+
+def parse_answer(call: Call[T], body: Any, method: str = "GET", where: str | None = None) -> T:
+    """`call.parse(body)`; an answer whose shape the models do not recognise is a ProtocolError,
+    never a silent default (a real server that answers differently must be noticed)."""
+    if call.parse is None:
+        return body  # type: ignore[no-any-return]
+    try:
+        return call.parse(body)
+    except ExacqError:
+        raise
+    except ValidationError as exc:
+        fields = "; ".join(".".join(str(p) for p in e["loc"]) + f": {e['msg']}" for e in exc.errors()[:3])
+        raise ProtocolError(
+            f"unrecognised answer to {call.what or call.path}: {fields}", method=method, url=where
+        ) from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ProtocolError(
+            f"unrecognised answer to {call.what or call.path}: {type(exc).__name__} {redact(str(exc))[:120]}",
+            method=method,
+            url=where,
+        ) from None
 
 
 def translate_transport(exc: httpx.TransportError, method: str, url: str) -> TransportError:
@@ -115,6 +199,17 @@ def translate_transport(exc: httpx.TransportError, method: str, url: str) -> Tra
         return RequestTimeout(f"timed out talking to the exacqVision server ({kind})", method=method, url=url)
     return TransportError(
         f"could not talk to the exacqVision server: {kind}: {redact(str(exc))}", method=method, url=url
+    )
+
+
+def stream_error(exc: httpx.TransportError, what: str, response: httpx.Response) -> TransportError:
+    """A network error while a stream is read, as a client error (never a raw httpx one)."""
+    kind = type(exc).__name__
+    error = RequestTimeout if isinstance(exc, httpx.TimeoutException) else TransportError
+    return error(
+        f"{what}: the connection failed while the answer was read ({kind}: {redact(str(exc))})",
+        method=response.request.method,
+        url=redact_url(response.request.url),
     )
 
 
@@ -142,13 +237,13 @@ class BaseClient:
         return timezone(self._offset or timedelta(0))
 
     def format_time(self, moment: datetime) -> str:
-        """RFC 3339 in the server's local offset, as exacqVision expects in requests."""
+        """RFC 3339 in UTC with `Z`, as the vendor-family app sends request times.
+
+        ExacqMan sends the server's local offset instead; real servers accept both (evidence
+        section 4), and UTC needs no camera list first to learn the offset."""
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)  # naive times are taken as UTC (documented)
-        return moment.astimezone(self.server_timezone).isoformat(timespec="seconds")
-
-    def needs_timezone(self, call: Call[Any]) -> bool:
-        return self._offset is None and any(isinstance(v, datetime) for v in call.params.values())
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def set_timezone(self, hours: float) -> None:
         self._offset = timedelta(hours=hours)
@@ -232,8 +327,8 @@ class BaseClient:
     def _json_or_none(response: httpx.Response) -> Any:
         try:
             return response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            return None  # RecursionError: a hostile, absurdly deep document
 
     def interpret(self, call: Call[T], response: httpx.Response, relogged: bool, attempt: int) -> Any:
         """A parsed value, EXPIRED, a Retry, or an exception raised."""
@@ -255,11 +350,11 @@ class BaseClient:
                 raise PermissionDeniedError(
                     f"permission denied for {call.what or call.path}", status=status, method=method, url=where
                 )
+        if call.expect == "none" and 200 <= status < 400:
+            return None  # e.g. logout.web answers 302 to the login page (seed): the body is not ours to read
         if call.expect == "bytes" and status == 200 and not content_type.startswith(("application/json", "text/")):
-            return call.parse(response.content) if call.parse else response.content
+            return parse_answer(call, response.content, method, where)
         body = self._json_or_none(response)
-        if body is None and status == 200 and call.expect == "none":
-            return None
         if body is None and status < 400:
             if is_html:
                 raise ProtocolError(f"expected JSON from {call.path}, got an HTML page", method=method, url=where)
@@ -282,18 +377,167 @@ class BaseClient:
             raise ApiError(
                 f"{call.what or call.path}: {_error_message(response, body)}", status=status, method=method, url=where
             )
-        return call.parse(body) if call.parse else body
+        return parse_answer(call, body, method, where)
 
     def transport_retry(self, call: Call[Any], exc: httpx.TransportError, attempt: int) -> Retry | None:
-        if attempt >= self.settings.max_retries:
+        deadline = _deadline.current()
+        if attempt >= self.settings.max_retries or (deadline is not None and deadline.expired):
             return None
         # A failure to connect never reached the server: safe to retry anything.
         if call.idempotent or isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
             return Retry(backoff(attempt), type(exc).__name__)
         return None
 
+    def deadline(self) -> _deadline.Deadline:
+        return _deadline.Deadline.after(self.settings.deadline_s)
+
+    # --- flows (driven by `_client`) ---------------------------------------------------
+    def login_flow(self) -> Flow[LoginResult]:
+        call = self.login_call()
+        attempt = 0
+        while True:
+            response = yield from self._send_flow(call, attempt_retries=True)
+            outcome = self.accept_login(response, attempt)
+            if not isinstance(outcome, Retry):
+                return outcome
+            yield Pause(pause_within(outcome.delay))
+            attempt += 1
+
+    def _send_flow(
+        self, call: Call[Any], attempt_retries: bool, stream: bool = False, headers: dict[str, str] | None = None
+    ) -> Flow[httpx.Response]:
+        """One request, retried on transport errors where that is safe."""
+        attempt = 0
+        while True:
+            args = self.request_args(call)
+            try:
+                return (yield Send(call, args, stream, headers))
+            except httpx.TransportError as exc:
+                retry = self.transport_retry(call, exc, attempt) if attempt_retries else None
+                if retry is None:
+                    raise self.translate(exc, call, args) from None
+                yield Pause(pause_within(retry.delay))
+                attempt += 1
+
+    def call_flow(self, call: Call[T], stream: bool = False, headers: dict[str, str] | None = None) -> Flow[Any]:
+        """A call: log in when needed, retry what may be retried, log in again once on expiry.
+        With `stream`, a 2xx stream is returned open; anything else is read and judged."""
+        relogged = False
+        attempt = 0
+        while True:
+            if call.session and self._session_id is None:
+                yield Relogin(None)
+            session = self._session_id
+            response = yield from self._send_flow(call, attempt_retries=True, stream=stream, headers=headers)
+            if stream and is_stream(response):
+                return response
+            outcome = self.interpret(call, response, relogged, attempt)
+            if stream and outcome is not EXPIRED and not isinstance(outcome, Retry):
+                raise ProtocolError(
+                    f"unexpected answer to {call.path} (HTTP {response.status_code})",
+                    method=call.method,
+                    url=redact_url(response.request.url),
+                )
+            if outcome is EXPIRED:
+                relogged = True
+                yield Relogin(session)
+                continue
+            if isinstance(outcome, Retry):
+                yield Pause(pause_within(outcome.delay))
+                attempt += 1
+                continue
+            return outcome
+
+    def translate(self, exc: httpx.TransportError, call: Call[Any], args: dict[str, Any]) -> TransportError:
+        url = redact_url(httpx.URL(self.settings.base_url).join(args["url"]))
+        deadline = _deadline.current()
+        if deadline is not None and deadline.expired:
+            return RequestTimeout(
+                f"no complete answer within the call's deadline of {deadline.seconds:g} s "
+                "(the server is too slow or trickling its answer)",
+                method=call.method,
+                url=url,
+            )
+        return translate_transport(exc, call.method, url)
+
 
 # --- streaming helpers (pure) ----------------------------------------------------------
+
+
+class CappedBody:
+    """An answer read into memory, refused past `limit` bytes (decoded: a gzip bomb counts
+    as what it expands to). A server that sends a gigabyte, or never stops, gets one error."""
+
+    def __init__(self, response: httpx.Response, limit: int = MAX_JSON_BYTES) -> None:
+        self.response = response
+        self.limit = limit
+        self.parts: list[bytes] = []
+        self.size = 0
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            raise self._refused(f"announces {int(length) / 1e6:.0f} MB")
+
+    def _refused(self, said: str) -> ProtocolError:
+        return ProtocolError(
+            f"the server's answer {said}, over the {self.limit >> 20} MiB an API answer may have: refused",
+            method=self.response.request.method,
+            url=redact_url(self.response.request.url),
+        )
+
+    def feed(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise self._refused("grew past the limit")
+        self.parts.append(chunk)
+
+    def result(self) -> httpx.Response:
+        """The answer with its (decoded) body in memory."""
+        headers = [(k, v) for k, v in self.response.headers.multi_items() if k.lower() != "content-encoding"]
+        return httpx.Response(
+            self.response.status_code,
+            headers=headers,
+            content=b"".join(self.parts),
+            request=self.response.request,
+            extensions=self.response.extensions,
+        )
+
+
+class DownloadPace:
+    """A download must go on arriving: after `grace` seconds it must average MIN_DOWNLOAD_RATE,
+    and it may not outgrow MAX_DOWNLOAD_BYTES. Checked on every chunk, so a server that
+    trickles a byte at a time ends in an error instead of holding the pipeline forever."""
+
+    def __init__(self, label: str, grace: float) -> None:
+        self.label = label
+        self.grace = grace
+        self.began = time.monotonic()
+        self.bytes = 0
+
+    def check(self, size: int) -> None:
+        self.bytes += size
+        elapsed = time.monotonic() - self.began
+        if self.bytes > MAX_DOWNLOAD_BYTES:
+            raise DownloadError(f"{self.label}: the download passed {MAX_DOWNLOAD_BYTES >> 30} GiB: refused")
+        if elapsed > self.grace and self.bytes < (elapsed - self.grace) * MIN_DOWNLOAD_RATE:
+            raise DownloadError(
+                f"{self.label}: the server sends too slowly ({self.bytes / max(elapsed, 1e-9) / 1024:.1f} kB/s "
+                f"over {elapsed:.0f} s, under {MIN_DOWNLOAD_RATE >> 10} kB/s): given up"
+            )
+
+
+class FrameGap:
+    """A native stream must deliver a whole frame at least every `limit` seconds."""
+
+    def __init__(self, limit: float = MAX_FRAME_GAP) -> None:
+        self.limit = limit
+        self.last = time.monotonic()
+
+    def check(self, frames: int) -> None:
+        now = time.monotonic()
+        if frames:
+            self.last = now
+        elif now - self.last > self.limit:
+            raise ProtocolError(f"the native stream sent no whole frame for {now - self.last:.0f} s: given up")
 
 
 class _BackgroundHash:
@@ -363,7 +607,8 @@ class DownloadTracker:
         self.offset = 0
         self.total: int | None = None
         self.resumes = 0
-        self.filename = f"export_{export_id}"
+        self.label = export_label(export_id)
+        self.filename = self.label.replace(" #", "_")  # the export id is a capability: not a file name
         self.content_type: str | None = None
         self.ranges = False
 
@@ -399,7 +644,7 @@ class DownloadTracker:
     def finish(self) -> DownloadResult:
         if self.total is not None and self.offset != self.total:
             self.hasher.close()
-            raise DownloadError(f"export {self.export_id} download stopped at {self.offset} of {self.total} bytes")
+            raise DownloadError(f"{self.label} download stopped at {self.offset} of {self.total} bytes")
         digest = self.hasher.hexdigest()
         self.hasher.close()
         return DownloadResult(self.filename, self.offset, digest, self.content_type, self.resumes)
@@ -407,7 +652,7 @@ class DownloadTracker:
     def give_up(self, exc: BaseException) -> DownloadError:
         self.hasher.close()
         return DownloadError(
-            f"export {self.export_id} download failed after {self.resumes} resumes at byte {self.offset}"
+            f"{self.label} download failed after {self.resumes} resumes at byte {self.offset}"
             f" of {self.total if self.total is not None else '?'}: {type(exc).__name__}"
         )
 
@@ -422,15 +667,21 @@ class MultipartFrames:
         self.marker = b"--" + boundary.encode()
         self.buffer = bytearray()
 
+    HEAD_LIMIT = 16 << 10  # a part's headers are a few lines
+
     def feed(self, chunk: bytes) -> list[NativeFrame]:
         self.buffer += chunk
         frames = []
         while True:
             start = self.buffer.find(self.marker)
             if start < 0:
+                if len(self.buffer) > MAX_PART_BYTES + self.HEAD_LIMIT:
+                    raise ProtocolError("the native stream sent over 32 MiB without a part boundary: refused")
                 return frames
             head_end = self.buffer.find(b"\r\n\r\n", start)
             if head_end < 0:
+                if len(self.buffer) - start > self.HEAD_LIMIT:
+                    raise ProtocolError("a native stream part's headers ran past 16 kB: refused")
                 return frames
             headers = {}
             for line in bytes(self.buffer[start + len(self.marker) : head_end]).decode("latin-1").split("\r\n"):
@@ -441,6 +692,11 @@ class MultipartFrames:
                 length = int(headers["datalen"])
             except (KeyError, ValueError):
                 raise ProtocolError("native stream part without a DataLen header") from None
+            if not 0 <= length <= MAX_PART_BYTES:
+                raise ProtocolError(
+                    f"native stream part of {length} bytes (DataLen), over the {MAX_PART_BYTES >> 20} MiB a frame may "
+                    "have: refused"
+                )
             body_start = head_end + 4
             if len(self.buffer) < body_start + length:
                 return frames
@@ -457,20 +713,6 @@ class MultipartFrames:
             )
 
 
-def raise_for_stream(
-    client: BaseClient, call: Call[Any], response: httpx.Response, relogged: bool, attempt: int
-) -> Any:
-    """For a streamed answer that is not a 2xx stream: interpret its (read) body."""
-    outcome = client.interpret(call, response, relogged, attempt)
-    if outcome is EXPIRED or isinstance(outcome, Retry):
-        return outcome
-    raise ProtocolError(
-        f"unexpected answer to {call.path} (HTTP {response.status_code})",
-        method=call.method,
-        url=redact_url(response.request.url),
-    )
-
-
 __all__ = [
     "EXPIRED",
     "BaseClient",
@@ -479,9 +721,11 @@ __all__ = [
     "ExacqError",
     "MultipartFrames",
     "Retry",
+    "Send",
+    "Pause",
+    "Relogin",
     "backoff",
     "check_range",
-    "raise_for_stream",
     "translate_transport",
 ]
 

@@ -4,6 +4,10 @@ Both log in lazily, attach the session to every call, log in again once when the
 session has expired and replay the call, retry idempotent calls with bounded jittered
 backoff, and hold at most `max_concurrency` requests in flight per server (a download
 counts while it streams). API areas are properties: `client.cameras.list()`.
+
+What to do is decided once, in `_base.BaseClient`'s flows; the two classes here only
+drive them (send, sleep, log in), so a fix to session handling lands in both. Every call
+has a total deadline (`_deadline`), every answer held in memory a size cap.
 """
 
 from __future__ import annotations
@@ -17,16 +21,19 @@ from typing import Any, TypeVar
 
 import httpx
 
-from ev_ingest.client import bookmarks, cameras, events, exports, search, sessions, video
+from ev_ingest.client import _deadline, bookmarks, cameras, events, exports, search, sessions, video
 from ev_ingest.client._base import (
-    EXPIRED,
     BaseClient,
     Call,
-    Retry,
-    raise_for_stream,
-    translate_transport,
+    CappedBody,
+    Flow,
+    Pause,
+    Relogin,
+    Send,
+    is_stream,
+    stream_error,
 )
-from ev_ingest.client._config import DEFAULT_TIMEOUT, ClientSettings, redact_url
+from ev_ingest.client._config import DEFAULT_TIMEOUT, ClientSettings
 
 T = TypeVar("T")
 
@@ -46,12 +53,6 @@ def _settings(
     if base_url and ("@" in base_url or ("://" in base_url and not base_url.startswith(("http://", "https://")))):
         return ClientSettings.from_url(base_url, username=username, password=password, **options)
     return ClientSettings.build(base_url=base_url, username=username, password=password, **options)
-
-
-def _is_stream(response: httpx.Response) -> bool:
-    """A 2xx answer carrying the asked-for bytes (not a JSON error or an HTML login page)."""
-    content_type = response.headers.get("content-type", "")
-    return response.status_code in (200, 206) and "json" not in content_type and "html" not in content_type
 
 
 class _Areas:
@@ -88,11 +89,12 @@ class ExacqClient(BaseClient, _Areas):
         **options: Any,
     ) -> None:
         super().__init__(_settings(base_url, username, password, settings, options))
+        if transport is None:
+            transport = httpx.HTTPTransport(verify=self.settings.verify(), limits=_limits(self.settings))
+            _deadline.install(transport)
         self._http = httpx.Client(
             base_url=self.settings.base_url,
-            verify=self.settings.verify(),
             timeout=timeout,
-            limits=_limits(self.settings),
             transport=transport,
             headers={"User-Agent": USER_AGENT},
         )
@@ -108,30 +110,69 @@ class ExacqClient(BaseClient, _Areas):
     def from_env(cls, **kwargs: Any) -> ExacqClient:
         return cls(settings=ClientSettings.from_env(), **kwargs)
 
+    # --- driving the flows ------------------------------------------------------------
+    def _drive(self, flow: Flow[T]) -> T:
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                step = flow.throw(error) if error is not None else flow.send(value)
+            except StopIteration as done:
+                return done.value
+            value, error = None, None
+            if isinstance(step, Pause):
+                time.sleep(step.delay)
+            elif isinstance(step, Relogin):
+                self._ensure_session(step.stale)
+            else:
+                try:
+                    value = self._send(step)
+                except httpx.TransportError as exc:
+                    error = exc
+
+    def _send(self, step: Send) -> httpx.Response:
+        """The answer: read (capped) into memory, or for a stream step a 2xx stream left
+        open with its concurrency slot held (released by `stream()`)."""
+        args = step.args
+        self._limit.acquire()
+        try:
+            request = self._http.build_request(
+                args["method"], args["url"], params=args["params"], data=args["data"], headers=step.headers
+            )
+            response = self._http.send(request, stream=True)
+        except BaseException:
+            self._limit.release()
+            raise
+        if step.stream and is_stream(response):
+            return response
+        try:
+            body = CappedBody(response)
+            for chunk in response.iter_bytes():
+                body.feed(chunk)
+            return body.result()
+        finally:
+            response.close()
+            self._limit.release()
+
+    def _run(self, flow: Flow[T]) -> T:
+        with _deadline.within(self.deadline()):
+            return self._drive(flow)
+
     # --- session --------------------------------------------------------------------
     def login(self) -> Any:
-        call = self.login_call()
-        attempt = 0
-        while True:
-            with self._limit:
-                response = self._send(call, self.request_args(call), attempt_retries=True)
-            outcome = self.accept_login(response, attempt)
-            if not isinstance(outcome, Retry):
-                return outcome
-            time.sleep(outcome.delay)
-            attempt += 1
+        return self._run(self.login_flow())
 
     def _ensure_session(self, stale: str | None = None) -> None:
         with self._login_lock:
             if self._session_id is None or self._session_id == stale:
                 self._session_id = None
-                self.login()
+                self._drive(self.login_flow())
 
     def logout(self) -> None:
         if self._session_id is None:
             return
         session, self._session_id = self._session_id, None
-        with contextlib.suppress(httpx.HTTPError):
+        with contextlib.suppress(httpx.HTTPError), _deadline.within(_deadline.Deadline.after(5.0)):
             self._http.post(self.url("/logout.web"), params={"s": session}, timeout=5.0)
 
     def close(self) -> None:
@@ -147,82 +188,34 @@ class ExacqClient(BaseClient, _Areas):
         self.close()
 
     # --- calls ----------------------------------------------------------------------
-    def _send(self, call: Call[Any], args: dict[str, Any], attempt_retries: bool) -> httpx.Response:
-        attempt = 0
-        while True:
-            try:
-                return self._http.request(**args)
-            except httpx.TransportError as exc:
-                retry = self.transport_retry(call, exc, attempt) if attempt_retries else None
-                if retry is None:
-                    raise translate_transport(
-                        exc, call.method, redact_url(self._http.base_url.join(args["url"]))
-                    ) from None
-                time.sleep(retry.delay)
-                attempt += 1
-
     def call(self, call: Call[T]) -> T:
         """Send a call: log in when needed, retry what may be retried, re-login once on expiry."""
-        if self.needs_timezone(call):
-            self.cameras.list()
-        relogged = False
-        attempt = 0
-        while True:
-            if call.session and self._session_id is None:
-                self._ensure_session()
-            session = self._session_id
-            with self._limit:
-                response = self._send(call, self.request_args(call), attempt_retries=True)
-            outcome = self.interpret(call, response, relogged, attempt)
-            if outcome is EXPIRED:
-                relogged = True
-                self._ensure_session(stale=session)
-                continue
-            if isinstance(outcome, Retry):
-                time.sleep(outcome.delay)
-                attempt += 1
-                continue
-            return outcome
+        return self._run(self.call_flow(call))
 
     @contextlib.contextmanager
     def stream(self, call: Call[Any], headers: dict[str, str] | None = None) -> Iterator[httpx.Response]:
-        """A streamed answer (2xx), with the same login, expiry and retry rules as `call` for its start."""
-        if self.needs_timezone(call):
-            self.cameras.list()
-        relogged = False
-        attempt = 0
+        """A streamed answer (2xx), with the same login, expiry and retry rules as `call` for its
+        start (which keeps to the call deadline); reading it is bounded by the reader's rules."""
+        response = self._run(self.call_flow(call, stream=True, headers=headers))
+        try:
+            yield response
+        finally:
+            response.close()
+            self._limit.release()
+
+    def chunks(self, response: httpx.Response, what: str) -> Iterator[bytes]:
+        """A stream's raw chunks, its network errors translated at this boundary (as httpx
+        maps httpcore's), each read kept within the call deadline of its own."""
+        iterator = response.iter_raw()
         while True:
-            if call.session and self._session_id is None:
-                self._ensure_session()
-            session = self._session_id
-            args = self.request_args(call)
-            with self._limit:
-                try:
-                    request = self._http.build_request(
-                        args["method"], args["url"], params=args["params"], headers=headers
-                    )
-                    response = self._http.send(request, stream=True)
-                except httpx.TransportError as exc:
-                    retry = self.transport_retry(call, exc, attempt)
-                    if retry is None:
-                        raise translate_transport(exc, call.method, redact_url(request.url)) from None
-                    time.sleep(retry.delay)
-                    attempt += 1
-                    continue
-                try:
-                    if _is_stream(response):
-                        yield response
-                        return
-                    response.read()
-                finally:
-                    response.close()
-            outcome = raise_for_stream(self, call, response, relogged, attempt)
-            if outcome is EXPIRED:
-                relogged = True
-                self._ensure_session(stale=session)
-            else:
-                time.sleep(outcome.delay)
-                attempt += 1
+            try:
+                with _deadline.within(self.deadline()):
+                    chunk = next(iterator)
+            except StopIteration:
+                return
+            except httpx.TransportError as exc:
+                raise stream_error(exc, what, response) from None
+            yield chunk
 
 
 class AsyncExacqClient(BaseClient, _Areas):
@@ -240,11 +233,12 @@ class AsyncExacqClient(BaseClient, _Areas):
         **options: Any,
     ) -> None:
         super().__init__(_settings(base_url, username, password, settings, options))
+        if transport is None:
+            transport = httpx.AsyncHTTPTransport(verify=self.settings.verify(), limits=_limits(self.settings))
+            _deadline.install(transport)
         self._http = httpx.AsyncClient(
             base_url=self.settings.base_url,
-            verify=self.settings.verify(),
             timeout=timeout,
-            limits=_limits(self.settings),
             transport=transport,
             headers={"User-Agent": USER_AGENT},
         )
@@ -260,29 +254,65 @@ class AsyncExacqClient(BaseClient, _Areas):
     def from_env(cls, **kwargs: Any) -> AsyncExacqClient:
         return cls(settings=ClientSettings.from_env(), **kwargs)
 
-    async def login(self) -> Any:
-        call = self.login_call()
-        attempt = 0
+    async def _drive(self, flow: Flow[T]) -> T:
+        value: Any = None
+        error: BaseException | None = None
         while True:
-            async with self._limit:
-                response = await self._send(call, self.request_args(call), attempt_retries=True)
-            outcome = self.accept_login(response, attempt)
-            if not isinstance(outcome, Retry):
-                return outcome
-            await asyncio.sleep(outcome.delay)
-            attempt += 1
+            try:
+                step = flow.throw(error) if error is not None else flow.send(value)
+            except StopIteration as done:
+                return done.value
+            value, error = None, None
+            if isinstance(step, Pause):
+                await asyncio.sleep(step.delay)
+            elif isinstance(step, Relogin):
+                await self._ensure_session(step.stale)
+            else:
+                try:
+                    value = await self._send(step)
+                except httpx.TransportError as exc:
+                    error = exc
+
+    async def _send(self, step: Send) -> httpx.Response:
+        args = step.args
+        await self._limit.acquire()
+        try:
+            request = self._http.build_request(
+                args["method"], args["url"], params=args["params"], data=args["data"], headers=step.headers
+            )
+            response = await self._http.send(request, stream=True)
+        except BaseException:
+            self._limit.release()
+            raise
+        if step.stream and is_stream(response):
+            return response
+        try:
+            body = CappedBody(response)
+            async for chunk in response.aiter_bytes():
+                body.feed(chunk)
+            return body.result()
+        finally:
+            await response.aclose()
+            self._limit.release()
+
+    async def _run(self, flow: Flow[T]) -> T:
+        with _deadline.within(self.deadline()):
+            return await self._drive(flow)
+
+    async def login(self) -> Any:
+        return await self._run(self.login_flow())
 
     async def _ensure_session(self, stale: str | None = None) -> None:
         async with self._login_lock:
             if self._session_id is None or self._session_id == stale:
                 self._session_id = None
-                await self.login()
+                await self._drive(self.login_flow())
 
     async def logout(self) -> None:
         if self._session_id is None:
             return
         session, self._session_id = self._session_id, None
-        with contextlib.suppress(httpx.HTTPError):
+        with contextlib.suppress(httpx.HTTPError), _deadline.within(_deadline.Deadline.after(5.0)):
             await self._http.post(self.url("/logout.web"), params={"s": session}, timeout=5.0)
 
     async def close(self) -> None:
@@ -297,75 +327,26 @@ class AsyncExacqClient(BaseClient, _Areas):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _send(self, call: Call[Any], args: dict[str, Any], attempt_retries: bool) -> httpx.Response:
-        attempt = 0
-        while True:
-            try:
-                return await self._http.request(**args)
-            except httpx.TransportError as exc:
-                retry = self.transport_retry(call, exc, attempt) if attempt_retries else None
-                if retry is None:
-                    raise translate_transport(
-                        exc, call.method, redact_url(self._http.base_url.join(args["url"]))
-                    ) from None
-                await asyncio.sleep(retry.delay)
-                attempt += 1
-
     async def call(self, call: Call[T]) -> T:
-        if self.needs_timezone(call):
-            await self.cameras.list()
-        relogged = False
-        attempt = 0
-        while True:
-            if call.session and self._session_id is None:
-                await self._ensure_session()
-            session = self._session_id
-            async with self._limit:
-                response = await self._send(call, self.request_args(call), attempt_retries=True)
-            outcome = self.interpret(call, response, relogged, attempt)
-            if outcome is EXPIRED:
-                relogged = True
-                await self._ensure_session(stale=session)
-                continue
-            if isinstance(outcome, Retry):
-                await asyncio.sleep(outcome.delay)
-                attempt += 1
-                continue
-            return outcome
+        return await self._run(self.call_flow(call))
 
     @contextlib.asynccontextmanager
     async def stream(self, call: Call[Any], headers: dict[str, str] | None = None) -> AsyncIterator[httpx.Response]:
-        if self.needs_timezone(call):
-            await self.cameras.list()
-        relogged = False
-        attempt = 0
+        response = await self._run(self.call_flow(call, stream=True, headers=headers))
+        try:
+            yield response
+        finally:
+            await response.aclose()
+            self._limit.release()
+
+    async def chunks(self, response: httpx.Response, what: str) -> AsyncIterator[bytes]:
+        iterator = response.aiter_raw()
         while True:
-            if call.session and self._session_id is None:
-                await self._ensure_session()
-            session = self._session_id
-            args = self.request_args(call)
-            async with self._limit:
-                request = self._http.build_request(args["method"], args["url"], params=args["params"], headers=headers)
-                try:
-                    response = await self._http.send(request, stream=True)
-                except httpx.TransportError as exc:
-                    retry = self.transport_retry(call, exc, attempt)
-                    if retry is None:
-                        raise translate_transport(exc, call.method, redact_url(request.url)) from None
-                    await asyncio.sleep(retry.delay)
-                    attempt += 1
-                    continue
-                try:
-                    if _is_stream(response):
-                        yield response
-                        return
-                    await response.aread()
-                finally:
-                    await response.aclose()
-            outcome = raise_for_stream(self, call, response, relogged, attempt)
-            if outcome is EXPIRED:
-                relogged = True
-                await self._ensure_session(stale=session)
-            else:
-                await asyncio.sleep(outcome.delay)
-                attempt += 1
+            try:
+                with _deadline.within(self.deadline()):
+                    chunk = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            except httpx.TransportError as exc:
+                raise stream_error(exc, what, response) from None
+            yield chunk

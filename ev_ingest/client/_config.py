@@ -7,6 +7,7 @@ the environment (`EV_URL`, `EV_USER`, `EV_PASSWORD`, `EV_SERVER_ID`). The passwo
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -25,6 +26,18 @@ READ_TIMEOUT = 60.0
 WRITE_TIMEOUT = 60.0
 POOL_TIMEOUT = 300.0  # waiting for a connection slot is bounded by the per-server limit
 DEFAULT_TIMEOUT = httpx.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT, write=WRITE_TIMEOUT, pool=POOL_TIMEOUT)
+
+# Every call ends within this many seconds, retries and trickled bytes included (`_deadline`);
+# a streamed body instead keeps to the floors below.
+CALL_DEADLINE = 120.0
+# Bodies held in memory are capped: a JSON answer, and one part of a native stream.
+MAX_JSON_BYTES = 32 << 20
+MAX_PART_BYTES = 32 << 20
+# A download must keep up at least this rate (after CALL_DEADLINE of grace), a native
+# stream must deliver a frame at least this often: a trickling server ends in an error.
+MIN_DOWNLOAD_RATE = 64 << 10
+MAX_FRAME_GAP = READ_TIMEOUT
+MAX_DOWNLOAD_BYTES = 1 << 40  # an endless body must not fill the disk either
 
 # Retries: bounded, exponential with full jitter, idempotent calls only.
 MAX_RETRIES = 4
@@ -57,6 +70,7 @@ class ClientSettings(BaseModel):
     api_prefix: str = Field("/v1", description="'/v1' for current servers, '' for old unversioned ones")
     max_concurrency: int = Field(DEFAULT_MAX_CONCURRENCY, ge=1, le=64)
     max_retries: int = Field(MAX_RETRIES, ge=0, le=10)
+    deadline_s: float = Field(CALL_DEADLINE, gt=0, le=3600, description="Total time one call may take")
 
     def verify(self) -> bool | ssl.SSLContext:
         """What httpx verifies with: the system's CAs, a private CA's context, or (explicitly) nothing."""
@@ -123,7 +137,10 @@ def _truthy(value: str) -> bool:
 
 # --- redaction ---------------------------------------------------------------------
 
-_SECRET_PARAMS = re.compile(r"(?i)([?&;](?:s|p|search_id|session_id|auth|token|password|sessionId)=)[^&;#\s\"']*")
+# Export ids are capabilities too: anyone holding one downloads the export without a session.
+_SECRET_PARAMS = re.compile(
+    r"(?i)([?&;](?:s|p|search_id|session_id|auth|token|password|sessionId|export|export_id)=)[^&;#\s\"']*"
+)
 _USERINFO = re.compile(r"(?i)(\w+://[^:/@\s]+:)[^@/\s]+@")
 
 
@@ -134,6 +151,11 @@ def redact(text: str) -> str:
 
 def redact_url(url: httpx.URL | str) -> str:
     return redact(str(url))
+
+
+def export_label(export_id: str) -> str:
+    """How an export is named in messages and logs: a stable tag, not the capability itself."""
+    return f"export #{hashlib.sha256(export_id.encode()).hexdigest()[:10]}"
 
 
 class RedactingFilter(logging.Filter):

@@ -1,7 +1,7 @@
 """Bookmarks and cases: list, create, update, delete.
 
 Compliance workflows use them as legal holds: video of a camera and interval that a
-bookmark in an open case covers must not expire (see `pipelines.retention`).
+bookmark in an existing case covers must not expire (see `pipelines.retention`).
 """
 
 from __future__ import annotations
@@ -125,9 +125,10 @@ class Cases(_CaseCalls):
     def create(self, name: str, description: str | None = None) -> Case:
         return self._client.call(self._write("POST", {"name": name, "description": description}))
 
-    def update(self, guid: str, **changes: Any) -> Case:
-        """Change name, description or status (e.g. status="closed" releases its holds)."""
-        return self._client.call(self._write("PUT", {"guid": guid, **changes}))
+    def update(self, guid: str, *, name: str | None = None, description: str | None = None) -> Case:
+        """Change name or description (all the seed's Update Case takes). Deleting the case
+        is what ends its legal holds."""
+        return self._client.call(self._write("PUT", {"guid": guid, "name": name, "description": description}))
 
     def delete(self, guid: str) -> None:
         self._client.call(self._delete(guid))
@@ -140,8 +141,8 @@ class AsyncCases(_CaseCalls):
     async def create(self, name: str, description: str | None = None) -> Case:
         return await self._client.call(self._write("POST", {"name": name, "description": description}))
 
-    async def update(self, guid: str, **changes: Any) -> Case:
-        return await self._client.call(self._write("PUT", {"guid": guid, **changes}))
+    async def update(self, guid: str, *, name: str | None = None, description: str | None = None) -> Case:
+        return await self._client.call(self._write("PUT", {"guid": guid, "name": name, "description": description}))
 
     async def delete(self, guid: str) -> None:
         await self._client.call(self._delete(guid))

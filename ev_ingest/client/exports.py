@@ -21,17 +21,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
-
 from ev_ingest.client import paths
-from ev_ingest.client._base import Call, DownloadTracker, backoff, check_range
+from ev_ingest.client._base import Call, DownloadPace, DownloadTracker, backoff, check_range
 from ev_ingest.client._config import (
     DOWNLOAD_RESUMES,
     EXPORT_POLL_INTERVAL,
     EXPORT_STALL_POLLS,
     EXPORT_WAIT_TIMEOUT,
+    export_label,
 )
-from ev_ingest.client._exceptions import DownloadError, ExportFailedError, ExportTimeoutError, NotFoundError
+from ev_ingest.client._exceptions import (
+    DownloadError,
+    ExportFailedError,
+    ExportTimeoutError,
+    NotFoundError,
+    TransportError,
+)
 from ev_ingest.client.models import DownloadResult, ExportFormat, ExportProgress
 
 log = logging.getLogger("ev_ingest.client")
@@ -82,7 +87,7 @@ class _ExportCalls:
             {"export": export_id},
             session=False,
             parse=lambda b: ExportProgress.model_validate(b).progress,
-            what=f"export {export_id}",
+            what=export_label(export_id),
         )
 
     @staticmethod
@@ -92,7 +97,7 @@ class _ExportCalls:
             paths.EXPORT,
             {"export": export_id, "action": "download"},
             session=False,
-            what=f"download of export {export_id}",
+            what=f"download of {export_label(export_id)}",
         )
 
     @staticmethod
@@ -103,7 +108,7 @@ class _ExportCalls:
             {"export": export_id, "action": "finish"},
             session=False,
             expect="none",
-            what=f"finish export {export_id}",
+            what=f"finish {export_label(export_id)}",
         )
 
 
@@ -111,7 +116,7 @@ class _WaitState:
     """Progress bookkeeping shared by the sync and async waits."""
 
     def __init__(self, export_id: str, timeout: float, on_progress: ProgressCallback | None) -> None:
-        self.export_id = export_id
+        self.label = export_label(export_id)
         self.deadline = time.monotonic() + timeout
         self.timeout = timeout
         self.on_progress = on_progress
@@ -130,16 +135,14 @@ class _WaitState:
         if progress >= 100:
             return True
         if self.still >= EXPORT_STALL_POLLS:
-            raise ExportFailedError(f"export {self.export_id} is stuck at {progress}%")
+            raise ExportFailedError(f"{self.label} is stuck at {progress}%")
         if time.monotonic() > self.deadline:
-            raise ExportTimeoutError(
-                f"export {self.export_id} did not finish within {self.timeout:.0f} s (at {progress}%)"
-            )
+            raise ExportTimeoutError(f"{self.label} did not finish within {self.timeout:.0f} s (at {progress}%)")
         return False
 
 
 def _lost(export_id: str, exc: NotFoundError) -> ExportFailedError:
-    return ExportFailedError(f"export {export_id} disappeared from the server (freed or failed): {exc.message}")
+    return ExportFailedError(f"{export_label(export_id)} disappeared from the server (freed or failed): {exc.message}")
 
 
 @contextlib.contextmanager
@@ -168,6 +171,47 @@ def _partial_file(path: Path) -> Iterator[IO[bytes]]:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+@contextlib.asynccontextmanager
+async def _async_partial_file(path: Path) -> AsyncIterator[IO[bytes]]:
+    """`_partial_file` with its blocking steps (open, flush, fsync, rename, unlink) on a thread."""
+    manager = _partial_file(path)
+    fh = await asyncio.to_thread(manager.__enter__)
+    try:
+        yield fh
+    except BaseException as exc:
+        await asyncio.to_thread(manager.__exit__, type(exc), exc, exc.__traceback__)
+        raise
+    await asyncio.to_thread(manager.__exit__, None, None, None)
+
+
+class _ThreadWriter:
+    """Writes for the event loop: chunks gathered to a megabyte, each batch written on a
+    thread, so a slow disk never stalls the loop (one thread hop per MB, not per chunk)."""
+
+    BATCH = 1 << 20
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self.fh = fh
+        self.pending = bytearray()
+        self._rewind = _rewinder(fh)
+
+    async def write(self, chunk: bytes) -> None:
+        self.pending += chunk
+        if len(self.pending) >= self.BATCH:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.pending:
+            data = bytes(self.pending)
+            self.pending.clear()
+            await asyncio.to_thread(self.fh.write, data)
+
+    def rewind(self) -> None:
+        # Only on a restarted download, with no write in flight (writes are awaited in turn).
+        self.pending.clear()
+        self._rewind()
 
 
 def _sweep_stale_partials(folder: Path) -> None:
@@ -228,25 +272,30 @@ class Exports(_ExportCalls):
     ) -> Iterator[bytes]:
         """The export's bytes as chunks; resumes dropped connections. Check `tracker.finish()` after."""
         tracker = tracker or DownloadTracker(export_id)
+        pace = DownloadPace(tracker.label, self._client.settings.deadline_s)
         while True:
             try:
                 with self._client.stream(self._download(export_id), tracker.request_headers()) as response:
                     if not tracker.begin(response):
                         if rewind is None:
-                            raise DownloadError(f"export {export_id}: the server cannot resume the download")
+                            raise DownloadError(f"{tracker.label}: the server cannot resume the download")
                         rewind()
                     # The transport's own pieces: re-chunking them would cost a copy.
-                    for chunk in response.iter_raw():
+                    for chunk in self._client.chunks(response, tracker.label):
+                        pace.check(len(chunk))
                         tracker.update(chunk)
                         yield chunk
                 if tracker.total is None or tracker.offset >= tracker.total:
                     return
-                raise httpx.RemoteProtocolError("the answer ended early")
-            except (httpx.TransportError, DownloadError) as exc:
-                if isinstance(exc, DownloadError) or tracker.resumes >= DOWNLOAD_RESUMES:
-                    raise tracker.give_up(exc) from exc
+                raise TransportError("the answer ended early")
+            except DownloadError:
+                tracker.hasher.close()
+                raise
+            except TransportError as exc:
+                if tracker.resumes >= DOWNLOAD_RESUMES:
+                    raise tracker.give_up(exc) from None
                 tracker.resumes += 1
-                log.debug("export %s: connection dropped at byte %s, resuming", export_id, tracker.offset)
+                log.debug("%s: connection dropped at byte %s, resuming", tracker.label, tracker.offset)
                 time.sleep(backoff(tracker.resumes - 1))
 
     def download(
@@ -266,7 +315,7 @@ class Exports(_ExportCalls):
         path = Path(destination)
         if path.is_dir():
             _sweep_stale_partials(path)
-            scratch = path / f".export-{export_id}"
+            scratch = path / f".{tracker.filename.replace('_', '-', 1)}"
             result = self.download(export_id, scratch, sha256=sha256)
             os.replace(scratch, path / result.filename)
             return result
@@ -302,7 +351,7 @@ class Exports(_ExportCalls):
             try:
                 self.finish(export_id)
             except Exception as exc:  # finishing is best effort: the server frees idle exports itself
-                log.warning("could not finish export %s: %s", export_id, exc)
+                log.warning("could not finish %s: %s", export_label(export_id), exc)
 
 
 class AsyncExports(_ExportCalls):
@@ -336,24 +385,29 @@ class AsyncExports(_ExportCalls):
         self, export_id: str, tracker: DownloadTracker | None = None, rewind: Callable[[], None] | None = None
     ) -> AsyncIterator[bytes]:
         tracker = tracker or DownloadTracker(export_id)
+        pace = DownloadPace(tracker.label, self._client.settings.deadline_s)
         while True:
             try:
                 async with self._client.stream(self._download(export_id), tracker.request_headers()) as response:
                     if not tracker.begin(response):
                         if rewind is None:
-                            raise DownloadError(f"export {export_id}: the server cannot resume the download")
+                            raise DownloadError(f"{tracker.label}: the server cannot resume the download")
                         rewind()
-                    async for chunk in response.aiter_raw():
+                    async for chunk in self._client.chunks(response, tracker.label):
+                        pace.check(len(chunk))
                         tracker.update(chunk)
                         yield chunk
                 if tracker.total is None or tracker.offset >= tracker.total:
                     return
-                raise httpx.RemoteProtocolError("the answer ended early")
-            except (httpx.TransportError, DownloadError) as exc:
-                if isinstance(exc, DownloadError) or tracker.resumes >= DOWNLOAD_RESUMES:
-                    raise tracker.give_up(exc) from exc
+                raise TransportError("the answer ended early")
+            except DownloadError:
+                tracker.hasher.close()
+                raise
+            except TransportError as exc:
+                if tracker.resumes >= DOWNLOAD_RESUMES:
+                    raise tracker.give_up(exc) from None
                 tracker.resumes += 1
-                log.debug("export %s: connection dropped at byte %s, resuming", export_id, tracker.offset)
+                log.debug("%s: connection dropped at byte %s, resuming", tracker.label, tracker.offset)
                 await asyncio.sleep(backoff(tracker.resumes - 1))
 
     async def download(
@@ -361,21 +415,23 @@ class AsyncExports(_ExportCalls):
     ) -> DownloadResult:
         tracker = DownloadTracker(export_id, sha256)
         if hasattr(destination, "write"):
-            fh: IO[bytes] = destination  # type: ignore[assignment]
-            async for chunk in self.iter_download(export_id, tracker, _rewinder(fh)):
-                fh.write(chunk)
-            return tracker.finish()
+            return await self._download_to(export_id, tracker, destination)  # type: ignore[arg-type]
         path = Path(destination)
-        if path.is_dir():
-            _sweep_stale_partials(path)
-            scratch = path / f".export-{export_id}"
+        if await asyncio.to_thread(path.is_dir):
+            await asyncio.to_thread(_sweep_stale_partials, path)
+            scratch = path / f".{tracker.filename.replace('_', '-', 1)}"
             result = await self.download(export_id, scratch, sha256=sha256)
-            os.replace(scratch, path / result.filename)
+            await asyncio.to_thread(os.replace, scratch, path / result.filename)
             return result
-        with _partial_file(path) as fh:
-            async for chunk in self.iter_download(export_id, tracker, _rewinder(fh)):
-                fh.write(chunk)
-            return tracker.finish()
+        async with _async_partial_file(path) as fh:
+            return await self._download_to(export_id, tracker, fh)
+
+    async def _download_to(self, export_id: str, tracker: DownloadTracker, fh: IO[bytes]) -> DownloadResult:
+        writer = _ThreadWriter(fh)
+        async for chunk in self.iter_download(export_id, tracker, writer.rewind):
+            await writer.write(chunk)
+        await writer.flush()
+        return await asyncio.to_thread(tracker.finish)  # waits for the hash thread
 
     async def finish(self, export_id: str) -> None:
         with contextlib.suppress(NotFoundError):
@@ -402,4 +458,4 @@ class AsyncExports(_ExportCalls):
             try:
                 await self.finish(export_id)
             except Exception as exc:
-                log.warning("could not finish export %s: %s", export_id, exc)
+                log.warning("could not finish %s: %s", export_label(export_id), exc)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Tolerant(BaseModel):
@@ -94,21 +94,40 @@ class Clip(_Tolerant):
 
     _utc = field_validator("start", "end", mode="before")(parse_utc)
 
+    @model_validator(mode="after")
+    def _ordered(self) -> Clip:
+        if self.end < self.start:
+            raise ValueError(f"a clip ends ({self.end}) before it starts ({self.start})")
+        return self
+
     @property
     def seconds(self) -> float:
         return (self.end - self.start).total_seconds()
 
 
 class SearchResult(_Tolerant):
-    """A recorded-video search. `search_id` is None when nothing was recorded."""
+    """A recorded-video search (`videoInfo[].clips`, confirmed by ExacqMan). `search_id` is
+    absent when nothing was recorded. Strict where the planner depends on it: an answer in
+    any other shape is an error, never "nothing recorded" (which would archive nothing)."""
 
     search_id: str | None = None
     frames: int = 0
     video_info: list[dict[str, Any]] = Field(default_factory=list, alias="videoInfo")
+    clips: list[Clip] = Field(default_factory=list, exclude=True)
 
-    @property
-    def clips(self) -> list[Clip]:
-        return [Clip.model_validate(c) for info in self.video_info for c in info.get("clips", [])]
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not {"search_id", "videoInfo", "frames"} & data.keys():
+            raise ValueError("not a search answer (none of search_id, frames, videoInfo)")
+        info = data.get("videoInfo") or []
+        shaped = isinstance(info, list) and all(isinstance(i, dict) and isinstance(i.get("clips"), list) for i in info)
+        if not shaped:
+            raise ValueError("videoInfo is not a list of {clips: [...]}")
+        clips = [c for i in info for c in i["clips"]]
+        if (data.get("search_id") or data.get("frames")) and not clips:
+            raise ValueError("a search id or frames but no clips in videoInfo")
+        return {**data, "clips": clips}
 
 
 class MetadataSearch(_Tolerant):
@@ -116,7 +135,11 @@ class MetadataSearch(_Tolerant):
     cameras: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     def clips(self, camera_id: int) -> list[Clip]:
-        return [Clip.model_validate(c) for c in self.cameras.get(str(camera_id), {}).get("clips", [])]
+        """The camera's clips; an error when the answer does not name it or has no clip list."""
+        entry = self.cameras.get(str(camera_id))
+        if not isinstance(entry, dict) or not isinstance(entry.get("clips"), list):
+            raise ValueError(f"the metadata search answer has no clip list for camera {camera_id}")
+        return [Clip.model_validate(c) for c in entry["clips"]]
 
     def __repr__(self) -> str:
         return f"MetadataSearch(cameras={sorted(self.cameras)})"
@@ -175,26 +198,43 @@ class Status(_Tolerant):
 
 
 class Bookmark(_Tolerant):
+    """A bookmark. The seed's create takes a flat `itemType`/`itemId` (0 = camera); an
+    `items: [{type, id}]` list is read too, as some answer shapes may nest them."""
+
     guid: str
     name: str = ""
     description: str | None = None
     start: datetime | None = None
     end: datetime | None = None
     case: str | None = None
+    item_type: int | None = Field(None, alias="itemType")
+    item_id: int | None = Field(None, alias="itemId")
     items: list[dict[str, Any]] = Field(default_factory=list)
 
     _utc = field_validator("start", "end", mode="before")(parse_utc)
 
     @property
     def camera_ids(self) -> list[int]:
-        return [int(i["id"]) for i in self.items if int(i.get("type", 0)) == 0]
+        """The cameras it covers; a ValueError when it names none we can recognise (a hold
+        that silently covers nothing is the failure this prevents)."""
+        found = [int(i["id"]) for i in self.items if isinstance(i, dict) and "id" in i and int(i.get("type", 0)) == 0]
+        if self.item_id is not None and (self.item_type or 0) == 0:
+            found.append(int(self.item_id))
+        if not found:
+            raise ValueError(
+                f"bookmark {self.name!r} ({self.guid}) names no camera in a shape this client knows "
+                "(itemType 0 with itemId, or items[{type: 0, id}])"
+            )
+        return sorted(set(found))
 
 
 class Case(_Tolerant):
+    """A case. The seed's Update Case takes name and description only: a case has no status
+    a client could read, so it holds its bookmarks' video for as long as it exists."""
+
     guid: str
     name: str = ""
     description: str | None = None
-    status: str | None = None
 
 
 @dataclass(frozen=True)

@@ -138,9 +138,11 @@ class _SessionCalls:
         )
 
     def _step(self, steps: int) -> Call[int]:
+        # One frame forward is the plain `step.web` a public client sends; other counts use the
+        # seed's `step.web/{steps}`, which no public client shows.
         return Call(
             "GET",
-            f"{paths.STEP}/{int(steps):+d}",
+            paths.STEP if steps == 1 else f"{paths.STEP}/{int(steps):+d}",
             self._params(),
             session=False,
             parse=lambda b: int(b["frame"]),

@@ -1,9 +1,11 @@
-"""Video area: a live JPEG frame, and a camera's native stream as an iterator of frames.
+"""Video area: a live JPEG frame, a thumbnail preview, and a camera's native stream.
 
 The native stream (`video.web` with `multipart_encode=1`) is parsed incrementally into
 `NativeFrame`s with the headers exacqVision sends per frame (content type, data
 length, I-frame flag, and during playback the frame number and time offset). Stop
-iterating to close the connection.
+iterating to close the connection. Its format is chosen from the camera's `formats`
+(cameras differ: a 23.09 server lists `[4, 6]`), never assumed. A part over
+MAX_PART_BYTES, or no whole frame for MAX_FRAME_GAP seconds, ends it with an error.
 """
 
 from __future__ import annotations
@@ -12,11 +14,26 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from ev_ingest.client import paths
-from ev_ingest.client._base import Call, MultipartFrames
-from ev_ingest.client.models import NativeFrame
+from ev_ingest.client._base import Call, FrameGap, MultipartFrames
+from ev_ingest.client._exceptions import ProtocolError
+from ev_ingest.client.models import Camera, NativeFrame
 
 FORMAT_JPEG = 6  # transcoded JPEG
-FORMAT_H264 = 5
+# Native stream formats this client can carry, best first (S4: 5 = H.264, 7 = H.265).
+NATIVE_FORMATS = {5: "H.264", 7: "H.265"}
+PREVIEW_SIZES = {0: 80, 1: 128, 2: 200}  # Get Thumbnail Preview's `size` -> pixels (seed)
+
+
+def native_format(camera: Camera) -> int:
+    """The camera's native stream format, from the formats it lists; an error when none is known."""
+    for code in NATIVE_FORMATS:
+        if code in camera.formats:
+            return code
+    known = ", ".join(f"{k} = {v}" for k, v in NATIVE_FORMATS.items())
+    raise ProtocolError(
+        f"camera {camera.id} lists formats {camera.formats or 'none'}: none is a native stream this client "
+        f"knows ({known})"
+    )
 
 
 class _VideoCalls:
@@ -34,10 +51,22 @@ class _VideoCalls:
         )
 
     @staticmethod
-    def _native(camera_id: int, iframes_only: bool, search_id: str | None) -> Call[None]:
+    def _preview(camera_id: int, size: int) -> Call[bytes]:
+        if size not in PREVIEW_SIZES:
+            raise ValueError(f"preview size must be one of {sorted(PREVIEW_SIZES)} (80, 128, 200 px)")
+        return Call(
+            "GET",
+            paths.THUMBNAIL_PREVIEW,
+            {"camera": int(camera_id), "size": size},
+            expect="bytes",
+            what=f"thumbnail preview of camera {camera_id}",
+        )
+
+    @staticmethod
+    def _native(camera_id: int, fmt: int, iframes_only: bool, search_id: str | None) -> Call[None]:
         params: dict[str, Any] = {
             "camera": int(camera_id),
-            "format": FORMAT_H264,
+            "format": fmt,
             "multipart_encode": 1,
             "iframes": 1 if iframes_only else 0,
         }
@@ -51,14 +80,22 @@ class Video(_VideoCalls):
         """The camera's current frame as JPEG."""
         return self._client.call(self._jpeg(camera_id, width, height, quality))
 
+    def preview(self, camera_id: int, size: int = 0) -> bytes:
+        """The camera's thumbnail preview (JPEG, 80/128/200 px for size 0/1/2): a cheap health check."""
+        return self._client.call(self._preview(camera_id, size))
+
     def native_frames(
         self, camera_id: int, *, iframes_only: bool = False, search_id: str | None = None
     ) -> Iterator[NativeFrame]:
         """Live (or, with `search_id`, playback) native frames; stop iterating to hang up."""
-        with self._client.stream(self._native(camera_id, iframes_only, search_id)) as response:
+        fmt = native_format(self._client.cameras.get(camera_id))
+        with self._client.stream(self._native(camera_id, fmt, iframes_only, search_id)) as response:
             parser = MultipartFrames(response.headers.get("content-type", ""))
-            for chunk in response.iter_raw():
-                yield from parser.feed(chunk)
+            gap = FrameGap()
+            for chunk in self._client.chunks(response, f"native stream of camera {camera_id}"):
+                frames = parser.feed(chunk)
+                gap.check(len(frames))
+                yield from frames
 
 
 class AsyncVideo(_VideoCalls):
@@ -67,11 +104,18 @@ class AsyncVideo(_VideoCalls):
     ) -> bytes:
         return await self._client.call(self._jpeg(camera_id, width, height, quality))
 
+    async def preview(self, camera_id: int, size: int = 0) -> bytes:
+        return await self._client.call(self._preview(camera_id, size))
+
     async def native_frames(
         self, camera_id: int, *, iframes_only: bool = False, search_id: str | None = None
     ) -> AsyncIterator[NativeFrame]:
-        async with self._client.stream(self._native(camera_id, iframes_only, search_id)) as response:
+        fmt = native_format(await self._client.cameras.get(camera_id))
+        async with self._client.stream(self._native(camera_id, fmt, iframes_only, search_id)) as response:
             parser = MultipartFrames(response.headers.get("content-type", ""))
-            async for chunk in response.aiter_raw():
-                for frame in parser.feed(chunk):
+            gap = FrameGap()
+            async for chunk in self._client.chunks(response, f"native stream of camera {camera_id}"):
+                frames = parser.feed(chunk)
+                gap.check(len(frames))
+                for frame in frames:
                     yield frame

@@ -26,7 +26,14 @@ from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
 from ev_ingest.simulator import scene
@@ -219,8 +226,22 @@ def _jpeg(
     return Response(data, media_type="image/jpeg", headers=headers)
 
 
+# Paths no public client or seed text shows: the strict profile answers them 404.
+GUESSED_PATHS = ("/search.web/metadata", "/system.web")
+# Formats per camera in the strict profile (cycled): a 23.09 camera lists [4, 6] (no
+# native stream this client knows), others H.264 and H.265 beside JPEG.
+STRICT_FORMATS = ([0, 5, 6], [4, 6], [5, 6, 7])
+
+
+def camera_formats(state: SimulatorState, camera: scene.Camera) -> list[int]:
+    if state.config.profile != "strict":
+        return [0, 5, 6]
+    return STRICT_FORMATS[state.site.camera_list.index(camera) % len(STRICT_FORMATS)]
+
+
 def build_app(config: SimulatorConfig) -> Starlette:
     state = SimulatorState(config)
+    strict = config.profile == "strict"
 
     def api(handler: Any, *, needs_session: bool = True, binary: bool = False) -> Any:
         async def endpoint(request: Request) -> Response:
@@ -234,6 +255,8 @@ def build_app(config: SimulatorConfig) -> Starlette:
                     return HTMLResponse(LOGIN_PAGE, status_code=401)
                 return _json({"success": False, "error": "invalid session"})
             except ApiError as exc:
+                if strict and exc.status == 400:
+                    return PlainTextResponse("Invalid Request", status_code=400)  # the seed's 400
                 return _json({"success": False, "error": exc.message}, exc.status)
 
         return endpoint
@@ -250,14 +273,16 @@ def build_app(config: SimulatorConfig) -> Starlette:
         if session is None:
             log.info("login refused for user %r", params.get("u"))
             return _json({"success": False})
+        if strict:  # what the public clients read, nothing more
+            return _json({"success": True, "sessionId": session.id, "group": server_object(state)["group"]})
         return _json({"success": True, "sessionId": session.id, **server_object(state)})
 
     async def logout(request: Request) -> Response:
         q = request.query_params
         search_id = q.get("search_id")
-        if search_id:
+        if search_id:  # closing a search answers like a logout: 302 to the login page (seed)
             state.searches.pop(search_id, None)
-            return Response(status_code=200)
+            return RedirectResponse("login.web", status_code=302)
         form = dict(await request.form()) if request.method == "POST" else {}
         state.sessions.pop(str(q.get("s") or form.get("s") or ""), None)
         return RedirectResponse("login.web", status_code=302)
@@ -314,7 +339,7 @@ def build_app(config: SimulatorConfig) -> Starlette:
                 "start_time": scene.iso_z(clips[0][0]),
                 "end_time": scene.iso_z(clips[-1][1]),
                 "frameCounts": {str(camera.id): frames},
-                "videoInfo": [{"camera": camera.id, "clips": _clip_json(clips)}],
+                "videoInfo": [{"clips": _clip_json(clips), **({} if strict else {"camera": camera.id})}],
                 "audioInfo": [],
             }
         )
@@ -428,18 +453,31 @@ def build_app(config: SimulatorConfig) -> Starlette:
         camera = state.camera(q.get("camera"))
         moment = state.site.current_time() if search_found is None else search_found.reference
         fmt = q.get("format") or ("6" if q.get("fmt", "jpg") in ("jpg", "jpeg") else "5")
+        if not fmt.isdigit() or int(fmt) not in camera_formats(state, camera):
+            formats = ", ".join(map(str, camera_formats(state, camera)))
+            raise ApiError(400, f"format {fmt} is not available on camera {camera.id} (formats {formats})")
         if fmt in ("0", "6"):
             if search_found is not None:
                 search_found.reference += timedelta(seconds=search_found.speed / 100 / camera.fps)
             return _jpeg(state, request, camera, moment, recorded_only=False)
         if fmt != "5":
-            raise ApiError(400, f"format {fmt} is not available on camera {camera.id} (formats 0, 5, 6)")
+            raise ApiError(400, f"format {fmt} is listed but not simulated (only H.264, 5, is)")
         if q.get("multipart_encode") not in ("1", "true"):
             raise ApiError(400, "the native stream is served with multipart_encode=1")
         return StreamingResponse(
             native_stream(state, camera, moment, q.get("iframes") in ("1", "true"), search_found is not None),
             media_type="multipart/x-mixed-replace; boundary=evframe",
         )
+
+    async def thumbnail_preview(request: Request) -> Response:
+        q = request.query_params
+        camera = state.camera(q.get("camera"))
+        widths = {"0": 80, "1": 128, "2": 200}
+        if q.get("size", "0") not in widths:
+            raise ApiError(400, "size must be 0, 1 or 2 (80, 128 or 200 px)")
+        played = state.site.play(camera, scene.slot_of(state.site.current_time()))
+        data = jpeg(camera, config.seed, played.variant if played else "still", 0, widths[q.get("size", "0")], None, 7)
+        return Response(data, media_type="image/jpeg")
 
     # --- export ---------------------------------------------------------------------
     async def export(request: Request) -> Response:
@@ -541,7 +579,8 @@ def build_app(config: SimulatorConfig) -> Starlette:
                         state.camera(q.get("itemId"))  # a camera bookmark must name a known camera
                     item["start"] = scene.iso_z(parse_time(q.get("start"), "start"))
                     item["end"] = scene.iso_z(parse_time(q.get("end"), "end"))
-                    item["items"] = [{"type": int(q.get("itemType", "0")), "id": int(q.get("itemId", "0"))}]
+                    item["itemType"] = int(q.get("itemType", "0"))
+                    item["itemId"] = int(q.get("itemId", "0"))
                     if q.get("case") and q["case"] not in state.cases:
                         raise ApiError(404, f"unknown case {q['case']!r}")
                 item["created"] = scene.iso_z(state.site.current_time())
@@ -604,15 +643,18 @@ def build_app(config: SimulatorConfig) -> Starlette:
     add("/step.web", step, ["GET"], needs_session=False)
     add("/step.web/{steps:str}", step, ["GET", "POST"], needs_session=False)
     add("/video.web", video, ["GET"], needs_session=False, binary=True)
+    add("/video.web/thumbnail", thumbnail_preview, ["GET"], binary=True)
     add("/export.web", export, ["GET"], needs_session=False, binary=True)
     add("/events.web", events, ["GET"])
     add("/status.web", status, ["GET"])
     add(
         "/bookmarks.web",
-        crud(state.bookmarks, "bookmark", ("name", "description", "start", "end", "case")),
+        crud(state.bookmarks, "bookmark", ("name", "description", "start", "end", "case", "itemType", "itemId")),
         ["GET", "POST", "PUT", "DELETE"],
     )
-    add("/cases.web", crud(state.cases, "case", ("name", "description", "status")), ["GET", "POST", "PUT", "DELETE"])
+    add("/cases.web", crud(state.cases, "case", ("name", "description")), ["GET", "POST", "PUT", "DELETE"])
+    if strict:
+        routes[:] = [r for r in routes if r.path.removeprefix("/v1") not in GUESSED_PATHS]
     routes.append(Route("/_sim/truth", truth, methods=["GET"]))
     routes.append(Route("/_sim/stats", sim_stats, methods=["GET"]))
     app = Starlette(routes=routes)
@@ -677,8 +719,8 @@ def camera_object(state: SimulatorState, camera: scene.Camera) -> dict[str, Any]
         "disabled": 0,
         "resolution": {"width": camera.width, "height": camera.height},
         "frameRate": camera.fps,
-        "formats": [0, 5, 6],
-        "recording": "continuous" if camera.continuous else "motion",
+        "formats": camera_formats(state, camera),
+        **({} if state.config.profile == "strict" else {"recording": "continuous" if camera.continuous else "motion"}),
     }
 
 

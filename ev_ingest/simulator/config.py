@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -17,6 +18,11 @@ DEFAULT_PASSWORD = "admin256"  # the simulator's documented default; EV_PASSWORD
 class SimulatorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    profile: Literal["full", "strict"] = Field(
+        "full",
+        description="full: every path the client uses, guesses included; strict: only what the seed and the "
+        "public clients show (text/plain 400s, varied camera formats, no guessed paths or invented fields)",
+    )
     host: str = Field("127.0.0.1", description="Address to bind; loopback unless told otherwise.")
     port: int = Field(8780, ge=0, le=65535, description="TCP port; 0 picks a free one.")
     cameras: int = Field(4, ge=1, le=256)
