@@ -180,7 +180,10 @@ def parse_answer(call: Call[T], body: Any, method: str = "GET", where: str | Non
     except ExacqError:
         raise
     except ValidationError as exc:
-        fields = "; ".join(".".join(str(p) for p in e["loc"]) + f": {e['msg']}" for e in exc.errors()[:3])
+        fields = "; ".join(
+            ".".join(str(p) for p in e["loc"]) + ": " * bool(e["loc"]) + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()[:3]
+        )
         raise ProtocolError(
             f"unrecognised answer to {call.what or call.path}: {fields}", method=method, url=where
         ) from None

@@ -93,6 +93,8 @@ class ClientSettings(BaseModel):
     def from_url(cls, url: str, **overrides: object) -> ClientSettings:
         """Parse `exacqvision://user:password@host:port/?server_id=0&tls_verify=true&tls=false`.
 
+        `deadline_s=` sets the total time one call may take (default 120 s).
+
         `http://` and `https://` URLs are accepted too. `tls=true` (or the `exacqvisions`
         scheme) selects https; `ca_file=` names a private CA bundle.
         """
@@ -113,6 +115,7 @@ class ClientSettings(BaseModel):
             "tls_verify": _truthy(query["tls_verify"]) if "tls_verify" in query else None,
             "ca_file": query.get("ca_file"),
             "api_prefix": query.get("api_prefix"),
+            "deadline_s": query.get("deadline_s"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.build(**values)

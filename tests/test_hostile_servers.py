@@ -1,0 +1,144 @@
+"""The client against hostile and broken servers (tests/hostile.py, on a real socket): each
+ends in one clear error, within the call's deadline, without holding what it is sent."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+
+from ev_ingest import clock
+from ev_ingest.client import ProtocolError, RequestTimeout, ServerError, TransportError
+from tests.hostile import (
+    CAMERAS,
+    HostileServer,
+    answer,
+    deep_json,
+    endless_chunked,
+    giant_json,
+    json_answer,
+    native_parts,
+    trickle,
+)
+
+START = datetime(2026, 1, 5, tzinfo=UTC)  # the hostile server does not look at times
+
+
+def test_giant_json_is_refused_by_its_length(make_client):
+    with HostileServer({"/config.web": giant_json(1 << 30)}) as server:
+        client = make_client(server.url())
+        with pytest.raises(ProtocolError, match=r"announces 1074 MB, over the 32 MiB"):
+            client.cameras.list()
+
+
+def test_endless_body_is_refused_at_the_cap(make_client):
+    with HostileServer({"/config.web": endless_chunked}) as server:
+        client = make_client(server.url())
+        with pytest.raises(ProtocolError, match="grew past the limit"):
+            client.cameras.list()
+
+
+@pytest.mark.parametrize("where", ["body", "headers"])
+def test_trickled_answer_ends_at_the_call_deadline(make_client, where):
+    prefix = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    if where == "headers":
+        prefix = b"HTTP/1.1 200 OK\r\nX-Slow: "
+    with HostileServer({"/config.web": trickle(prefix, 0.2)}) as server:
+        client = make_client(server.url(deadline_s=1.5), max_retries=1)
+        began = time.monotonic()
+        with pytest.raises(RequestTimeout, match=r"deadline of 1.5 s"):
+            client.cameras.list()
+        # Without the deadline this never ends (each byte resets the 60 s read timeout).
+        assert time.monotonic() - began < 30
+
+
+def test_huge_retry_after_is_not_obeyed(make_client):
+    busy = lambda sock: answer(sock, b"{}", "503 Service Unavailable", {"Retry-After": "999999"})  # noqa: E731
+    with HostileServer({"/config.web": busy}) as server:
+        client = make_client(server.url(), max_retries=2)
+        began = time.monotonic()
+        with pytest.raises(ServerError, match="retries exhausted"):
+            client.cameras.list()
+        assert time.monotonic() - began < 60  # obeyed, it would be 11 days
+        assert server.requests.count("/config.web") == 3
+
+
+def test_absurdly_deep_json_is_a_protocol_error(make_client):
+    with HostileServer({"/config.web": deep_json(200_000)}) as server:
+        client = make_client(server.url(), max_retries=0)
+        with pytest.raises(ProtocolError, match="malformed JSON from /config.web"):
+            client.cameras.list()
+
+
+def test_native_part_with_a_huge_datalen_is_refused(make_client):
+    part = b"--evframe\r\nContent-Type: video/h264\r\nDataLen: 8300000000\r\nIframe: 1\r\n\r\n"
+    with HostileServer({"/video.web": native_parts([part], then_close=False)}) as server:
+        client = make_client(server.url())
+        with pytest.raises(ProtocolError, match="DataLen"):
+            next(iter(client.video.native_frames(4593152)))
+
+
+def test_stream_cut_mid_part_is_a_client_error_not_an_httpx_one(make_client):
+    part = b"--evframe\r\nContent-Type: video/h264\r\nDataLen: 5000\r\nIframe: 1\r\n\r\n" + b"\0" * 100
+    with HostileServer({"/video.web": native_parts([part])}) as server:  # then the connection closes
+        client = make_client(server.url())
+        with pytest.raises(TransportError, match="native stream of camera 4593152: the connection failed"):
+            list(client.video.native_frames(4593152))
+
+
+def test_search_answer_in_an_unknown_shape_raises_instead_of_finding_nothing(make_client):
+    nested = {"search_id": "1", "frames": 90000, "videoInfo": [{"camera": 4593152, "recordings": [{"s": 1}]}]}
+    with HostileServer({"/search.web": json_answer(nested)}) as server:
+        client = make_client(server.url())
+        with pytest.raises(ProtocolError, match="unrecognised answer to search of camera 4593152: videoInfo is not"):
+            client.search.recordings(4593152, START, START + timedelta(hours=1))
+    with HostileServer({"/search.web": json_answer({"cameras": {}})}) as server:
+        client = make_client(server.url())
+        with pytest.raises(ProtocolError, match="not a search answer"):
+            client.search.recordings(4593152, START, START + timedelta(hours=1))
+
+
+def test_planner_raises_on_an_unknown_search_shape():
+    """A search answer whose clips carry other field names plans nothing today on a guess;
+    here it is an error the nightly run reports, never an "archived" day with no exports."""
+    from ev_ingest.client import ExacqClient
+    from pipelines import archive
+    from tests.conftest import pipeline_config
+
+    day = clock.midnight(2)  # any ended interval: derived from now, not a date in the code
+    shifted = {"search_id": "1", "frames": 10, "videoInfo": [{"clips": [{"begin": "x", "finish": "y"}]}]}
+    with HostileServer({"/search.web": json_answer(shifted)}) as server:
+        url = f"http://127.0.0.1:{server.port}"
+        config = pipeline_config(SimpleNamespace(url=url))
+        with ExacqClient(url, "admin", "pw") as client:
+            with pytest.raises(ProtocolError, match=r"unrecognised answer to search of camera 4593152: clips\.0"):
+                archive.plan(client, config, "HQ", "nvr1", day, day + timedelta(hours=1))
+
+
+@pytest.mark.parametrize("attack", ["giant", "endless", "deep"])
+def test_the_command_stays_small_against_a_hostile_server(attack, tmp_path):
+    """`ev-ingest cameras` in a process of its own: one clear line, exit 1, peak RSS < 300 MB."""
+    behaviour = {"giant": giant_json(1 << 30), "endless": endless_chunked, "deep": deep_json(200_000)}[attack]
+    with HostileServer({"/config.web": behaviour}) as server:
+        probe = (
+            "import resource, subprocess, sys\n"
+            "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+            "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+            "print(done.stderr.strip())\n"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EV_")}
+        env.update(EV_URL=server.url(deadline_s=20), EV_PASSWORD="pw")
+        out = subprocess.run(
+            [sys.executable, "-c", probe, sys.executable, "-m", "pipelines.cli", "cameras"],
+            capture_output=True, text=True, env=env, timeout=300,
+        ).stdout.splitlines()  # fmt: skip
+    code, peak_kb = map(int, out[0].split())
+    assert code == 1 and len(out[1:]) == 1 and out[1].startswith("ev-ingest cameras: error: "), out
+    assert peak_kb < 300 * 1024, f"peak RSS {peak_kb / 1024:.0f} MB"
+    assert json.dumps(CAMERAS) not in out[1]
