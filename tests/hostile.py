@@ -100,9 +100,10 @@ class HostileServer:
                         return
                     data += more
                 head = data.split(b"\r\n", 1)[0].decode("latin-1")
-                path = head.split()[1].split("?")[0].removeprefix("/v1")
+                path, _, query = head.split()[1].partition("?")
+                path = path.removeprefix("/v1")
                 server.requests.append(path)
-                behaviour = server.routes.get(path, lambda sock: answer(sock, b"{}", "404 Not Found"))
+                behaviour = server.route(path, query)
                 try:
                     behaviour(self.request)
                 except OSError:
@@ -111,6 +112,14 @@ class HostileServer:
         self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
+
+    def route(self, path: str, query: str) -> Behaviour:
+        """The longest route key `path[?fragment]` whose fragment is in the query."""
+        for key in sorted(self.routes, key=len, reverse=True):
+            key_path, _, fragment = key.partition("?")
+            if key_path == path and fragment in query:
+                return self.routes[key]
+        return lambda sock: answer(sock, b"{}", "404 Not Found")
 
     def url(self, **query: Any) -> str:
         tail = "&".join(f"{k}={v}" for k, v in query.items())

@@ -281,10 +281,14 @@ def test_no_secret_in_logs(make_client, sim, caplog, monkeypatch):
     client = make_client(sim.url)
     client.cameras.list()
     client.search.recordings(CAM, START, START + timedelta(minutes=1))
+    export_id = client.exports.create(CAM, START, START + timedelta(minutes=1))  # a capability
+    client.exports.wait(export_id, poll_interval=0.01)
+    client.exports.download(export_id, io.BytesIO())
+    client.exports.finish(export_id)
     session = client._session_id if hasattr(client, "_session_id") else client._target._session_id
     text = "\n".join(r.getMessage() for r in caplog.records)
-    assert "HTTP Request" in text  # httpx did log the requests...
-    assert session not in text and PASSWORD not in text  # ...without the secrets
+    assert "HTTP Request" in text and "action=download" in text  # httpx did log the requests...
+    assert session not in text and PASSWORD not in text and export_id not in text  # ...without the secrets
     assert PASSWORD not in repr(client) and session not in repr(client)
 
 

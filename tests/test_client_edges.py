@@ -190,3 +190,23 @@ def test_concurrency_limit_holds_at_the_server(make_sim):
             thread.join()
     stats = httpx.get(server.url + "/_sim/stats").json()
     assert stats["requests"] >= 13 and stats["peak_in_flight"] == 3
+
+
+def test_readme_path_table_is_the_code_table():
+    """The README's path table, with each path's evidence, is generated from paths.TABLE."""
+    from pathlib import Path
+
+    from ev_ingest.client import paths
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert paths.markdown_table() in readme
+    assert {p.evidence for p in paths.TABLE} == {"CONFIRMED", "OBSERVED", "SEED", "GUESS"}
+
+
+def test_bookmark_cameras_from_either_shape_and_none_is_an_error():
+    from ev_ingest.client.models import Bookmark
+
+    assert Bookmark.model_validate({"guid": "a", "itemType": 0, "itemId": 4593152}).camera_ids == [4593152]
+    assert Bookmark.model_validate({"guid": "b", "items": [{"type": 0, "id": 4593408}]}).camera_ids == [4593408]
+    with pytest.raises(ValueError, match="names no camera"):
+        Bookmark.model_validate({"guid": "c", "itemType": 2, "itemId": 7}).camera_ids  # noqa: B018

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from ev_ingest import clock
-from ev_ingest.client import ProtocolError, RequestTimeout, ServerError, TransportError
+from ev_ingest.client import DownloadError, ProtocolError, RequestTimeout, ServerError, TransportError
 from tests.hostile import (
     CAMERAS,
     HostileServer,
@@ -67,6 +67,17 @@ def test_huge_retry_after_is_not_obeyed(make_client):
             client.cameras.list()
         assert time.monotonic() - began < 60  # obeyed, it would be 11 days
         assert server.requests.count("/config.web") == 3
+
+
+def test_trickled_download_is_given_up_and_leaves_nothing(make_client, tmp_path):
+    export_id = "capability-5f1e2d"  # anyone holding it could download the export
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: 1000000\r\n\r\n"
+    with HostileServer({"/export.web?action=download": trickle(head + b"\0" * 100, 0.2)}) as server:
+        client = make_client(server.url(deadline_s=1.5))
+        with pytest.raises(DownloadError, match=r"export #[0-9a-f]{10}: the server sends too slowly") as failed:
+            client.exports.download(export_id, tmp_path / "clip.mp4")
+    assert export_id not in str(failed.value)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_absurdly_deep_json_is_a_protocol_error(make_client):

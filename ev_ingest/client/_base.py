@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from ev_ingest import clock
 from ev_ingest.client import _deadline, paths
 from ev_ingest.client._config import (
+    DOWNLOAD_RESUMES,
     MAX_DOWNLOAD_BYTES,
     MAX_FRAME_GAP,
     MAX_JSON_BYTES,
@@ -391,6 +392,13 @@ class BaseClient:
             return Retry(backoff(attempt), type(exc).__name__)
         return None
 
+    def build(self, step: Send) -> httpx.Request:
+        args = step.args
+        http: httpx.Client | httpx.AsyncClient = self._http  # type: ignore[attr-defined]  # set by each client
+        return http.build_request(
+            args["method"], args["url"], params=args["params"], data=args["data"], headers=step.headers
+        )
+
     def deadline(self) -> _deadline.Deadline:
         return _deadline.Deadline.after(self.settings.deadline_s)
 
@@ -601,10 +609,12 @@ class _NoHash:
 
 
 class DownloadTracker:
-    """Size, SHA-256 and resume bookkeeping of one export download."""
+    """Size, SHA-256, pace and resume decisions of one export download: everything but the
+    I/O, so the sync and async downloads are the same few lines around it."""
 
-    def __init__(self, export_id: str, sha256: bool = True) -> None:
+    def __init__(self, export_id: str, sha256: bool = True, grace: float = 120.0) -> None:
         self.export_id = export_id
+        self.pace = DownloadPace(export_label(export_id), grace)
         self._hash_class: type[_BackgroundHash] | type[_NoHash] = _BackgroundHash if sha256 else _NoHash
         self.hasher = self._hash_class()
         self.offset = 0
@@ -640,9 +650,36 @@ class DownloadTracker:
             return False
         return True
 
+    def start(self, response: httpx.Response, rewind: Callable[[], None] | None) -> None:
+        """`begin`, rewinding what was written when the server restarts from byte 0."""
+        if not self.begin(response):
+            if rewind is None:
+                self.hasher.close()
+                raise DownloadError(f"{self.label}: the server cannot resume the download")
+            rewind()
+
     def update(self, chunk: bytes) -> None:
+        try:
+            self.pace.check(len(chunk))
+        except DownloadError:
+            self.hasher.close()
+            raise
         self.hasher.update(chunk)
         self.offset += len(chunk)
+
+    def check_complete(self) -> bool:
+        """True when all announced bytes came; a TransportError (resumable) when the answer ended early."""
+        if self.total is None or self.offset >= self.total:
+            return True
+        raise TransportError("the answer ended early")
+
+    def resume_after(self, exc: TransportError) -> float:
+        """The pause before resuming after `exc`; the download's DownloadError when out of resumes."""
+        if self.resumes >= DOWNLOAD_RESUMES:
+            raise self.give_up(exc) from None
+        self.resumes += 1
+        log.debug("%s: connection dropped at byte %s, resuming", self.label, self.offset)
+        return backoff(self.resumes - 1)
 
     def finish(self) -> DownloadResult:
         if self.total is not None and self.offset != self.total:

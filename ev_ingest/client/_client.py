@@ -133,13 +133,9 @@ class ExacqClient(BaseClient, _Areas):
     def _send(self, step: Send) -> httpx.Response:
         """The answer: read (capped) into memory, or for a stream step a 2xx stream left
         open with its concurrency slot held (released by `stream()`)."""
-        args = step.args
         self._limit.acquire()
         try:
-            request = self._http.build_request(
-                args["method"], args["url"], params=args["params"], data=args["data"], headers=step.headers
-            )
-            response = self._http.send(request, stream=True)
+            response = self._http.send(self.build(step), stream=True)
         except BaseException:
             self._limit.release()
             raise
@@ -205,12 +201,12 @@ class ExacqClient(BaseClient, _Areas):
 
     def chunks(self, response: httpx.Response, what: str) -> Iterator[bytes]:
         """A stream's raw chunks, its network errors translated at this boundary (as httpx
-        maps httpcore's), each read kept within the call deadline of its own."""
+        maps httpcore's). Each read keeps to the read timeout; the whole body to the reader's
+        pace rules (`DownloadPace`, `FrameGap`), not to a call deadline."""
         iterator = response.iter_raw()
         while True:
             try:
-                with _deadline.within(self.deadline()):
-                    chunk = next(iterator)
+                chunk = next(iterator)
             except StopIteration:
                 return
             except httpx.TransportError as exc:
@@ -274,13 +270,9 @@ class AsyncExacqClient(BaseClient, _Areas):
                     error = exc
 
     async def _send(self, step: Send) -> httpx.Response:
-        args = step.args
         await self._limit.acquire()
         try:
-            request = self._http.build_request(
-                args["method"], args["url"], params=args["params"], data=args["data"], headers=step.headers
-            )
-            response = await self._http.send(request, stream=True)
+            response = await self._http.send(self.build(step), stream=True)
         except BaseException:
             self._limit.release()
             raise
@@ -343,8 +335,7 @@ class AsyncExacqClient(BaseClient, _Areas):
         iterator = response.aiter_raw()
         while True:
             try:
-                with _deadline.within(self.deadline()):
-                    chunk = await anext(iterator)
+                chunk = await anext(iterator)
             except StopAsyncIteration:
                 return
             except httpx.TransportError as exc:

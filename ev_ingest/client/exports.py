@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from ev_ingest.client import paths
-from ev_ingest.client._base import Call, DownloadPace, DownloadTracker, backoff, check_range
+from ev_ingest.client._base import Call, DownloadTracker, check_range
 from ev_ingest.client._config import (
-    DOWNLOAD_RESUMES,
     EXPORT_POLL_INTERVAL,
     EXPORT_STALL_POLLS,
     EXPORT_WAIT_TIMEOUT,
@@ -99,6 +98,9 @@ class _ExportCalls:
             session=False,
             what=f"download of {export_label(export_id)}",
         )
+
+    def _tracker(self, export_id: str, sha256: bool = True) -> DownloadTracker:
+        return DownloadTracker(export_id, sha256, grace=self._client.settings.deadline_s)
 
     @staticmethod
     def _finish(export_id: str) -> Call[None]:
@@ -271,32 +273,19 @@ class Exports(_ExportCalls):
         self, export_id: str, tracker: DownloadTracker | None = None, rewind: Callable[[], None] | None = None
     ) -> Iterator[bytes]:
         """The export's bytes as chunks; resumes dropped connections. Check `tracker.finish()` after."""
-        tracker = tracker or DownloadTracker(export_id)
-        pace = DownloadPace(tracker.label, self._client.settings.deadline_s)
+        tracker = tracker or self._tracker(export_id)
         while True:
             try:
                 with self._client.stream(self._download(export_id), tracker.request_headers()) as response:
-                    if not tracker.begin(response):
-                        if rewind is None:
-                            raise DownloadError(f"{tracker.label}: the server cannot resume the download")
-                        rewind()
+                    tracker.start(response, rewind)
                     # The transport's own pieces: re-chunking them would cost a copy.
                     for chunk in self._client.chunks(response, tracker.label):
-                        pace.check(len(chunk))
                         tracker.update(chunk)
                         yield chunk
-                if tracker.total is None or tracker.offset >= tracker.total:
+                if tracker.check_complete():
                     return
-                raise TransportError("the answer ended early")
-            except DownloadError:
-                tracker.hasher.close()
-                raise
             except TransportError as exc:
-                if tracker.resumes >= DOWNLOAD_RESUMES:
-                    raise tracker.give_up(exc) from None
-                tracker.resumes += 1
-                log.debug("%s: connection dropped at byte %s, resuming", tracker.label, tracker.offset)
-                time.sleep(backoff(tracker.resumes - 1))
+                time.sleep(tracker.resume_after(exc))
 
     def download(
         self, export_id: str, destination: str | os.PathLike[str] | IO[bytes], *, sha256: bool = True
@@ -306,7 +295,7 @@ class Exports(_ExportCalls):
         A path that is a directory receives the server's (sanitised) file name. `sha256=False`
         skips the hash (it costs about one core per 1.8 GB/s) when the caller hashes elsewhere.
         """
-        tracker = DownloadTracker(export_id, sha256)
+        tracker = self._tracker(export_id, sha256)
         if hasattr(destination, "write"):
             fh: IO[bytes] = destination  # type: ignore[assignment]
             for chunk in self.iter_download(export_id, tracker, _rewinder(fh)):
@@ -384,36 +373,23 @@ class AsyncExports(_ExportCalls):
     async def iter_download(
         self, export_id: str, tracker: DownloadTracker | None = None, rewind: Callable[[], None] | None = None
     ) -> AsyncIterator[bytes]:
-        tracker = tracker or DownloadTracker(export_id)
-        pace = DownloadPace(tracker.label, self._client.settings.deadline_s)
+        tracker = tracker or self._tracker(export_id)
         while True:
             try:
                 async with self._client.stream(self._download(export_id), tracker.request_headers()) as response:
-                    if not tracker.begin(response):
-                        if rewind is None:
-                            raise DownloadError(f"{tracker.label}: the server cannot resume the download")
-                        rewind()
+                    tracker.start(response, rewind)
                     async for chunk in self._client.chunks(response, tracker.label):
-                        pace.check(len(chunk))
                         tracker.update(chunk)
                         yield chunk
-                if tracker.total is None or tracker.offset >= tracker.total:
+                if tracker.check_complete():
                     return
-                raise TransportError("the answer ended early")
-            except DownloadError:
-                tracker.hasher.close()
-                raise
             except TransportError as exc:
-                if tracker.resumes >= DOWNLOAD_RESUMES:
-                    raise tracker.give_up(exc) from None
-                tracker.resumes += 1
-                log.debug("%s: connection dropped at byte %s, resuming", tracker.label, tracker.offset)
-                await asyncio.sleep(backoff(tracker.resumes - 1))
+                await asyncio.sleep(tracker.resume_after(exc))
 
     async def download(
         self, export_id: str, destination: str | os.PathLike[str] | IO[bytes], *, sha256: bool = True
     ) -> DownloadResult:
-        tracker = DownloadTracker(export_id, sha256)
+        tracker = self._tracker(export_id, sha256)
         if hasattr(destination, "write"):
             return await self._download_to(export_id, tracker, destination)  # type: ignore[arg-type]
         path = Path(destination)
