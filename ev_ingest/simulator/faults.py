@@ -113,10 +113,22 @@ class FaultInjector:
         stats.requests += 1
         stats.in_flight += 1
         stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
+        answered = False
+
+        async def counted(message: dict) -> None:
+            # The request leaves the count *before* its last bytes go out: a client that reads
+            # them and sends its next request can never be counted twice (the count would race).
+            nonlocal answered
+            if message["type"] == "http.response.body" and not message.get("more_body") and not answered:
+                answered = True
+                stats.in_flight -= 1
+            await send(message)
+
         try:
-            await self._handle(scope, receive, send, random.Random(f"{self.seed}:{stats.requests}"))
+            await self._handle(scope, receive, counted, random.Random(f"{self.seed}:{stats.requests}"))
         finally:
-            stats.in_flight -= 1
+            if not answered:
+                stats.in_flight -= 1
 
     async def _handle(self, scope: dict, receive: Callable, send: Callable, rng: random.Random) -> None:
         # Draw every kind on every request, so one kind's probability does not shift another's stream.
