@@ -207,7 +207,14 @@ def cmd_motion(args: argparse.Namespace) -> int:
     from pipelines.video import MotionConfig, analyze
     from pipelines.video.summary import write_parquet
 
-    config = MotionConfig(region=args.region) if args.region else MotionConfig()
+    settings = {
+        "region": args.region,
+        "masks": tuple(args.mask) if args.mask else None,
+        "pixel_threshold": args.threshold,
+        "min_region": args.min_region,
+        "detector": args.detector,
+    }
+    config = MotionConfig(**{k: v for k, v in settings.items() if v is not None})
     reports = []
     for path in args.files:
         bar_format = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}"
@@ -224,7 +231,12 @@ def cmd_motion(args: argparse.Namespace) -> int:
             args.out.mkdir(parents=True, exist_ok=True)
             write_parquet(summary.timeline_table(), args.out / f"{path.stem}.timeline.parquet")
             write_parquet(summary.events_table(), args.out / f"{path.stem}.events.parquet")
-        reports.append(summary.as_json())
+        report = summary.as_json()
+        if args.snapshots or args.clips:
+            report["media"] = write_media(path, summary, args.snapshots, args.clips)
+        reports.append(report)
+        for warning in summary.warnings:  # on stderr, also with --json: a partial summary is never silent
+            print(f"{path}: warning: {warning}", file=sys.stderr)
         if not args.json:
             print(
                 f"{path}: {len(summary.events)} events, {summary.duration_s:.0f} s of video in "
@@ -232,11 +244,34 @@ def cmd_motion(args: argparse.Namespace) -> int:
             )
             for event in summary.events:
                 print(f"  {event.start_s:8.2f} s -> {event.end_s:8.2f} s  peak {event.peak:.3f}")
-            for warning in summary.warnings:
-                print(f"  warning: {warning}")
     if args.json:
         print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
     return EXIT_OK
+
+
+def write_media(path: Path, summary: Any, snapshots: Path | None, clips: Path | None) -> list[dict[str, str]]:
+    """A snapshot and/or a clip per event, named <file>.<n>.jpg / <file>.<n>.mp4."""
+    from pipelines.video import media
+    from pipelines.video.decode import is_zip
+
+    if is_zip(path):
+        raise CliError(f"{path}: snapshots and clips are made from single-file recordings, not a ps_zip")
+    made = []
+    suffix = media.clip_suffix(path) if clips else ""
+    for number, event in enumerate(summary.events, start=1):
+        item: dict[str, str] = {}
+        if snapshots:
+            snapshots.mkdir(parents=True, exist_ok=True)
+            target = snapshots / f"{path.stem}.{number:03d}.jpg"
+            target.write_bytes(media.snapshot(path, event))
+            item["snapshot"] = str(target)
+        if clips:
+            clips.mkdir(parents=True, exist_ok=True)
+            target = clips / f"{path.stem}.{number:03d}{suffix}"
+            target.write_bytes(media.clip(path, event))
+            item["clip"] = str(target)
+        made.append(item)
+    return made
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
@@ -358,6 +393,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=parse_time, help="wall-clock time of the first frame (" + TIME_HELP + ")")
     p.add_argument("--workers", type=int, default=None, help="processes (default: 2)")
     p.add_argument("--out", type=Path, help="write <name>.timeline.parquet and <name>.events.parquet here")
+    p.add_argument("--snapshots", type=Path, help="write a JPEG per event (its peak frame, region boxed) here")
+    p.add_argument("--clips", type=Path, help="write a clip per event (packets copied, no re-encoding) here")
+    p.add_argument("--mask", type=parse_region, action="append", help="x0,y0,x1,y1 (0..1): never look here (repeat)")
+    p.add_argument("--threshold", type=int, help="luma change that counts a pixel as moving (default 20)")
+    p.add_argument("--min-region", type=float, help="smallest moving region, fraction of the frame (default 0.0015)")
+    p.add_argument("--detector", choices=["running_average", "mog2"], help="background model")
 
     p = command("simulator", cmd_simulator, "run the exacqVision simulator")
     p.add_argument("--host", default="127.0.0.1")

@@ -19,6 +19,7 @@ decoder each.
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
@@ -31,14 +32,16 @@ from datetime import datetime
 from functools import partial
 from typing import Any, Literal
 
+import av.error
 import numpy as np
 
 from pipelines.video import decode, gops
-from pipelines.video.decode import DecodeStats, Segment, Source, VideoError
+from pipelines.video.decode import DecodeStats, Segment, Source, VideoError, ZipMember
 from pipelines.video.detect import MotionConfig, keyframe_change, make_detector
-from pipelines.video.summary import EPOCH, Event, Track, events_table, find_events, timeline_table
+from pipelines.video.summary import EPOCH, Event, Track, events_table, find_events, spans, timeline_table
 
 log = logging.getLogger(__name__)
+COVERAGE_KEY = "ev_ingest.coverage"
 
 Mode = Literal["full", "gated", "keyframe"]
 MODES: tuple[Mode, ...] = ("full", "gated", "keyframe")
@@ -47,7 +50,7 @@ Progress = Callable[[float, float], None]  # (done, in all): seconds of one reco
 
 @dataclass(frozen=True)
 class Job:
-    data: Any  # path or bytes (pickled to the worker)
+    data: Any  # a path, a ZipMember, or (in-process only) bytes or a file object
     container_format: str | None
     mode: Mode
     config: MotionConfig
@@ -66,6 +69,8 @@ class JobResult:
     gops: int = 0
     gops_decoded: int = 0
     job_seconds: float = 0.0
+    error: str | None = None  # the segment could not be decoded at all (the others still count)
+    size: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -84,12 +89,38 @@ class MotionSummary:
     gops_decoded: int = 0
     fps: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    size: tuple[int, int] = (0, 0)  # the video's width and height, pixels
+
+    def pixels(self, box: tuple[float, float, float, float]) -> list[int]:
+        """A normalised box in the video's pixels."""
+        width, height = self.size
+        return [round(box[0] * width), round(box[1] * height), round(box[2] * width), round(box[3] * height)]
 
     def timeline_table(self) -> Any:
-        return timeline_table(self.track, self.camera_id, self.start or EPOCH, self.source)
+        return self._with_coverage(timeline_table(self.track, self.camera_id, self.start or EPOCH, self.source))
 
     def events_table(self) -> Any:
-        return events_table(self.events, self.camera_id, self.start or EPOCH, self.source)
+        return self._with_coverage(events_table(self.events, self.camera_id, self.start or EPOCH, self.source))
+
+    def _with_coverage(self, table: Any) -> Any:
+        """The table with this summary's coverage in its schema metadata (`ev_ingest.coverage`)."""
+        return table.replace_schema_metadata({COVERAGE_KEY: json.dumps(self.coverage())})
+
+    def coverage(self) -> dict[str, Any]:
+        """What the summary covers: seconds analysed, seconds lost to damage (bad packets, a
+        container unreadable from some point to its end), and their ratio. Gaps a recording
+        never had (a motion-triggered camera) are not losses."""
+        stats = self.stats
+        lost = sum(b - a for a, b in stats.damaged)
+        analysed = self.track.covered_s
+        return {
+            "analysed_s": round(analysed, 3),
+            "lost_s": round(lost, 3),
+            "coverage": round(analysed / (analysed + lost), 4) if analysed + lost > 0 else 0.0,
+            "complete": not stats.damaged and stats.unreadable_from is None,
+            "damaged_spans": [[round(a, 3), round(b, 3)] for a, b in stats.damaged],
+            "unreadable_from_s": stats.unreadable_from,
+        }
 
     @property
     def realtime_factor(self) -> float:
@@ -114,6 +145,7 @@ class MotionSummary:
             "corrupt_packets": self.stats.corrupt_packets,
             "damaged_spans": [{"start_s": round(a, 3), "end_s": round(b, 3)} for a, b in self.stats.damaged],
             "unreadable_from_s": self.stats.unreadable_from,
+            "coverage": {k: v for k, v in self.coverage().items() if k not in ("damaged_spans", "unreadable_from_s")},
             "events": [
                 {
                     "start_s": round(e.start_s, 3),
@@ -121,7 +153,9 @@ class MotionSummary:
                     "peak": round(e.peak, 5),
                     "mean": round(e.mean, 5),
                     "frames": e.frames,
+                    "peak_s": round(e.peak_s, 3),
                     "bbox": [round(v, 4) for v in e.bbox],
+                    "bbox_px": self.pixels(e.bbox),
                     "start": utc(e.start_s),
                     "end": utc(e.end_s),
                 }
@@ -133,12 +167,30 @@ class MotionSummary:
 
 def run_job(job: Job, progress: Progress | None = None) -> JobResult:
     """Decode and score one recording. Runs in a worker process (or in-process, where
-    `progress` hears of each second of video done, when the duration is known)."""
+    `progress` hears of each second of video done, when the duration is known).
+
+    Anything the decoder raises is a VideoError; when PyAV yields no frame at all from a
+    file (a codec it opens but cannot decode), OpenCV is tried before giving up."""
+    try:
+        return _decode_job(job, progress, job.backend)
+    except NothingDecoded as exc:
+        if job.backend != "auto" or not isinstance(job.data, str):
+            raise VideoError(str(exc)) from None
+        log.warning("%s; trying OpenCV", exc)
+        try:
+            return _decode_job(job, progress, "opencv")
+        except NothingDecoded as again:
+            raise VideoError(f"{exc}; OpenCV: {again}") from None
+
+
+class NothingDecoded(VideoError):
+    """The backend opened the recording but produced no frame from it."""
+
+
+def _decode_job(job: Job, progress: Progress | None, backend: str) -> JobResult:
     began = time.perf_counter()
     config = job.config
-    reader = decode.open_video(
-        Segment("", job.data, None, job.container_format), threads=job.threads, backend=job.backend
-    )  # type: ignore[arg-type]
+    reader = decode.open_video(Segment("", job.data, None, job.container_format), threads=job.threads, backend=backend)  # type: ignore[arg-type]
     try:
         step = config.step_for(reader.info.width)
         gate = partial(_gate, config=config)
@@ -154,21 +206,40 @@ def run_job(job: Job, progress: Progress | None = None) -> JobResult:
             frames = reader.frames("keyframe" if job.mode == "keyframe" else "full", step)
         detector = make_detector(config)
         times: list[float] = []
+        keys: list[bool] = []
         scores: list[float] = []
         boxes: list[tuple[float, float, float, float]] = []
         nan_box = (np.nan, np.nan, np.nan, np.nan)
         duration = reader.info.duration if progress else None
         reported = 0.0
-        for frame in frames:
-            result = detector.score(frame.luma, frame.t)
-            if progress and duration and frame.t - reported >= 1.0:
-                reported = frame.t
-                progress(min(frame.t, duration), duration)
-            times.append(frame.t + job.offset_s)
-            scores.append(result.score)
-            boxes.append(result.bbox or nan_box)
+        try:
+            for frame in frames:
+                result = detector.score(frame.luma, frame.t)
+                if progress and duration and frame.t - reported >= 1.0:
+                    reported = frame.t
+                    progress(min(frame.t, duration), duration)
+                times.append(frame.t + job.offset_s)
+                keys.append(frame.keyframe)
+                scores.append(result.score)
+                boxes.append(result.bbox or nan_box)
+        except (av.error.FFmpegError, ValueError, OSError) as exc:  # raw decoder errors end here
+            if not times:
+                raise NothingDecoded(f"{reader.info.codec}: {type(exc).__name__}: {exc}") from None
+            where = times[-1] - job.offset_s
+            log.warning("decoding stopped at %.1f s (%s): the rest is reported unreadable", where, exc)
+            reader.stats.unreadable_from = where
+            reader.stats.damage(where, 0.0)
+        if not times:
+            raise NothingDecoded(f"no frame could be decoded ({reader.info.codec})")
+        t = np.array(times, np.float64)
+        frame_s = 1.0 / (reader.info.fps or 25.0)
+        end = job.offset_s + reader.info.duration if reader.info.duration else None
+        held = np.array(keys, bool) if job.mode != "full" else np.zeros(len(t), bool)
         track = Track(
-            np.array(times, np.float64), np.array(scores, np.float32), np.array(boxes, np.float32).reshape(-1, 4)
+            t,
+            np.array(scores, np.float32),
+            np.array(boxes, np.float32).reshape(-1, 4),
+            spans(t, held, frame_s, end),
         )
         return JobResult(
             track,
@@ -178,6 +249,7 @@ def run_job(job: Job, progress: Progress | None = None) -> JobResult:
             getattr(reader, "gops", 0),
             getattr(reader, "gops_decoded", 0),
             time.perf_counter() - began,
+            size=(reader.info.width, reader.info.height),
         )
     finally:
         reader.close()
@@ -187,15 +259,22 @@ def _gate(before: np.ndarray, after: np.ndarray, config: MotionConfig) -> bool:
     return keyframe_change(before, after, config) > config.gate_fraction
 
 
+def in_process(segments: list[Segment]) -> bool:
+    """Whether the segments must be decoded here: a lone recording, or members of a zip held
+    in memory (handing them to worker processes would copy them whole)."""
+    return len(segments) == 1 or any(isinstance(s.data, ZipMember) and not s.data.by_path for s in segments)
+
+
 def plan_jobs(segments: list[Segment], mode: Mode, config: MotionConfig, workers: int, backend: str) -> list[Job]:
-    """One job per segment. A lone recording gets every worker as a GOP thread; several
-    run side by side, one single-threaded decoder each."""
+    """One job per segment. A recording decoded in this process gets every worker as a GOP
+    thread; segments of a file on disk run side by side, one single-threaded decoder each."""
     first = next((s.start for s in segments if s.start is not None), None)
+    here = in_process(segments)
     jobs = []
     for segment in segments:
         offset = (segment.start - first).total_seconds() if segment.start and first else 0.0
         data = str(segment.data) if isinstance(segment.data, os.PathLike) else segment.data
-        if len(segments) == 1:
+        if here:
             jobs.append(Job(data, segment.container_format, mode, config, offset, backend, 0, workers))
         else:
             threads = 1 if workers > 1 else 0
@@ -230,7 +309,7 @@ def analyze(
     segments = decode.segments(source, start)
     start = start or next((s.start for s in segments if s.start is not None), None)
     jobs = plan_jobs(segments, mode, config, workers, backend)
-    results = _run(jobs, workers, progress)
+    results = _run(jobs, 1 if in_process(segments) else workers, progress)
     track = Track.concat([r.track for r in results])
     stats = DecodeStats()
     for job, result in zip(jobs, results, strict=True):
@@ -239,14 +318,17 @@ def analyze(
         raise VideoError(f"no frame could be decoded from {name or _name(source)}")
     fps = results[0].fps or 25.0
     frame_s = _frame_spacing(track, fps, mode)
-    duration = float(track.t[-1] - track.t[0]) + frame_s
+    ends = [job.offset_s + r.duration for job, r in zip(jobs, results, strict=True) if r.duration]
+    recording_end = max(ends) if len(ends) == len(jobs) else None
+    end_of_frames = float(track.t[-1] + track.span[-1])
+    duration = min(end_of_frames, recording_end or end_of_frames) - float(track.t[0])
     summary = MotionSummary(
         source=name or _name(source),
         camera_id=camera_id,
         start=start,
         mode=mode,
         track=track,
-        events=find_events(track, config, frame_s),
+        events=find_events(track, config, recording_end),
         stats=stats,
         duration_s=duration,
         frame_s=frame_s,
@@ -254,16 +336,39 @@ def analyze(
         gops=sum(r.gops for r in results),
         gops_decoded=sum(r.gops_decoded for r in results),
         fps=fps,
+        size=results[0].size,
     )
     if stats.corrupt_packets:
         summary.warnings.append(f"{stats.corrupt_packets} damaged packets skipped in {len(stats.damaged)} spans")
     end = float(track.t[-1]) + frame_s
     if expected_s is not None and end < expected_s - max(2.0, 2 * frame_s) and stats.unreadable_from is None:
         stats.unreadable_from = end
-        stats.damage(end, expected_s - end)
+    target = expected_s if expected_s is not None else recording_end
+    if stats.unreadable_from is not None and target is not None and target > stats.unreadable_from:
+        stats.damage(stats.unreadable_from, target - stats.unreadable_from)  # the unread end is lost
     if stats.unreadable_from is not None:
         summary.warnings.append(f"the container is damaged from {stats.unreadable_from:.1f} s: the rest was not read")
+    for job, result in zip(jobs, results, strict=True):
+        if result.error:
+            summary.warnings.append(f"a segment at {job.offset_s:.0f} s could not be decoded: {result.error}")
+    covered = summary.coverage()
+    if not covered["complete"]:
+        summary.warnings.append(
+            f"incomplete: {covered['analysed_s']:.0f} s analysed, {covered['lost_s']:.0f} s lost to damage"
+            + (" and an unreadable end" if stats.unreadable_from is not None else "")
+            + f" ({100 * covered['coverage']:.1f}% covered)"
+        )
     return summary
+
+
+def run_segment(job: Job) -> JobResult:
+    """One segment of several (a ps_zip member): one that cannot be decoded is reported as
+    unreadable, and the others are still summarised."""
+    try:
+        return run_job(job)
+    except VideoError as exc:
+        stats = DecodeStats(unreadable_from=0.0, damaged=[(job.offset_s, job.offset_s)])
+        return JobResult(Track(), stats, 0.0, None, error=str(exc))
 
 
 def _run(jobs: list[Job], workers: int, progress: Progress | None) -> list[JobResult]:
@@ -273,7 +378,7 @@ def _run(jobs: list[Job], workers: int, progress: Progress | None) -> list[JobRe
     if workers == 1:
         results = []
         for index, job in enumerate(jobs):
-            results.append(run_job(job))
+            results.append(run_segment(job))
             if progress:
                 progress(index + 1.0, total)
         return results
@@ -282,7 +387,7 @@ def _run(jobs: list[Job], workers: int, progress: Progress | None) -> list[JobRe
     context = multiprocessing.get_context("fork" if threading.active_count() == 1 else "spawn")
     ordered: list[JobResult | None] = [None] * len(jobs)
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
-        futures = {pool.submit(run_job, job): index for index, job in enumerate(jobs)}
+        futures = {pool.submit(run_segment, job): index for index, job in enumerate(jobs)}
         for done, future in enumerate(as_completed(futures), start=1):
             ordered[futures[future]] = future.result()
             if progress:

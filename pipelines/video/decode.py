@@ -68,7 +68,8 @@ class DecodeStats:
 
     def damage(self, t: float, duration: float) -> None:
         if self.damaged and t - self.damaged[-1][1] <= duration * 1.5:
-            self.damaged[-1] = (self.damaged[-1][0], t + duration)
+            first, last = self.damaged[-1]
+            self.damaged[-1] = (min(first, t), max(last, t + duration))
         else:
             self.damaged.append((t, t + duration))
 
@@ -102,6 +103,24 @@ class VideoReader(Protocol):
     def close(self) -> None: ...
 
 
+class FrameClock:
+    """A frame's time in seconds from the stream's start: from its PTS, or, where the decoder
+    gives none (MPEG program streams carry a PTS on some packets only), one frame interval
+    after the frame before. Every decoded frame is counted; none is dropped for lack of a PTS."""
+
+    def __init__(self, base: int, time_base: float, frame_s: float) -> None:
+        self.base, self.time_base, self.frame_s = base, time_base, frame_s
+        self.last: float | None = None
+
+    def __call__(self, pts: int | None) -> float:
+        if pts is not None:
+            t = (pts - self.base) * self.time_base
+        else:
+            t = self.last + self.frame_s if self.last is not None else 0.0
+        self.last = t
+        return t
+
+
 def luma_view(frame: av.VideoFrame, step: int) -> np.ndarray:
     """The Y plane as a strided view of the decoder's buffer (respecting its line size)."""
     plane = frame.planes[0]
@@ -123,6 +142,7 @@ class PyAVReader:
     ) -> None:
         self._source = source
         self._format = container_format
+        self.closing: list[IO[bytes] | zipfile.ZipFile] = []  # closed with the reader (a zip member's files)
         self._threads = threads
         self.skip_loop_filter = skip_loop_filter
         try:
@@ -151,19 +171,39 @@ class PyAVReader:
         self.stats = DecodeStats()
 
     def packets(self) -> Iterator[av.Packet]:
-        """Demuxed packets; a container too damaged to read on ends the stream, recorded, not raised."""
+        """Demuxed packets; a container too damaged to read on ends the stream, recorded, not raised.
+
+        A demuxer may also just stop, silently, where garbage starts (a fragmented MP4 does):
+        when it ends well before the file does, the rest is recorded as unreadable, its
+        length estimated from the bytes left at the bitrate read so far."""
         stream = self.stream
         base = stream.start_time if stream.start_time is not None else 0
         last = 0.0
+        read_to = 0
         try:
             for packet in self.container.demux(stream):
                 if packet.pts is not None:
                     last = (packet.pts - base) * float(stream.time_base)
+                if packet.pos is not None and packet.pos >= 0:
+                    read_to = max(read_to, packet.pos + packet.size)
                 yield packet
         except av.error.FFmpegError as exc:
             log.warning("container damaged after %.1f s (%s): the rest cannot be read", last, exc)
             self.stats.unreadable_from = last
             self.stats.damage(last, 0.0)
+            return
+        size = _size_of(self._source)
+        if size and read_to and size - read_to > max(UNREAD_SLACK, 0.02 * size):
+            tail = last * (size - read_to) / read_to
+            log.warning(
+                "the container stops making sense at byte %d of %d (%.1f s): about %.0f s more cannot be read",
+                read_to,
+                size,
+                last,
+                tail,
+            )
+            self.stats.unreadable_from = last
+            self.stats.damage(last, tail)
 
     def _configure(self, mode: DecodeMode) -> None:
         codec = self.stream.codec_context
@@ -172,10 +212,7 @@ class PyAVReader:
         else:
             codec.thread_type = "AUTO"
             codec.thread_count = self._threads
-        options = {}
-        if self.skip_loop_filter:
-            options["skip_loop_filter"] = "all"
-        codec.options = options
+        codec.options = decoder_options(codec.name, self.skip_loop_filter)
         codec.skip_frame = "NONKEY" if mode == "keyframe" else "DEFAULT"
 
     def frames(self, mode: DecodeMode = "full", step: int = 4) -> Iterator[LumaFrame]:
@@ -186,6 +223,7 @@ class PyAVReader:
         frame_s = 1.0 / (self.info.fps or 25.0)
         errors_in_row = 0
         last_t = 0.0
+        clock = FrameClock(base, tb, frame_s)
         for packet in self.packets():
             if packet.size == 0:
                 packet = None  # end of stream: drain the frames the decoder still holds
@@ -207,9 +245,7 @@ class PyAVReader:
                     ) from None
                 continue
             for frame in decoded:
-                if frame.pts is None:
-                    continue
-                t = (frame.pts - base) * tb
+                t = clock(frame.pts)
                 if t < -1e-6:
                     continue  # pre-roll before the stream's start (an edit list): not shown
                 last_t = t
@@ -232,11 +268,12 @@ class PyAVReader:
         no keyframe is decoded twice.
         """
         stream = self.stream
-        name, extradata = stream.codec_context.name, stream.codec_context.extradata
-        decoders = [plain_decoder(name, extradata, self.skip_loop_filter, low_delay=True) for _ in range(2)]
-        reordering = plain_decoder(name, extradata, self.skip_loop_filter)  # for GOPs with B-frames
+        template = stream.codec_context
+        decoders = [plain_decoder(template, self.skip_loop_filter, low_delay=True) for _ in range(2)]
+        reordering = plain_decoder(template, self.skip_loop_filter)  # for GOPs with B-frames
         base = stream.start_time if stream.start_time is not None else 0
         tb = float(stream.time_base)
+        clock = FrameClock(base, tb, 1.0 / (self.info.fps or 25.0))
         self.gops = self.gops_decoded = 0
 
         @dataclass
@@ -282,10 +319,10 @@ class PyAVReader:
             if warm and gop.key is not None:
                 self.stats.frames += 1
                 yield gop.key
+                clock.last = gop.key.t
             for frame in decoded:
-                if frame.pts is not None:
-                    self.stats.frames += 1
-                    yield LumaFrame((frame.pts - base) * tb, luma_view(frame, step), frame.key_frame)
+                self.stats.frames += 1
+                yield LumaFrame(clock(frame.pts), luma_view(frame, step), frame.key_frame)
 
         def shown(item: LumaFrame) -> bool:
             return item.t >= -1e-6  # pre-roll before the stream's start (an edit list) is not
@@ -309,6 +346,8 @@ class PyAVReader:
 
     def close(self) -> None:
         self.container.close()
+        for held in self.closing:
+            held.close()
 
     def __enter__(self) -> PyAVReader:
         return self
@@ -355,14 +394,25 @@ class OpenCVReader:
         self.capture.release()
 
 
-def plain_decoder(
-    name: str, extradata: bytes | None, skip_loop_filter: bool, low_delay: bool = False
-) -> av.CodecContext:
-    """A single-threaded decoder: it outputs each frame as soon as it is fed (no threading delay)."""
-    decoder = av.CodecContext.create(name, "r")
-    decoder.extradata = extradata
+# Decoders whose loop filter `skip_loop_filter` skips; others (MPEG-4 Part 2, MS-MPEG4,
+# MJPEG) have none, and some refuse the option outright (avcodec_open2 returns EINVAL).
+LOOP_FILTER_CODECS = frozenset({"h264", "hevc"})
+
+
+def decoder_options(name: str, skip_loop_filter: bool) -> dict[str, str]:
+    return {"skip_loop_filter": "all"} if skip_loop_filter and name in LOOP_FILTER_CODECS else {}
+
+
+def plain_decoder(template: av.CodecContext, skip_loop_filter: bool, low_delay: bool = False) -> av.CodecContext:
+    """A single-threaded decoder like the stream's own: it outputs each frame as soon as it is
+    fed (no threading delay). It gets the stream's geometry too: codecs without extradata
+    (MS-MPEG4 in AVI) cannot open without a frame size."""
+    decoder = av.CodecContext.create(template.name, "r")
+    decoder.extradata = template.extradata
+    if template.width and template.height:
+        decoder.width, decoder.height = template.width, template.height
     decoder.thread_count = 1
-    decoder.options = {"skip_loop_filter": "all"} if skip_loop_filter else {}
+    decoder.options = decoder_options(template.name, skip_loop_filter)
     if low_delay:  # output each frame as soon as it is decoded (valid without B-frames)
         decoder.flags |= av.codec.context.Flags.low_delay
     return decoder
@@ -376,6 +426,21 @@ def drain(codec: av.CodecContext) -> list[av.VideoFrame]:
         frames = []
     codec.flush_buffers()
     return frames
+
+
+# Bytes a healthy container may keep after its last packet (an MP4 moov or AVI index at the end).
+UNREAD_SLACK = 2 << 20
+
+
+def _size_of(source: Source) -> int | None:
+    if isinstance(source, bytes | bytearray):
+        return len(source)
+    if isinstance(source, str | Path):
+        try:
+            return Path(source).stat().st_size
+        except OSError:
+            return None
+    return None
 
 
 def _as_input(source: Source) -> str | IO[bytes]:
@@ -413,28 +478,58 @@ def is_zip(source: Source) -> bool:
 
 
 @dataclass(frozen=True)
+class ZipMember:
+    """One program stream inside a ps_zip, read straight from the zip when decoded (never
+    read whole: a member is a clip of up to an hour). A zip named by its path is cheap to
+    hand to a worker process, which opens it itself."""
+
+    archive: str | Path | bytes | IO[bytes]
+    member: str
+
+    def open(self) -> tuple[zipfile.ZipFile, IO[bytes]]:
+        archive = zipfile.ZipFile(
+            io.BytesIO(self.archive) if isinstance(self.archive, bytes | bytearray) else self.archive
+        )
+        try:
+            return archive, archive.open(self.member)
+        except BaseException:
+            archive.close()
+            raise
+
+    @property
+    def by_path(self) -> bool:
+        return isinstance(self.archive, str | Path)
+
+
+@dataclass(frozen=True)
 class Segment:
     """One decodable piece of a recording: a file, or one program stream of a ps_zip."""
 
     name: str
-    data: Source
+    data: Source | ZipMember
     start: datetime | None
     container_format: str | None = None
 
 
 def segments(source: Source, start: datetime | None = None) -> list[Segment]:
-    """A recording as decodable segments; a ps_zip gives one per member, timed by its name."""
+    """A recording as decodable segments; a ps_zip gives one per member, timed by its name
+    (the members stay in the zip: see `ZipMember`)."""
     if not is_zip(source):
         name = str(source) if isinstance(source, str | Path) else "<stream>"
         return [Segment(name, source, start)]
-    archive = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes | bytearray) else source)
+    archive_source: str | Path | bytes | IO[bytes] = str(source) if isinstance(source, Path) else source
+    try:
+        with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes | bytearray) else source) as archive:
+            names = sorted(archive.namelist())
+    except zipfile.BadZipFile as exc:
+        raise VideoError(f"the ps_zip cannot be read: {exc}") from None
     out = []
-    for member in sorted(archive.namelist()):
+    for member in names:
         if not member.lower().endswith((".ps", ".mpg", ".mpeg", ".vob")):
             continue
         match = _PS_MEMBER_TIME.search(member)
         at = datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC) if match else None
-        out.append(Segment(member, archive.read(member), at, "mpeg"))
+        out.append(Segment(member, ZipMember(archive_source, member), at, "mpeg"))
     if not out:
         raise VideoError("the zip holds no MPEG program streams")
     return out
@@ -448,6 +543,22 @@ def open_video(
     backend: Literal["auto", "pyav", "opencv"] = "auto",
 ) -> VideoReader:
     """A reader for one segment: PyAV, or OpenCV when asked or when PyAV cannot open a path."""
+    if isinstance(segment.data, ZipMember):
+        archive, stream = segment.data.open()
+        try:
+            reader = PyAVReader(
+                stream,
+                threads=threads,
+                skip_loop_filter=skip_loop_filter,
+                start=segment.start,
+                container_format=segment.container_format,
+            )
+        except BaseException:
+            stream.close()
+            archive.close()
+            raise
+        reader.closing += [stream, archive]
+        return reader
     if backend == "opencv":
         return OpenCVReader(_require_path(segment.data), segment.start)
     try:
@@ -465,7 +576,7 @@ def open_video(
         raise
 
 
-def _require_path(data: Source) -> str | Path:
+def _require_path(data: Source | ZipMember) -> str | Path:
     if not isinstance(data, str | Path):
         raise VideoError("the OpenCV backend reads files only")
     return data

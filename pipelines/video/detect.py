@@ -165,56 +165,24 @@ class RunningAverageDetector:
         self.still: np.ndarray | None = None  # seconds each pixel has been part of a moving region
         self.last_t: float | None = None
         self.region = _Region(self.config.region, self.config.masks)
-        self._kernel = np.ones((3, 3), np.uint8)
 
     def score(self, luma: np.ndarray, t: float) -> FrameScore:
         c = self.config
-        frame = cv2.GaussianBlur(np.ascontiguousarray(luma), (c.blur, c.blur), 0).astype(np.float32)
+        frame = _smooth(luma, c)
         region = self.region.fit(frame.shape)
         if self.background is None or self.background.shape != frame.shape:
             self.background, self.still, self.last_t = frame, np.zeros_like(frame), t
             return FrameScore(t, 0.0, None)
-        background = self.background
-        frame /= _gain(frame, background)  # global light: compare at the background's exposure
-        # Jitter: a pixel moves only when it leaves its 3x3 neighbourhood's background range.
-        above = cv2.subtract(frame, cv2.dilate(background, self._kernel))
-        below = cv2.subtract(cv2.erode(background, self._kernel), frame)
-        changed = (cv2.max(above, below) > c.pixel_threshold).astype(np.uint8)
-        if region is not None:
-            changed &= region
-        changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, self._kernel)  # specks
-        if c.dilate:
-            changed = cv2.dilate(changed, self._kernel, iterations=c.dilate)  # join fragments
         dt = max(0.0, t - (self.last_t if self.last_t is not None else t))
         self.last_t = t
-        if cv2.countNonZero(changed) > c.global_change * changed.size:
+        found = compare(frame, self.background, c, region)
+        if found is None:
             # The whole scene changed at once: light (a switch, the sun, exposure), not an object.
             self.background, self.still = frame, np.zeros_like(frame)
             return FrameScore(t, 0.0, None)
-        moving, boxes = self._regions(changed, frame)
+        moving, boxes = found
         self._learn(frame, moving, dt)
-        count = cv2.countNonZero(moving)
-        return FrameScore(t, count / self.region.pixels, _union(boxes), tuple(boxes))
-
-    def _regions(self, changed: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, list[Box]]:
-        """The moving regions (not small, not light) and each one's box."""
-        c = self.config
-        count, labels, stats, _ = cv2.connectedComponentsWithStats(changed, connectivity=8)
-        rows, cols = changed.shape
-        smallest = c.min_region * changed.size
-        moving_ids: list[int] = []
-        boxes: list[Box] = []
-        for i in range(1, count):
-            x, y, w, h, area = (int(v) for v in stats[i])
-            if area < smallest:
-                continue
-            inside = labels[y : y + h, x : x + w] == i
-            if _is_light(frame[y : y + h, x : x + w][inside], self.background[y : y + h, x : x + w][inside], c):
-                continue
-            moving_ids.append(i)
-            boxes.append((x / cols, y / rows, (x + w) / cols, (y + h) / rows))
-        moving = np.isin(labels, moving_ids).astype(np.uint8) if moving_ids else np.zeros_like(changed)
-        return moving, boxes
+        return FrameScore(t, cv2.countNonZero(moving) / self.region.pixels, _union(boxes), tuple(boxes))
 
     def _learn(self, frame: np.ndarray, moving: np.ndarray, dt: float) -> None:
         """Selective update: moving regions are not learnt, unless still for `stationary_seconds`."""
@@ -225,6 +193,49 @@ class RunningAverageDetector:
         alpha = 1.0 - math.exp(-dt / c.background_seconds) if dt > 0 else 0.0
         if alpha > 0:
             cv2.accumulateWeighted(frame, self.background, alpha, mask=learn)
+
+
+_KERNEL = np.ones((3, 3), np.uint8)
+
+
+def _smooth(luma: np.ndarray, config: MotionConfig) -> np.ndarray:
+    return cv2.GaussianBlur(np.ascontiguousarray(luma), (config.blur, config.blur), 0).astype(np.float32)
+
+
+def compare(
+    frame: np.ndarray, background: np.ndarray, config: MotionConfig, region: np.ndarray | None
+) -> tuple[np.ndarray, list[Box]] | None:
+    """The moving regions of `frame` (float32, smoothed) against `background`, and each one's
+    box; None when most of the frame changed at once (light). `frame` is scaled in place to
+    the background's exposure. The one comparison of the detector and of `gated`'s gate."""
+    frame /= _gain(frame, background)  # global light: compare at the background's exposure
+    # Jitter: a pixel moves only when it leaves its 3x3 neighbourhood's background range.
+    above = cv2.subtract(frame, cv2.dilate(background, _KERNEL))
+    below = cv2.subtract(cv2.erode(background, _KERNEL), frame)
+    changed = (cv2.max(above, below) > config.pixel_threshold).astype(np.uint8)
+    if region is not None:
+        changed &= region
+    changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, _KERNEL)  # specks
+    if config.dilate:
+        changed = cv2.dilate(changed, _KERNEL, iterations=config.dilate)  # join fragments
+    if cv2.countNonZero(changed) > config.global_change * changed.size:
+        return None
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(changed, connectivity=8)
+    rows, cols = changed.shape
+    smallest = config.min_region * changed.size
+    moving_ids: list[int] = []
+    boxes: list[Box] = []
+    for i in range(1, count):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if area < smallest:
+            continue  # clutter: noise, a clock's digit
+        inside = labels[y : y + h, x : x + w] == i
+        if _is_light(frame[y : y + h, x : x + w][inside], background[y : y + h, x : x + w][inside], config):
+            continue
+        moving_ids.append(i)
+        boxes.append((x / cols, y / rows, (x + w) / cols, (y + h) / rows))
+    moving = np.isin(labels, moving_ids).astype(np.uint8) if moving_ids else np.zeros_like(changed)
+    return moving, boxes
 
 
 def _gain(frame: np.ndarray, background: np.ndarray) -> float:
@@ -281,11 +292,19 @@ def make_detector(config: MotionConfig) -> MotionDetector:
     return MOG2Detector(config) if config.detector == "mog2" else RunningAverageDetector(config)
 
 
+LIGHT_STEP = 0.1  # a brightness step between keyframes that opens `gated`'s gate
+
+
 def keyframe_change(a: np.ndarray, b: np.ndarray, config: MotionConfig) -> float:
-    """Fraction of pixels that differ between two keyframes (the `gated` mode's gate)."""
-    k = config.blur
-    diff = cv2.absdiff(
-        cv2.GaussianBlur(np.ascontiguousarray(a), (k, k), 0), cv2.GaussianBlur(np.ascontiguousarray(b), (k, k), 0)
-    )
-    _, moving = cv2.threshold(diff, config.pixel_threshold, 255, cv2.THRESH_BINARY)
-    return cv2.countNonZero(moving) / moving.size
+    """Fraction of the frame in moving regions between two keyframes (the `gated` mode's gate):
+    the detector's own comparison, so drift, jitter, clutter and light do not make `gated`
+    decode a GOP (on real cameras they opened the gate of most GOPs). A brightness step
+    counts as a full change: auto-exposure reacts to what enters the frame (a white car
+    darkens the whole picture), so the GOP is decoded and the detector decides."""
+    before, after = _smooth(a, config), _smooth(b, config)
+    if abs(_gain(after, before) - 1.0) > LIGHT_STEP:
+        return 1.0
+    found = compare(after, before, config, _Region(config.region, config.masks).fit(a.shape))
+    if found is None:
+        return 1.0
+    return cv2.countNonZero(found[0]) / found[0].size

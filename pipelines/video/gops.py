@@ -20,7 +20,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import av
@@ -69,16 +69,16 @@ class GopDecoder:
         self._base = stream.start_time if stream.start_time is not None else 0
         self._tb = float(stream.time_base)
         self._frame_s = 1.0 / (reader.info.fps or 25.0)
-        self._codec = (stream.codec_context.name, stream.codec_context.extradata)
+        self._template = stream.codec_context
         self._local = threading.local()
         self._errors_in_row = 0
+        self._last_t: float | None = None
 
     # --- work done on the threads -------------------------------------------------------
     def _decoder(self) -> av.CodecContext:
         decoder = getattr(self._local, "decoder", None)
         if decoder is None:
-            name, extradata = self._codec
-            decoder = self._local.decoder = plain_decoder(name, extradata, self.reader.skip_loop_filter)
+            decoder = self._local.decoder = plain_decoder(self._template, self.reader.skip_loop_filter)
         return decoder
 
     def _time(self, pts: int) -> float:
@@ -100,9 +100,13 @@ class GopDecoder:
         # The small luma copy now, the full frame dropped: holding a GOP of 1080p frames
         # would cost 150 MB and make the decoder allocate a new buffer for every frame.
         for frame in frames:
+            # No PTS (program streams carry one on some packets only): one frame after the last.
             if frame.pts is not None:
-                luma = np.ascontiguousarray(luma_view(frame, self.step))
-                out.frames.append(LumaFrame(self._time(frame.pts), luma, frame.key_frame))
+                t = self._time(frame.pts)
+            else:
+                t = out.frames[-1].t + self._frame_s if out.frames else float("nan")
+            luma = np.ascontiguousarray(luma_view(frame, self.step))
+            out.frames.append(LumaFrame(t, luma, frame.key_frame))
 
     # --- bookkeeping on the caller's thread ---------------------------------------------
     def _gops(self) -> Iterator[_Gop]:
@@ -137,7 +141,13 @@ class GopDecoder:
                     f"{self._errors_in_row} packets in a row failed to decode near {at:.1f} s: giving up"
                 )
         stats.frames += len(decoded.frames)
-        return decoded.frames
+        frames = []
+        for frame in decoded.frames:
+            if frame.t != frame.t:  # NaN: a GOP that starts without a PTS follows the one before
+                frame = replace(frame, t=self._last_t + self._frame_s if self._last_t is not None else 0.0)
+            self._last_t = frame.t
+            frames.append(frame)
+        return frames
 
     def frames(self) -> Iterator[LumaFrame]:
         """Every frame, in order."""

@@ -9,7 +9,11 @@ events    camera_id int64, start, end timestamp[ms, UTC], peak, mean float32, fr
 
 Events use hysteresis: a score at or above `event_on` opens an event, it stays open
 while scores stay at or above `event_off`, and closes after `merge_gap` quiet seconds;
-events shorter than `min_event` are dropped.
+events shorter than `min_event` are dropped. Each analysed frame stands for a `span` of
+time: one frame interval, or, for a keyframe whose GOP was not decoded (`keyframe` and
+`gated` modes), the time to the next analysed frame (at most MAX_HOLD_SECONDS). Gaps are
+measured from the end of that span, so consecutive keyframe hits and events across a
+skipped GOP stay one event, and no event runs past the recording's end.
 """
 
 from __future__ import annotations
@@ -47,6 +51,24 @@ EVENTS_SCHEMA = pa.schema(
     ]
 )
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_HOLD_SECONDS = 4.0  # a frame stands for the seconds after it up to the next frame, at most this long
+
+
+def spans(t: np.ndarray, keyframe: np.ndarray, frame_s: float, end: float | None) -> np.ndarray:
+    """Seconds each analysed frame stands for: one frame interval, or for a keyframe followed
+    by a keyframe (its GOP not decoded) the time to the next one, up to the recording's `end`.
+    A hold never bridges a recording gap: it is capped at MAX_HOLD_SECONDS, or 1.5 GOPs when
+    the GOP is longer."""
+    out = np.full(len(t), frame_s, np.float32)
+    if len(t) == 0:
+        return out
+    following = np.append(t[1:], end if end is not None else t[-1] + frame_s)
+    held = keyframe & np.append(keyframe[1:], True)
+    if held.any():
+        gaps = following[held] - t[held]
+        cap = max(MAX_HOLD_SECONDS, 1.5 * float(np.median(gaps)) if len(gaps) > 1 else MAX_HOLD_SECONDS)
+        out[held] = np.clip(gaps, frame_s, cap)
+    return out
 
 
 @dataclass
@@ -56,12 +78,21 @@ class Track:
     t: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
     score: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
     bbox: np.ndarray = field(default_factory=lambda: np.empty((0, 4), np.float32))  # NaN rows: no motion
+    span: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))  # seconds each frame stands for
+
+    def __post_init__(self) -> None:
+        if len(self.span) != len(self.t):  # built without spans: each frame stands for the typical interval
+            typical = float(np.median(np.diff(self.t))) if len(self.t) > 1 else 1.0
+            self.span = np.full(len(self.t), typical, np.float32)
 
     @classmethod
-    def of(cls, scores: list[FrameScore], offset: float = 0.0) -> Track:
+    def of(cls, scores: list[FrameScore], frame_s: float, offset: float = 0.0) -> Track:
         boxes = np.array([s.bbox if s.bbox is not None else (np.nan,) * 4 for s in scores], np.float32).reshape(-1, 4)
         return cls(
-            np.array([s.t for s in scores], np.float64) + offset, np.array([s.score for s in scores], np.float32), boxes
+            np.array([s.t for s in scores], np.float64) + offset,
+            np.array([s.score for s in scores], np.float32),
+            boxes,
+            np.full(len(scores), frame_s, np.float32),
         )
 
     @classmethod
@@ -73,9 +104,15 @@ class Track:
             np.concatenate([t.t for t in tracks]),
             np.concatenate([t.score for t in tracks]),
             np.concatenate([t.bbox for t in tracks]),
+            np.concatenate([t.span for t in tracks]),
         )
         order = np.argsort(joined.t, kind="stable")
-        return cls(joined.t[order], joined.score[order], joined.bbox[order])
+        return cls(joined.t[order], joined.score[order], joined.bbox[order], joined.span[order])
+
+    @property
+    def covered_s(self) -> float:
+        """Seconds of video the analysed frames stand for."""
+        return float(self.span.sum())
 
     def __len__(self) -> int:
         return len(self.t)
@@ -89,12 +126,15 @@ class Event:
     mean: float
     frames: int
     bbox: tuple[float, float, float, float]
+    peak_s: float = 0.0  # when the score peaked: the event's snapshot
+    peak_bbox: tuple[float, float, float, float] | None = None  # the moving regions then
 
 
-def find_events(track: Track, config: MotionConfig, frame_s: float) -> list[Event]:
-    """Hysteresis over the per-frame scores; `frame_s` is the typical spacing of analysed frames."""
+def find_events(track: Track, config: MotionConfig, end_s: float | None = None) -> list[Event]:
+    """Hysteresis over the per-frame scores (see the module's docstring); no event ends after `end_s`."""
     events: list[Event] = []
     t, score, bbox = track.t, track.score, track.bbox
+    ends = t + track.span
     above_on = score >= config.event_on
     above_off = score >= config.event_off
     i, n = 0, len(t)
@@ -104,13 +144,15 @@ def find_events(track: Track, config: MotionConfig, frame_s: float) -> list[Even
             continue
         first = last = i
         j = i + 1
-        while j < n and t[j] - t[last] <= config.merge_gap + frame_s * 0.5:
+        while j < n and t[j] - ends[last] <= config.merge_gap + 1e-6:
             if above_off[j]:
                 last = j
             j += 1
         span = slice(first, last + 1)
         active = above_off[span]
-        start, end = float(t[first]), float(t[last]) + frame_s
+        start, end = float(t[first]), float(ends[last])
+        if end_s is not None:
+            end = min(end, end_s)
         if end - start >= config.min_event:
             boxes = bbox[span][active]
             boxes = boxes[~np.isnan(boxes).any(axis=1)]
@@ -119,9 +161,19 @@ def find_events(track: Track, config: MotionConfig, frame_s: float) -> list[Even
                 if len(boxes)
                 else (0.0, 0.0, 1.0, 1.0)
             )
+            peak = first + int(np.argmax(score[span]))
             events.append(
-                Event(start, end, float(score[span].max()), float(score[span][active].mean()), int(active.sum()), box)
-            )  # type: ignore[arg-type]
+                Event(
+                    start,
+                    end,
+                    float(score[peak]),
+                    float(score[span][active].mean()),
+                    int(active.sum()),
+                    box,  # type: ignore[arg-type]
+                    float(t[peak]),
+                    None if np.isnan(bbox[peak]).any() else tuple(float(v) for v in bbox[peak]),  # type: ignore[arg-type]
+                )
+            )
         i = last + 1
     return events
 
@@ -131,9 +183,6 @@ def _ms(start: datetime, seconds: np.ndarray | list[float]) -> pa.Array:
     return pa.array(
         (np.asarray(seconds, np.float64) * 1000.0 + base).round().astype(np.int64), type=pa.timestamp("ms", tz="UTC")
     )
-
-
-MAX_HOLD_SECONDS = 4.0  # a frame stands for the seconds after it up to the next frame, at most this long
 
 
 def timeline_table(track: Track, camera_id: int, start: datetime, source: str) -> pa.Table:
