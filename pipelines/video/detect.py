@@ -165,32 +165,53 @@ class RunningAverageDetector:
         self.still: np.ndarray | None = None  # seconds each pixel has been part of a moving region
         self.last_t: float | None = None
         self.region = _Region(self.config.region, self.config.masks)
+        self._still_any = False
 
     def score(self, luma: np.ndarray, t: float) -> FrameScore:
         c = self.config
         frame = _smooth(luma, c)
         region = self.region.fit(frame.shape)
         if self.background is None or self.background.shape != frame.shape:
-            self.background, self.still, self.last_t = frame, np.zeros_like(frame), t
+            self._reset(frame)
+            self.last_t = t
             return FrameScore(t, 0.0, None)
         dt = max(0.0, t - (self.last_t if self.last_t is not None else t))
         self.last_t = t
         found = compare(frame, self.background, c, region)
         if found is None:
             # The whole scene changed at once: light (a switch, the sun, exposure), not an object.
-            self.background, self.still = frame, np.zeros_like(frame)
+            self._reset(frame)
             return FrameScore(t, 0.0, None)
-        moving, boxes = found
-        self._learn(frame, moving, dt)
+        scaled, moving, boxes = found
+        self._learn(scaled, moving, dt)
+        if moving is None:
+            return FrameScore(t, 0.0, None)
         return FrameScore(t, cv2.countNonZero(moving) / self.region.pixels, _union(boxes), tuple(boxes))
 
-    def _learn(self, frame: np.ndarray, moving: np.ndarray, dt: float) -> None:
+    def _reset(self, frame: np.ndarray) -> None:
+        self.background = frame.astype(np.float32)
+        self.still = np.zeros(frame.shape, np.float32)
+        self._still_any = False
+
+    def _learn(self, frame: np.ndarray, moving: np.ndarray | None, dt: float) -> None:
         """Selective update: moving regions are not learnt, unless still for `stationary_seconds`."""
         c = self.config
         assert self.background is not None and self.still is not None
-        self.still = np.where(moving > 0, self.still + dt, 0.0).astype(np.float32)
-        learn = ((moving == 0) | (self.still > c.stationary_seconds)).astype(np.uint8)
         alpha = 1.0 - math.exp(-dt / c.background_seconds) if dt > 0 else 0.0
+        if moving is None:  # nothing moves (the common case): learn everywhere, forget stillness
+            if self._still_any:
+                self.still.fill(0.0)
+                self._still_any = False
+            if alpha > 0:
+                cv2.accumulateWeighted(frame, self.background, alpha)
+            return
+        self.still += dt
+        self.still[moving == 0] = 0.0
+        self._still_any = True
+        learn = cv2.compare(moving, 0, cv2.CMP_EQ)  # 255 where nothing moves
+        settled = self.still > c.stationary_seconds
+        if settled.any():
+            learn[settled] = 255
         if alpha > 0:
             cv2.accumulateWeighted(frame, self.background, alpha, mask=learn)
 
@@ -199,53 +220,66 @@ _KERNEL = np.ones((3, 3), np.uint8)
 
 
 def _smooth(luma: np.ndarray, config: MotionConfig) -> np.ndarray:
-    return cv2.GaussianBlur(np.ascontiguousarray(luma), (config.blur, config.blur), 0).astype(np.float32)
+    return cv2.GaussianBlur(np.ascontiguousarray(luma), (config.blur, config.blur), 0)
 
 
 def compare(
     frame: np.ndarray, background: np.ndarray, config: MotionConfig, region: np.ndarray | None
-) -> tuple[np.ndarray, list[Box]] | None:
-    """The moving regions of `frame` (float32, smoothed) against `background`, and each one's
-    box; None when most of the frame changed at once (light). `frame` is scaled in place to
-    the background's exposure. The one comparison of the detector and of `gated`'s gate."""
-    frame /= _gain(frame, background)  # global light: compare at the background's exposure
+) -> tuple[np.ndarray, np.ndarray | None, list[Box]] | None:
+    """`frame` (uint8, smoothed) against `background` (float32): the frame brought to the
+    background's exposure, its moving regions (a 0/1 mask, or None when nothing moves) and
+    each one's box; None when most of the frame changed at once (light). The one comparison
+    of the detector and of `gated`'s gate; in uint8, 4x less memory traffic than float."""
+    gain = _gain(frame, background)
+    scaled = cv2.convertScaleAbs(frame, alpha=1.0 / gain) if abs(gain - 1.0) > 0.004 else frame
+    reference = cv2.convertScaleAbs(background)
     # Jitter: a pixel moves only when it leaves its 3x3 neighbourhood's background range.
-    above = cv2.subtract(frame, cv2.dilate(background, _KERNEL))
-    below = cv2.subtract(cv2.erode(background, _KERNEL), frame)
-    changed = (cv2.max(above, below) > config.pixel_threshold).astype(np.uint8)
+    above = cv2.subtract(scaled, cv2.dilate(reference, _KERNEL))
+    below = cv2.subtract(cv2.erode(reference, _KERNEL), scaled)
+    _, changed = cv2.threshold(cv2.max(above, below), config.pixel_threshold, 1, cv2.THRESH_BINARY)
     if region is not None:
         changed &= region
     changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, _KERNEL)  # specks
     if config.dilate:
         changed = cv2.dilate(changed, _KERNEL, iterations=config.dilate)  # join fragments
-    if cv2.countNonZero(changed) > config.global_change * changed.size:
+    changed_pixels = cv2.countNonZero(changed)
+    if changed_pixels > config.global_change * changed.size:
         return None
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(changed, connectivity=8)
+    if changed_pixels < config.min_region * changed.size:
+        return scaled, None, []  # no region can be large enough
+    # Regions as outer contours: 15x faster than labelling at this size (measured), holes filled.
+    contours, _ = cv2.findContours(changed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     rows, cols = changed.shape
     smallest = config.min_region * changed.size
-    moving_ids: list[int] = []
+    moving: np.ndarray | None = None
     boxes: list[Box] = []
-    for i in range(1, count):
-        x, y, w, h, area = (int(v) for v in stats[i])
-        if area < smallest:
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
+        if w * h < smallest:
             continue  # clutter: noise, a clock's digit
-        inside = labels[y : y + h, x : x + w] == i
-        if _is_light(frame[y : y + h, x : x + w][inside], background[y : y + h, x : x + w][inside], config):
+        inside = np.zeros((h, w), np.uint8)
+        cv2.drawContours(inside, [contour], -1, 1, cv2.FILLED, offset=(-x, -y))
+        if cv2.countNonZero(inside) < smallest:
             continue
-        moving_ids.append(i)
+        where = inside > 0
+        now = scaled[y : y + h, x : x + w][where].astype(np.float32)
+        if _is_light(now, background[y : y + h, x : x + w][where], config):
+            continue
+        if moving is None:
+            moving = np.zeros_like(changed)
+        moving[y : y + h, x : x + w] |= inside
         boxes.append((x / cols, y / rows, (x + w) / cols, (y + h) / rows))
-    moving = np.isin(labels, moving_ids).astype(np.uint8) if moving_ids else np.zeros_like(changed)
-    return moving, boxes
+    return scaled, moving, boxes
 
 
 def _gain(frame: np.ndarray, background: np.ndarray) -> float:
     """The frame's brightness relative to the background: the median ratio over a sparse grid
-    (robust to an object covering part of the frame; ~0.1 ms at the analysis size)."""
-    sample_f, sample_b = frame[::3, ::3], background[::3, ::3]
+    (robust to an object covering part of the frame)."""
+    sample_b = background[::4, ::4]
     valid = sample_b > 8.0
     if not valid.any():
         return 1.0
-    gain = float(np.median(sample_f[valid] / sample_b[valid]))
+    gain = float(np.median(frame[::4, ::4][valid] / sample_b[valid]))
     return gain if gain > 0.05 else 1.0
 
 
@@ -301,10 +335,11 @@ def keyframe_change(a: np.ndarray, b: np.ndarray, config: MotionConfig) -> float
     decode a GOP (on real cameras they opened the gate of most GOPs). A brightness step
     counts as a full change: auto-exposure reacts to what enters the frame (a white car
     darkens the whole picture), so the GOP is decoded and the detector decides."""
-    before, after = _smooth(a, config), _smooth(b, config)
+    before, after = _smooth(a, config).astype(np.float32), _smooth(b, config)
     if abs(_gain(after, before) - 1.0) > LIGHT_STEP:
         return 1.0
     found = compare(after, before, config, _Region(config.region, config.masks).fit(a.shape))
     if found is None:
         return 1.0
-    return cv2.countNonZero(found[0]) / found[0].size
+    moving = found[1]
+    return 0.0 if moving is None else cv2.countNonZero(moving) / moving.size
