@@ -95,6 +95,8 @@ def make_clip(
             "x265-params": f"bframes=0:keyint={gop}:min-keyint={gop}:scenecut=0:log-level=error",
         }
     stream.codec_context.options = options
+    if codec not in ("libx264", "libx265", "mjpeg"):
+        stream.codec_context.gop_size = int(gop)  # MPEG-4 Part 2, MS-MPEG4: a fixed GOP too
     if bitrate:
         stream.codec_context.bit_rate = int(float(bitrate.rstrip("Mk")) * (1e6 if bitrate.endswith("M") else 1e3))
     stream.codec_context.time_base = Fraction(1, fps)

@@ -180,9 +180,18 @@ class PyAVReader:
         base = stream.start_time if stream.start_time is not None else 0
         last = 0.0
         read_to = 0
+        # Program streams carry a PTS on some packets only, keyframes included. Without
+        # reordering (no B-frames) a packet is the frame after the one before: its time is
+        # carried forward here, so every decoder (threads, gated, keyframes) sees it.
+        carry = not stream.codec_context.has_b_frames
+        tick = round(1.0 / ((self.info.fps or 25.0) * float(stream.time_base)))
+        last_pts: int | None = None
         try:
             for packet in self.container.demux(stream):
+                if carry and packet.size and packet.pts is None and packet.dts is None and last_pts is not None:
+                    packet.pts = packet.dts = last_pts + tick
                 if packet.pts is not None:
+                    last_pts = packet.pts
                     last = (packet.pts - base) * float(stream.time_base)
                 if packet.pos is not None and packet.pos >= 0:
                     read_to = max(read_to, packet.pos + packet.size)
@@ -380,11 +389,16 @@ class OpenCVReader:
 
     def frames(self, mode: DecodeMode = "full", step: int = 4) -> Iterator[LumaFrame]:
         cv2 = self._cv2
+        frame_s = 1.0 / (self.info.fps or 25.0)
+        last: float | None = None
         while True:
             ok, image = self.capture.read()
             if not ok:
                 return
-            t = self.capture.get(cv2.CAP_PROP_POS_MSEC) / 1000
+            # OpenCV answers 0 ms for a frame without a PTS (program streams): carried forward.
+            msec = self.capture.get(cv2.CAP_PROP_POS_MSEC)
+            t = msec / 1000 if last is None or msec > 0 else last + frame_s
+            last = t
             self.stats.packets += 1
             self.stats.frames += 1
             gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
