@@ -19,9 +19,17 @@ import sys
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipelines.config import load_config
+if TYPE_CHECKING:
+    from pipelines.config import PipelineConfig
+
+
+def load_config(path: Any) -> PipelineConfig:
+    """The pipeline config, imported on use: `ev-ingest motion` starts without it (issue 17)."""
+    from pipelines.config import load_config as load
+
+    return load(path)
 
 
 def _print(args: argparse.Namespace, payload: Any, lines: list[str]) -> None:

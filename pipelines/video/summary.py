@@ -21,35 +21,57 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipelines.video.detect import FrameScore, MotionConfig
 
-TIMELINE_SCHEMA = pa.schema(
-    [
-        ("camera_id", pa.int64()),
-        ("ts", pa.timestamp("ms", tz="UTC")),
-        ("frames", pa.int16()),
-        ("score", pa.float32()),
-        ("peak", pa.float32()),
-        ("source", pa.string()),
-    ]
-)
-EVENTS_SCHEMA = pa.schema(
-    [
-        ("camera_id", pa.int64()),
-        ("start", pa.timestamp("ms", tz="UTC")),
-        ("end", pa.timestamp("ms", tz="UTC")),
-        ("peak", pa.float32()),
-        ("mean", pa.float32()),
-        ("frames", pa.int32()),
-        ("bbox", pa.list_(pa.float32(), 4)),
-        ("source", pa.string()),
-    ]
-)
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def __getattr__(name: str) -> Any:
+    """TIMELINE_SCHEMA and EVENTS_SCHEMA, built on first use: pyarrow costs 0.15 s to import,
+    which a motion run without Parquet output never needs to pay (issue 17's start-up)."""
+    if name in ("TIMELINE_SCHEMA", "EVENTS_SCHEMA"):
+        return _schemas()[name]
+    raise AttributeError(name)
+
+
+_SCHEMAS: dict[str, Any] = {}
+
+
+def _schemas() -> dict[str, Any]:
+    if _SCHEMAS:
+        return _SCHEMAS
+    import pyarrow as pa
+
+    _SCHEMAS["TIMELINE_SCHEMA"] = pa.schema(
+        [
+            ("camera_id", pa.int64()),
+            ("ts", pa.timestamp("ms", tz="UTC")),
+            ("frames", pa.int16()),
+            ("score", pa.float32()),
+            ("peak", pa.float32()),
+            ("source", pa.string()),
+        ]
+    )
+    _SCHEMAS["EVENTS_SCHEMA"] = pa.schema(
+        [
+            ("camera_id", pa.int64()),
+            ("start", pa.timestamp("ms", tz="UTC")),
+            ("end", pa.timestamp("ms", tz="UTC")),
+            ("peak", pa.float32()),
+            ("mean", pa.float32()),
+            ("frames", pa.int32()),
+            ("bbox", pa.list_(pa.float32(), 4)),
+            ("source", pa.string()),
+        ]
+    )
+    return _SCHEMAS
+
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_HOLD_SECONDS = 4.0  # a frame stands for the seconds after it up to the next frame, at most this long
 
@@ -179,6 +201,8 @@ def find_events(track: Track, config: MotionConfig, end_s: float | None = None) 
 
 
 def _ms(start: datetime, seconds: np.ndarray | list[float]) -> pa.Array:
+    import pyarrow as pa
+
     base = (start - EPOCH).total_seconds() * 1000.0
     return pa.array(
         (np.asarray(seconds, np.float64) * 1000.0 + base).round().astype(np.int64), type=pa.timestamp("ms", tz="UTC")
@@ -192,8 +216,10 @@ def timeline_table(track: Track, camera_id: int, start: datetime, source: str) -
     analysed frame: those seconds get its score with `frames` = 0 (nothing decoded there).
     Recording gaps longer than MAX_HOLD_SECONDS stay gaps.
     """
+    import pyarrow as pa
+
     if not len(track):
-        return TIMELINE_SCHEMA.empty_table()
+        return _schemas()["TIMELINE_SCHEMA"].empty_table()
     seconds = np.floor(track.t).astype(np.int64)
     unique, index, counts = np.unique(seconds, return_inverse=True, return_counts=True)
     sums = np.bincount(index, weights=track.score, minlength=len(unique))
@@ -228,13 +254,15 @@ def timeline_table(track: Track, camera_id: int, start: datetime, source: str) -
             "peak": pa.array(peaks),
             "source": pa.array([source] * len(unique), pa.string()),
         },
-        schema=TIMELINE_SCHEMA,
+        schema=_schemas()["TIMELINE_SCHEMA"],
     )
 
 
 def events_table(events: list[Event], camera_id: int, start: datetime, source: str) -> pa.Table:
+    import pyarrow as pa
+
     if not events:
-        return EVENTS_SCHEMA.empty_table()
+        return _schemas()["EVENTS_SCHEMA"].empty_table()
     return pa.table(
         {
             "camera_id": pa.array([camera_id] * len(events), pa.int64()),
@@ -246,15 +274,20 @@ def events_table(events: list[Event], camera_id: int, start: datetime, source: s
             "bbox": pa.array([list(e.bbox) for e in events], pa.list_(pa.float32(), 4)),
             "source": pa.array([source] * len(events), pa.string()),
         },
-        schema=EVENTS_SCHEMA,
+        schema=_schemas()["EVENTS_SCHEMA"],
     )
 
 
 def write_parquet(table: pa.Table, path: Path | str) -> None:
+    import pyarrow.parquet as pq
+
     pq.write_table(table, str(path), compression="zstd")
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue().to_pybytes()
