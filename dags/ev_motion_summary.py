@@ -99,7 +99,7 @@ def ev_motion_summary() -> None:
                 nightly.interval_start,
                 nightly.interval_end,
                 [*mine, page],
-                [],
+                motion.coverage_failures(mine),  # a partial summary is a recorded failure
                 len(nightly.exports()),
             )
             written[key] = {"manifest": manifest.key, "summaries": len(mine), "report": page.key}

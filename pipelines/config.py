@@ -20,6 +20,8 @@ store: {bucket: ev-archive, endpoint_url: null}
 retention: {mode: GOVERNANCE, days: 30, sites: {HQ: {days: 90}}, servers: {nvr1: {days: 60}},
             cameras: {"nvr1/4593152": {days: 365}}}     # server/camera: ids are per server
 signing: {key_file: /etc/ev-ingest/signing.pem}         # mode 0600; or the ev_signing connection
+motion_cameras:                                         # zones, masks and sensitivity per camera
+  "nvr1/4593152": {masks: [[0, 0, 0.3, 0.08]], min_region: 0.003}   # the on-screen clock
 ```
 
 Secrets never live in this file: passwords come from the environment (`password_env`)
@@ -206,6 +208,17 @@ class SigningSettings(_Strict):
     )
 
 
+class CameraMotion(_Strict):
+    """One camera's motion settings over the defaults (`motion`): zones, masks, sensitivity."""
+
+    region: tuple[float, float, float, float] | None = Field(None, description="x0,y0,x1,y1 (0..1): only look here")
+    masks: list[tuple[float, float, float, float]] = Field(
+        default_factory=list, description="x0,y0,x1,y1 (0..1) never looked at: an on-screen clock, a tree"
+    )
+    pixel_threshold: int | None = Field(None, ge=2, le=254)
+    min_region: float | None = Field(None, ge=0, le=1)
+
+
 class PipelineConfig(_Strict):
     sites: list[SiteConfig] = Field(min_length=1)
     export: ExportSettings = Field(default_factory=ExportSettings)
@@ -213,6 +226,10 @@ class PipelineConfig(_Strict):
     retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
     motion: MotionConfig = Field(default_factory=MotionConfig)
     motion_mode: Literal["full", "gated", "keyframe"] = "gated"
+    motion_cameras: dict[str, CameraMotion] = Field(
+        default_factory=dict, description='per camera, "server/camera" or a bare camera id (every server)'
+    )
+    motion_snapshots: bool = Field(True, description="store a JPEG per motion event beside the summaries")
     thumbnails: ThumbnailSettings = Field(default_factory=ThumbnailSettings)
     signing: SigningSettings = Field(default_factory=SigningSettings)
 
@@ -221,6 +238,16 @@ class PipelineConfig(_Strict):
             if site.name == name:
                 return site
         raise ConfigError(f"no site {name!r} in the configuration (sites: {[s.name for s in self.sites]})")
+
+    def motion_for(self, server: str, camera_id: int) -> MotionConfig:
+        """The motion settings of one camera: its own (server/camera, then bare id) over the defaults."""
+        own = self.motion_cameras.get(f"{server}/{camera_id}") or self.motion_cameras.get(str(camera_id))
+        if own is None:
+            return self.motion
+        changes = own.model_dump(exclude_none=True, exclude_defaults=True)
+        if "masks" in changes:
+            changes["masks"] = tuple(tuple(m) for m in changes["masks"])
+        return MotionConfig.model_validate({**self.motion.model_dump(), **changes})
 
     def server(self, site: str, name: str) -> ServerConfig:
         for server in self.site(site).servers:

@@ -3,18 +3,22 @@
 Reads the export back from the store (streamed to a temporary file, never whole in
 memory), runs the motion core, and writes the per-second timeline and the events as
 Parquet under `motion/{timeline,events}/site=/server=/camera=/date=/part-<start>.parquet`,
-with the export's retention. Idempotent: summaries that a committed manifest records as
-derived from this export are reused, and identical bytes never add a version.
+and a JPEG per event (its peak frame, the moving region boxed) under `motion/snapshots/`,
+with the export's retention. Each summary's entry carries its coverage: a summary of less
+than the whole recording is recorded as a failure of the motion run, never a silent
+success. Idempotent: summaries that a committed manifest records as derived from this
+export are reused, and identical bytes never add a version.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from ev_ingest.store import ArchiveStore, ManifestEntry, RecordIndex, Retention
+from ev_ingest.store import ArchiveStore, ManifestEntry, ManifestFailure, RecordIndex, Retention
 from ev_ingest.store import keys as store_keys
 from pipelines.config import PipelineConfig
 from pipelines.video import analyze
@@ -53,11 +57,16 @@ def summarize_export(
         summary = analyze(
             local.name,
             mode=config.motion_mode,
-            config=config.motion,
+            config=config.motion_for(export.server, export.camera_id),
             camera_id=export.camera_id,
             start=start,
             workers=workers,
             name=export.key,
+        )
+        snapshots = (
+            _store_snapshots(store, site, export, start, summary, local.name, retention)
+            if config.motion_snapshots
+            else []
         )
     for warning in summary.warnings:
         log.warning("%s: %s", export.key, warning)
@@ -82,7 +91,8 @@ def summarize_export(
         summary.mode,
         summary.realtime_factor,
     )
-    return [
+    coverage = summary.coverage()["coverage"]
+    summaries = [
         _entry(
             export,
             "motion_timeline",
@@ -103,6 +113,55 @@ def summarize_export(
             retention,
             len(summary.events),
         ),
+    ]
+    return [e.model_copy(update={"coverage": coverage}) for e in summaries] + snapshots
+
+
+def _store_snapshots(
+    store: ArchiveStore,
+    site: str,
+    export: ManifestEntry,
+    start: datetime,
+    summary: Any,
+    local: str,
+    retention: Retention | None,
+) -> list[ManifestEntry]:
+    """A JPEG per event beside the summaries (single-file exports: a ps_zip's are skipped)."""
+    from pipelines.video import media
+    from pipelines.video.decode import VideoError, is_zip
+
+    if is_zip(local):
+        log.info("%s: a ps_zip export: no event snapshots", export.key)
+        return []
+    entries = []
+    for event in summary.events:
+        at = start + timedelta(seconds=event.start_s)
+        key = store_keys.motion_snapshot_key(site, export.server, export.camera_id, export.start, at)
+        try:
+            jpeg = media.snapshot(local, event)
+        except VideoError as exc:
+            log.warning("%s: no snapshot of the event at %s: %s", export.key, at, exc)
+            continue
+        stored = store.put(key, jpeg, content_type="image/jpeg", retention=retention, if_changed=True)
+        entries.append(
+            _entry(export, "motion_snapshot", key, stored.version_id, stored.size, stored.sha256, retention, None)
+        )
+    return entries
+
+
+def coverage_failures(entries: list[ManifestEntry]) -> list[ManifestFailure]:
+    """A failure per motion summary that covers less than its whole recording."""
+    return [
+        ManifestFailure(
+            server=e.server,
+            camera_id=e.camera_id,
+            start=e.start,
+            end=e.end,
+            error=f"the motion summary covers {100 * e.coverage:.1f}% of the recording (damaged or unreadable)",
+            kind="motion-coverage",
+        )
+        for e in entries
+        if e.kind == "motion_events" and e.coverage is not None and e.coverage < 1.0
     ]
 
 

@@ -65,6 +65,14 @@ def motion_key(kind: str, site: str, server: str, camera: int | str, start: date
     return f"motion/{kind}/{camera_prefix(site, server, camera)}/date={day(start)}/part-{stamp(start)}.parquet"
 
 
+def motion_snapshot_key(site: str, server: str, camera: int | str, start: datetime, event_start: datetime) -> str:
+    """The JPEG of one motion event of the export starting at `start`."""
+    return (
+        f"motion/snapshots/{camera_prefix(site, server, camera)}/date={day(start)}/"
+        f"part-{stamp(start)}-event-{stamp(event_start)}.jpg"
+    )
+
+
 def manifest_key(site: str, on: datetime, run_id: str) -> str:
     return f"manifests/site={safe_part(site)}/date={day(on)}/{safe_part(run_id)}.json"
 

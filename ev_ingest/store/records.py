@@ -38,7 +38,9 @@ CHAIN_PREFIX = "chain/"
 AUDIT_CHAIN = "audit"
 CLAIM_GROUP = 1000  # claims per listing group
 
-EntryKind = Literal["export", "thumbnail", "contact_sheet", "motion_timeline", "motion_events", "report"]
+EntryKind = Literal[
+    "export", "thumbnail", "contact_sheet", "motion_timeline", "motion_events", "motion_snapshot", "report"
+]
 MANIFEST_SCHEMA = 2  # 2: entries and failures name their server; `complete` and `pending`
 
 
@@ -80,6 +82,7 @@ class ManifestEntry(BaseModel):
     motion_keys: list[str] = Field(default_factory=list)  # summaries derived from this export
     derived_from: str | None = None  # for summaries and thumbnails: the export key they describe
     events: int | None = None  # motion events in a motion_events object
+    coverage: float | None = None  # of a motion summary: the share of the recording analysed (1.0: all)
 
     _legacy = model_validator(mode="before")(_legacy_server)
 
