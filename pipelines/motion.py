@@ -46,9 +46,9 @@ def summarize_export(
         else None
     )
     recorded = [records.get(timeline_key), records.get(events_key)] if records else [None, None]
-    if all(e is not None and e.derived_from == export.key for e in recorded):
+    if records and all(e is not None and e.derived_from == export.key for e in recorded):
         log.info("motion summaries of %s recorded by a committed run: reused", export.key)
-        return [e for e in recorded if e is not None]
+        return [e for e in recorded if e is not None] + records.derived(export.key, "motion_snapshot")
     suffix = Path(export.key).suffix
     with tempfile.NamedTemporaryFile(suffix=suffix) as local:
         for chunk in store.iter_bytes(export.key, export.version_id):

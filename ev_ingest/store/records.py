@@ -220,6 +220,12 @@ class RecordIndex:
                 entries[entry.key] = entry
         return cls(entries)
 
+    def derived(self, source: str, kind: str) -> list[ManifestEntry]:
+        """The recorded entries of `kind` derived from the object `source` (e.g. an export's snapshots)."""
+        return sorted(
+            (e for e in self._entries.values() if e.derived_from == source and e.kind == kind), key=lambda e: e.key
+        )
+
     def get(self, key: str) -> ManifestEntry | None:
         return self._entries.get(key)
 

@@ -234,9 +234,11 @@ def compare(
     scaled = cv2.convertScaleAbs(frame, alpha=1.0 / gain) if abs(gain - 1.0) > 0.004 else frame
     reference = cv2.convertScaleAbs(background)
     # Jitter: a pixel moves only when it leaves its 3x3 neighbourhood's background range.
-    above = cv2.subtract(scaled, cv2.dilate(reference, _KERNEL))
-    below = cv2.subtract(cv2.erode(reference, _KERNEL), scaled)
-    _, changed = cv2.threshold(cv2.max(above, below), config.pixel_threshold, 1, cv2.THRESH_BINARY)
+    high, low = cv2.dilate(reference, _KERNEL), cv2.erode(reference, _KERNEL)
+    changed = _outside(scaled, high, low, config.pixel_threshold)
+    # Under an exposure change, a region that did not change before the compensation kept its
+    # value while the scene's changed: an on-screen clock, drawn after exposure. Not motion.
+    unchanged_raw = None if scaled is frame else 1 - _outside(frame, high, low, config.pixel_threshold)
     if region is not None:
         changed &= region
     changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, _KERNEL)  # specks
@@ -259,7 +261,10 @@ def compare(
             continue  # clutter: noise, a clock's digit
         inside = np.zeros((h, w), np.uint8)
         cv2.drawContours(inside, [contour], -1, 1, cv2.FILLED, offset=(-x, -y))
-        if cv2.countNonZero(inside) < smallest:
+        area = cv2.countNonZero(inside)
+        if area < smallest:
+            continue
+        if unchanged_raw is not None and cv2.countNonZero(unchanged_raw[y : y + h, x : x + w] & inside) > 0.7 * area:
             continue
         where = inside > 0
         now = scaled[y : y + h, x : x + w][where].astype(np.float32)
@@ -270,6 +275,12 @@ def compare(
         moving[y : y + h, x : x + w] |= inside
         boxes.append((x / cols, y / rows, (x + w) / cols, (y + h) / rows))
     return scaled, moving, boxes
+
+
+def _outside(frame: np.ndarray, high: np.ndarray, low: np.ndarray, threshold: int) -> np.ndarray:
+    """1 where `frame` leaves [low - threshold, high + threshold], else 0 (uint8)."""
+    beyond = cv2.max(cv2.subtract(frame, high), cv2.subtract(low, frame))
+    return cv2.threshold(beyond, threshold, 1, cv2.THRESH_BINARY)[1]
 
 
 def _gain(frame: np.ndarray, background: np.ndarray) -> float:

@@ -1,0 +1,121 @@
+"""A synthetic clip of what real cameras do that the plain synthetic site does not (issue 17),
+rendered frame by frame with its ground truth, so the suite sees each phenomenon:
+
+- camera jitter: the whole picture shakes by a pixel, over painted high-contrast lines;
+- an on-screen clock whose digits change every second;
+- auto-exposure: a bright vehicle crosses and the whole frame darkens to 60 %, recovering
+  over 2 s after it has gone (the recovery is light, not motion);
+- a loiterer: walks in, stands still (swaying a pixel) for 10 s, walks out: one event,
+  and no ghost where they stood;
+- sunlight: half the scene brightens by 20 % with its texture kept (no event);
+- a small object, 30x80 pixels at 1080p (scaled to the clip), crossing.
+
+    clip = make_hard_clip(path, width=640, height=360)
+    clip.events  # [(start_s, end_s, kind), ...]: the events an ideal summary reports
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+SECONDS = 40
+EVENTS: tuple[tuple[float, float, str], ...] = (
+    (4.0, 7.0, "bright-car"),  # exposure darkens 4.5-5.5, recovers 7.0-9.0 (light only)
+    (12.0, 26.0, "loiterer"),  # walks 12-14, stands 14-24, walks 24-26
+    (33.0, 36.0, "small"),
+)
+SUN = (29.0, 30.0)  # the right half brightens over this second and stays bright
+
+
+@dataclass(frozen=True)
+class HardClip:
+    path: Path
+    fps: int
+    seconds: int
+    events: list[tuple[float, float, str]]
+
+
+def _background(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    coarse = rng.integers(60, 150, size=(height // 24 + 2, width // 24 + 2)).astype(np.float32)
+    texture = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    texture += rng.normal(0, 5, size=(height, width)).astype(np.float32)
+    for i in range(6):  # painted parking lines: high contrast, where jitter shows
+        x = int((i + 1) * width / 7)
+        cv2.line(texture, (x, int(height * 0.15)), (x, int(height * 0.95)), 235.0, max(2, width // 320))
+    return np.clip(texture, 16, 235)
+
+
+def _exposure(t: float) -> float:
+    if 4.5 <= t < 7.0:
+        return 1.0 - 0.4 * min(1.0, (t - 4.5) / 1.0)
+    if 7.0 <= t < 9.0:
+        return 0.6 + 0.4 * (t - 7.0) / 2.0
+    return 1.0
+
+
+def render(
+    t: float, width: int, height: int, background: np.ndarray, rng: np.random.Generator, noise: list[np.ndarray]
+) -> np.ndarray:
+    frame = background.copy()
+    scale = height / 360
+    if EVENTS[0][0] <= t < EVENTS[0][1]:  # a bright vehicle, left to right
+        x = int((t - 4.0) / 3.0 * (width + 160 * scale)) - int(160 * scale)
+        cv2.rectangle(frame, (x, int(150 * scale)), (x + int(160 * scale), int(230 * scale)), 240.0, -1)
+    if EVENTS[1][0] <= t < EVENTS[1][1]:  # a loiterer: in, still (swaying), out
+        if t < 14.0:
+            x = int(width * 0.1 + (t - 12.0) / 2.0 * width * 0.3)
+        elif t < 24.0:
+            x = int(width * 0.4) + int(round(np.sin(t * 3.0)))  # a pixel of sway
+        else:
+            x = int(width * 0.4 + (t - 24.0) / 2.0 * width * 0.6)
+        cv2.rectangle(frame, (x, int(120 * scale)), (x + int(40 * scale), int(300 * scale)), 35.0, -1)
+    if EVENTS[2][0] <= t < EVENTS[2][1]:  # small: 30x80 at 1080p
+        w, h = max(2, round(30 * height / 1080)), max(4, round(80 * height / 1080))
+        x = int((t - 33.0) / 3.0 * width)
+        cv2.rectangle(frame, (x, int(height * 0.6)), (x + w, int(height * 0.6) + h), 230.0, -1)
+    if t >= SUN[0]:  # sunlight on the right half, texture kept
+        gain = 1.0 + 0.2 * min(1.0, (t - SUN[0]) / (SUN[1] - SUN[0]))
+        frame[:, width // 2 :] *= gain
+    frame *= _exposure(t)
+    clock = np.zeros(frame.shape, np.uint8)
+    cv2.putText(  # an on-screen clock, a new second every second
+        clock, f"2026-11-29 02:{int(t) // 60:02d}:{int(t) % 60:02d}", (8, int(24 * scale)),
+        cv2.FONT_HERSHEY_SIMPLEX, 0.7 * scale, 255, max(1, int(2 * scale)),
+    )  # fmt: skip
+    frame[clock > 0] = 250.0
+    shift = rng.integers(-1, 2, size=2)  # jitter
+    frame = np.roll(frame, (int(shift[0]), int(shift[1])), axis=(0, 1))
+    frame += noise[int(rng.integers(len(noise)))]  # sensor noise
+    return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def make_hard_clip(path: Path, *, width: int = 640, height: int = 360, fps: int = 10, gop_seconds: int = 2) -> HardClip:
+    rng = np.random.default_rng(17)
+    background = _background(width, height, rng)
+    noise = [rng.normal(0, 1.5, size=(height, width)).astype(np.float32) for _ in range(5)]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        gop = gop_seconds * fps
+        stream.codec_context.options = {
+            "preset": "ultrafast",
+            "x264-params": f"bframes=0:keyint={gop}:min-keyint={gop}:scenecut=0",
+        }
+        stream.codec_context.time_base = Fraction(1, fps)
+        chroma = np.full((height // 2, width), 128, np.uint8)
+        for index in range(SECONDS * fps):
+            luma = render(index / fps, width, height, background, rng, noise)
+            frame = av.VideoFrame.from_ndarray(np.vstack([luma, chroma]), format="yuv420p")
+            frame.pts = index
+            frame.time_base = Fraction(1, fps)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return HardClip(path, fps, SECONDS, list(EVENTS))
