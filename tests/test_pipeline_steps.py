@@ -118,8 +118,11 @@ def test_legal_holds_follow_cases(archived, sim):
             entry.start + timedelta(minutes=6),
             case=case.guid,
         )
-        # The export and the two motion summaries derived from it.
-        assert retention.sync_legal_holds(ev, store, "nvr1", "HQ", log) == {**counts, "held": 3}
+        # The export, the two motion summaries and the event snapshots derived from it.
+        derived = [e for m in retention.manifests(store, "HQ") for e in m.entries if e.derived_from == entry.key]
+        snapshots = {e.key for e in derived if e.kind == "motion_snapshot"}
+        held = 3 + len(snapshots)
+        assert snapshots and retention.sync_legal_holds(ev, store, "nvr1", "HQ", log) == {**counts, "held": held}
         assert store.get_legal_hold(entry.key, entry.version_id)
         assert retention.sync_legal_holds(ev, store, "nvr1", "HQ", log) == counts  # idempotent
         # A release of what an open case holds is refused, and says how to force it.
@@ -144,7 +147,7 @@ def test_legal_holds_follow_cases(archived, sim):
         # Cases have no status (the seed's Update Case takes name and description): deleting
         # the case is what ends its holds.
         ev.cases.delete(case.guid)
-        assert retention.sync_legal_holds(ev, store, "nvr1", "HQ", log) == {**counts, "released": 3}
+        assert retention.sync_legal_holds(ev, store, "nvr1", "HQ", log) == {**counts, "released": held}
     assert not store.get_legal_hold(entry.key, entry.version_id)
     assert {(f.key, f.problem) for f in retention.audit(store, config, "HQ").findings} == earlier
     actions = [a["action"] for a in log.entries()]
