@@ -268,12 +268,13 @@ def write_media(path: Path, summary: Any, snapshots: Path | None, clips: Path | 
         raise CliError(f"{path}: snapshots and clips are made from single-file recordings, not a ps_zip")
     made = []
     suffix = media.clip_suffix(path) if clips else ""
+    shots = media.snapshots(path, summary.events) if snapshots else []
     for number, event in enumerate(summary.events, start=1):
         item: dict[str, str] = {}
-        if snapshots:
+        if snapshots and shots[number - 1] is not None:
             snapshots.mkdir(parents=True, exist_ok=True)
             target = snapshots / f"{path.stem}.{number:03d}.jpg"
-            target.write_bytes(media.snapshot(path, event))
+            target.write_bytes(shots[number - 1])  # type: ignore[arg-type]
             item["snapshot"] = str(target)
         if clips:
             clips.mkdir(parents=True, exist_ok=True)

@@ -229,7 +229,9 @@ class PipelineConfig(_Strict):
     motion_cameras: dict[str, CameraMotion] = Field(
         default_factory=dict, description='per camera, "server/camera" or a bare camera id (every server)'
     )
-    motion_snapshots: bool = Field(True, description="store a JPEG per motion event beside the summaries")
+    motion_snapshots: int = Field(
+        20, ge=0, le=10_000, description="JPEGs stored per export, of its strongest motion events (0: none)"
+    )
     thumbnails: ThumbnailSettings = Field(default_factory=ThumbnailSettings)
     signing: SigningSettings = Field(default_factory=SigningSettings)
 

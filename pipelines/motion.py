@@ -3,7 +3,8 @@
 Reads the export back from the store (streamed to a temporary file, never whole in
 memory), runs the motion core, and writes the per-second timeline and the events as
 Parquet under `motion/{timeline,events}/site=/server=/camera=/date=/part-<start>.parquet`,
-and a JPEG per event (its peak frame, the moving region boxed) under `motion/snapshots/`,
+and a JPEG of each of its strongest events (the peak frame, the moving region boxed) under
+`motion/snapshots/`,
 with the export's retention. Each summary's entry carries its coverage: a summary of less
 than the whole recording is recorded as a failure of the motion run, never a silent
 success. Idempotent: summaries that a committed manifest records as derived from this
@@ -64,7 +65,7 @@ def summarize_export(
             name=export.key,
         )
         snapshots = (
-            _store_snapshots(store, site, export, start, summary, local.name, retention)
+            _store_snapshots(store, site, export, start, summary, local.name, retention, config.motion_snapshots)
             if config.motion_snapshots
             else []
         )
@@ -125,23 +126,25 @@ def _store_snapshots(
     summary: Any,
     local: str,
     retention: Retention | None,
+    most: int,
 ) -> list[ManifestEntry]:
-    """A JPEG per event beside the summaries (single-file exports: a ps_zip's are skipped)."""
+    """A JPEG of each of the export's `most` strongest events, beside the summaries (a busy
+    camera has an event a minute: a day's export would otherwise store 1,440). A ps_zip's
+    events get none."""
     from pipelines.video import media
-    from pipelines.video.decode import VideoError, is_zip
+    from pipelines.video.decode import is_zip
 
     if is_zip(local):
         log.info("%s: a ps_zip export: no event snapshots", export.key)
         return []
+    strongest = sorted(sorted(summary.events, key=lambda e: -e.peak)[:most], key=lambda e: e.start_s)
     entries = []
-    for event in summary.events:
+    for event, jpeg in zip(strongest, media.snapshots(local, strongest), strict=True):
+        if jpeg is None:
+            log.warning("%s: no snapshot of the event at %.1f s", export.key, event.start_s)
+            continue
         at = start + timedelta(seconds=event.start_s)
         key = store_keys.motion_snapshot_key(site, export.server, export.camera_id, export.start, at)
-        try:
-            jpeg = media.snapshot(local, event)
-        except VideoError as exc:
-            log.warning("%s: no snapshot of the event at %s: %s", export.key, at, exc)
-            continue
         stored = store.put(key, jpeg, content_type="image/jpeg", retention=retention, if_changed=True)
         entries.append(
             _entry(export, "motion_snapshot", key, stored.version_id, stored.size, stored.sha256, retention, None)

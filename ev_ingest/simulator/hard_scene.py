@@ -21,7 +21,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 
 SECONDS = 40
@@ -41,14 +40,48 @@ class HardClip:
     events: list[tuple[float, float, str]]
 
 
+# A 3x5 bitmap font for the clock (the simulator draws with numpy: OpenCV is the video core's).
+_GLYPHS = {
+    "0": "111101101101111", "1": "010110010010111", "2": "111001111100111", "3": "111001111001111",
+    "4": "101101111001001", "5": "111100111001111", "6": "111100111101111", "7": "111001001001001",
+    "8": "111101111101111", "9": "111101111001111", ":": "000010000010000", "-": "000000111000000",
+    " ": "000000000000000",
+}  # fmt: skip
+
+
+def _text_mask(text: str, height: int, width: int, scale: int) -> np.ndarray:
+    mask = np.zeros((height, width), bool)
+    for index, char in enumerate(text):
+        glyph = np.array([c == "1" for c in _GLYPHS[char]]).reshape(5, 3)
+        block = np.kron(glyph, np.ones((scale, scale), bool))
+        x, y = 8 + index * 4 * scale, 6 * scale // 2
+        if x + block.shape[1] <= width and y + block.shape[0] <= height:
+            mask[y : y + block.shape[0], x : x + block.shape[1]] |= block
+    return mask
+
+
 def _background(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
     coarse = rng.integers(60, 150, size=(height // 24 + 2, width // 24 + 2)).astype(np.float32)
-    texture = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    rows = np.linspace(0, coarse.shape[0] - 1.001, height)
+    cols = np.linspace(0, coarse.shape[1] - 1.001, width)
+    r0, c0 = rows.astype(int), cols.astype(int)
+    fr, fc = (rows - r0)[:, None], (cols - c0)[None, :]
+    texture = (  # bilinear upsampling of the coarse grid: a smooth surface
+        coarse[r0][:, c0] * (1 - fr) * (1 - fc)
+        + coarse[r0 + 1][:, c0] * fr * (1 - fc)
+        + coarse[r0][:, c0 + 1] * (1 - fr) * fc
+        + coarse[r0 + 1][:, c0 + 1] * fr * fc
+    )
     texture += rng.normal(0, 5, size=(height, width)).astype(np.float32)
+    line = max(2, width // 320)
     for i in range(6):  # painted parking lines: high contrast, where jitter shows
         x = int((i + 1) * width / 7)
-        cv2.line(texture, (x, int(height * 0.15)), (x, int(height * 0.95)), 235.0, max(2, width // 320))
-    return np.clip(texture, 16, 235)
+        texture[int(height * 0.15) : int(height * 0.95), x : x + line] = 235.0
+    return np.clip(texture, 16, 235).astype(np.float32)
+
+
+def _box(frame: np.ndarray, x0: int, y0: int, x1: int, y1: int, value: float) -> None:
+    frame[max(0, y0) : max(0, y1), max(0, x0) : max(0, x1)] = value
 
 
 def _exposure(t: float) -> float:
@@ -66,7 +99,7 @@ def render(
     scale = height / 360
     if EVENTS[0][0] <= t < EVENTS[0][1]:  # a bright vehicle, left to right
         x = int((t - 4.0) / 3.0 * (width + 160 * scale)) - int(160 * scale)
-        cv2.rectangle(frame, (x, int(150 * scale)), (x + int(160 * scale), int(230 * scale)), 240.0, -1)
+        _box(frame, x, int(150 * scale), x + int(160 * scale), int(230 * scale), 240.0)
     if EVENTS[1][0] <= t < EVENTS[1][1]:  # a loiterer: in, still (swaying), out
         if t < 14.0:
             x = int(width * 0.1 + (t - 12.0) / 2.0 * width * 0.3)
@@ -74,21 +107,18 @@ def render(
             x = int(width * 0.4) + int(round(np.sin(t * 3.0)))  # a pixel of sway
         else:
             x = int(width * 0.4 + (t - 24.0) / 2.0 * width * 0.6)
-        cv2.rectangle(frame, (x, int(120 * scale)), (x + int(40 * scale), int(300 * scale)), 35.0, -1)
+        _box(frame, x, int(120 * scale), x + int(40 * scale), int(300 * scale), 35.0)
     if EVENTS[2][0] <= t < EVENTS[2][1]:  # small: 30x80 at 1080p
         w, h = max(2, round(30 * height / 1080)), max(4, round(80 * height / 1080))
         x = int((t - 33.0) / 3.0 * width)
-        cv2.rectangle(frame, (x, int(height * 0.6)), (x + w, int(height * 0.6) + h), 230.0, -1)
+        _box(frame, x, int(height * 0.6), x + w, int(height * 0.6) + h, 230.0)
     if t >= SUN[0]:  # sunlight on the right half, texture kept
         gain = 1.0 + 0.2 * min(1.0, (t - SUN[0]) / (SUN[1] - SUN[0]))
         frame[:, width // 2 :] *= gain
     frame *= _exposure(t)
-    clock = np.zeros(frame.shape, np.uint8)
-    cv2.putText(  # an on-screen clock, a new second every second
-        clock, f"2026-11-29 02:{int(t) // 60:02d}:{int(t) % 60:02d}", (8, int(24 * scale)),
-        cv2.FONT_HERSHEY_SIMPLEX, 0.7 * scale, 255, max(1, int(2 * scale)),
-    )  # fmt: skip
-    frame[clock > 0] = 250.0
+    # An on-screen clock, a new second every second, drawn after exposure (as cameras do).
+    clock = _text_mask(f"2026-11-29 02:{int(t) // 60:02d}:{int(t) % 60:02d}", height, width, max(2, int(3 * scale)))
+    frame[clock] = 250.0
     shift = rng.integers(-1, 2, size=2)  # jitter
     frame = np.roll(frame, (int(shift[0]), int(shift[1])), axis=(0, 1))
     frame += noise[int(rng.integers(len(noise)))]  # sensor noise

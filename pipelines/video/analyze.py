@@ -37,7 +37,7 @@ import numpy as np
 
 from pipelines.video import decode, gops
 from pipelines.video.decode import DecodeStats, Segment, Source, VideoError, ZipMember
-from pipelines.video.detect import MotionConfig, keyframe_change, make_detector
+from pipelines.video.detect import KeyframeGate, MotionConfig, make_detector
 from pipelines.video.summary import EPOCH, Event, Track, events_table, find_events, spans, timeline_table
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def _decode_job(job: Job, progress: Progress | None, backend: str) -> JobResult:
     reader = decode.open_video(Segment("", job.data, None, job.container_format), threads=job.threads, backend=backend)  # type: ignore[arg-type]
     try:
         step = config.step_for(reader.info.width)
-        gate = partial(_gate, config=config)
+        gate = KeyframeGate(config)
         frames: Iterator[decode.LumaFrame]
         pyav = isinstance(reader, decode.PyAVReader)
         if pyav and job.gop_threads > 1 and gops.parallel_supported(reader):
@@ -253,10 +253,6 @@ def _decode_job(job: Job, progress: Progress | None, backend: str) -> JobResult:
         )
     finally:
         reader.close()
-
-
-def _gate(before: np.ndarray, after: np.ndarray, config: MotionConfig) -> bool:
-    return keyframe_change(before, after, config) > config.gate_fraction
 
 
 def in_process(segments: list[Segment]) -> bool:
@@ -344,6 +340,8 @@ def analyze(
     if expected_s is not None and end < expected_s - max(2.0, 2 * frame_s) and stats.unreadable_from is None:
         stats.unreadable_from = end
     target = expected_s if expected_s is not None else recording_end
+    if expected_s is not None:  # the caller knows the recording's length: no estimate runs past it
+        stats.damaged = [(a, min(b, expected_s)) for a, b in stats.damaged if a < expected_s]
     if stats.unreadable_from is not None and target is not None and target > stats.unreadable_from:
         stats.damage(stats.unreadable_from, target - stats.unreadable_from)  # the unread end is lost
     if stats.unreadable_from is not None:

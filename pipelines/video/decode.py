@@ -184,19 +184,24 @@ class PyAVReader:
         # reordering (no B-frames) a packet is the frame after the one before: its time is
         # carried forward here, so every decoder (threads, gated, keyframes) sees it.
         carry = not stream.codec_context.has_b_frames
-        tick = round(1.0 / ((self.info.fps or 25.0) * float(stream.time_base)))
+        time_base = float(stream.time_base)  # a Fraction made anew on every access: once, not per packet
+        tick = round(1.0 / ((self.info.fps or 25.0) * time_base))
         last_pts: int | None = None
         try:
             for packet in self.container.demux(stream):
-                if carry and packet.size and packet.pts is None and packet.dts is None and last_pts is not None:
-                    packet.pts = packet.dts = last_pts + tick
-                if packet.pts is not None:
-                    last_pts = packet.pts
-                    last = (packet.pts - base) * float(stream.time_base)
-                if packet.pos is not None and packet.pos >= 0:
-                    read_to = max(read_to, packet.pos + packet.size)
+                pts = packet.pts
+                if pts is None and carry and last_pts is not None and packet.dts is None and packet.size:
+                    packet.pts = packet.dts = pts = last_pts + tick
+                if pts is not None:
+                    last_pts = pts
+                position = packet.pos
+                if position is not None and position >= 0:
+                    read_to = max(read_to, position + packet.size)
                 yield packet
+            if last_pts is not None:
+                last = (last_pts - base) * time_base
         except av.error.FFmpegError as exc:
+            last = (last_pts - base) * time_base if last_pts is not None else 0.0
             log.warning("container damaged after %.1f s (%s): the rest cannot be read", last, exc)
             self.stats.unreadable_from = last
             self.stats.damage(last, 0.0)

@@ -150,6 +150,23 @@ def _bbox(moving: np.ndarray) -> Box | None:
     return (x / cols, y / rows, (x + w) / cols, (y + h) / rows)
 
 
+def _persistent(moving: np.ndarray, boxes: list[Box], seen: np.ndarray | None) -> tuple[np.ndarray | None, list[Box]]:
+    """The regions that overlap the previous frame's; the others are cleared from `moving`."""
+    if seen is None:
+        return None, []
+    rows, cols = moving.shape
+    reach_x, reach_y = int(PERSIST_REACH * cols), int(PERSIST_REACH * rows)
+    kept: list[Box] = []
+    for box in boxes:
+        x0, y0, x1, y1 = int(box[0] * cols), int(box[1] * rows), int(box[2] * cols), int(box[3] * rows)
+        # Near where something was a frame ago: a small, fast object moves more than its size.
+        if cv2.countNonZero(seen[max(0, y0 - reach_y) : y1 + reach_y, max(0, x0 - reach_x) : x1 + reach_x]):
+            kept.append(box)
+        else:
+            moving[y0:y1, x0:x1] = 0
+    return (moving if kept else None), kept
+
+
 def _union(boxes: list[Box]) -> Box | None:
     if not boxes:
         return None
@@ -167,6 +184,7 @@ class RunningAverageDetector:
         self.region = _Region(self.config.region, self.config.masks)
         self._still_any = False
         self._bounds: tuple[np.ndarray, np.ndarray] | None = None  # `envelope` of the background
+        self._previous: np.ndarray | None = None  # the last frame's regions (before persistence)
         self._bounds_age = 0
 
     def score(self, luma: np.ndarray, t: float) -> FrameScore:
@@ -188,6 +206,9 @@ class RunningAverageDetector:
             self._reset(frame)
             return FrameScore(t, 0.0, None)
         scaled, moving, boxes = found
+        seen, self._previous = self._previous, moving
+        if moving is not None and dt <= PERSIST_WITHIN_S:
+            moving, boxes = _persistent(moving, boxes, seen)
         self._learn(scaled, moving, dt)
         if moving is None:
             return FrameScore(t, 0.0, None)
@@ -223,6 +244,11 @@ class RunningAverageDetector:
 
 
 _KERNEL = np.ones((3, 3), np.uint8)
+# Frames closer than this must agree: a region counts only where the frame before had one
+# too. An on-screen clock's digit changes for a frame each second; objects persist. Frames
+# further apart (keyframes of skipped GOPs) are judged alone.
+PERSIST_WITHIN_S = 0.5
+PERSIST_REACH = 0.05  # how far (a fraction of the frame) a region may be from the last one's
 # Frames between refreshes of the background's envelope: the background learns ~2% a frame
 # at 25 fps, so the envelope lags it by well under a luma level; refreshing is 15% of the work.
 ENVELOPE_FRAMES = 4
@@ -314,9 +340,9 @@ def _gain(frame: np.ndarray, background: np.ndarray) -> float:
         # person clip's visits merged: the background is kept at one exposure, and small
         # uncompensated steps add up at object edges.
         return 1.0
-    sample_b = background[::4, ::4]
+    sample_b = background[::6, ::6]
     valid = sample_b > 8.0
-    gain = float(np.median(frame[::4, ::4][valid] / sample_b[valid]))
+    gain = float(np.median(frame[::6, ::6][valid] / sample_b[valid]))
     return gain if gain > 0.05 else 1.0
 
 
@@ -366,17 +392,43 @@ def make_detector(config: MotionConfig) -> MotionDetector:
 LIGHT_STEP = 0.1  # a brightness step between keyframes that opens `gated`'s gate
 
 
+class KeyframeGate:
+    """`gated` mode's gate: does the GOP between two keyframes need decoding?
+
+    It asks the detector's own comparison, so drift, jitter, clutter and light do not make
+    `gated` decode a GOP (on real cameras they opened the gate of most GOPs). A brightness
+    step counts as a change: auto-exposure reacts to what enters the frame (a white car
+    darkens the whole picture), so the GOP is decoded and the detector decides. Each
+    keyframe is smoothed once (it is the `after` of one pair and the `before` of the next).
+    """
+
+    def __init__(self, config: MotionConfig) -> None:
+        self.config = config
+        self.region = _Region(config.region, config.masks)
+        self._last: tuple[np.ndarray, np.ndarray] | None = None  # (keyframe, its smoothed float copy)
+
+    def _smoothed(self, luma: np.ndarray) -> np.ndarray:
+        if self._last is not None and self._last[0] is luma:
+            return self._last[1]
+        return _smooth(luma, self.config).astype(np.float32)
+
+    def change(self, before: np.ndarray, after: np.ndarray) -> float:
+        """Fraction of the frame in moving regions from `before` to `after` (1.0: a light step)."""
+        reference = self._smoothed(before)
+        current = _smooth(after, self.config)
+        self._last = (after, current.astype(np.float32))
+        if abs(_gain(current, reference) - 1.0) > LIGHT_STEP:
+            return 1.0
+        found = compare(current, reference, self.config, self.region.fit(current.shape))
+        if found is None:
+            return 1.0
+        moving = found[1]
+        return 0.0 if moving is None else cv2.countNonZero(moving) / moving.size
+
+    def __call__(self, before: np.ndarray, after: np.ndarray) -> bool:
+        return self.change(before, after) > self.config.gate_fraction
+
+
 def keyframe_change(a: np.ndarray, b: np.ndarray, config: MotionConfig) -> float:
-    """Fraction of the frame in moving regions between two keyframes (the `gated` mode's gate):
-    the detector's own comparison, so drift, jitter, clutter and light do not make `gated`
-    decode a GOP (on real cameras they opened the gate of most GOPs). A brightness step
-    counts as a full change: auto-exposure reacts to what enters the frame (a white car
-    darkens the whole picture), so the GOP is decoded and the detector decides."""
-    before, after = _smooth(a, config).astype(np.float32), _smooth(b, config)
-    if abs(_gain(after, before) - 1.0) > LIGHT_STEP:
-        return 1.0
-    found = compare(after, before, config, _Region(config.region, config.masks).fit(a.shape))
-    if found is None:
-        return 1.0
-    moving = found[1]
-    return 0.0 if moving is None else cv2.countNonZero(moving) / moving.size
+    """`KeyframeGate.change` of one pair."""
+    return KeyframeGate(config).change(a, b)

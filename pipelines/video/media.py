@@ -17,7 +17,7 @@ import av.error
 import cv2
 import numpy as np
 
-from pipelines.video.decode import Source, VideoError
+from pipelines.video.decode import Source, VideoError, drain, plain_decoder
 from pipelines.video.summary import Event
 
 CLIP_PAD_S = 1.0  # seconds kept after the event's end
@@ -32,9 +32,75 @@ def clip_suffix(source: Source) -> str:
 
 def snapshot(source: Source, event: Event, quality: int = 85) -> bytes:
     """JPEG of the frame at the event's peak, its moving regions then outlined in red."""
+    shot = snapshots(source, [event], quality)[0]
+    if shot is None:
+        raise VideoError(f"no frame at {event.peak_s:.1f} s")
+    return shot
+
+
+def snapshots(source: Source, events: list[Event], quality: int = 85) -> list[bytes | None]:
+    """A snapshot of each event, in one pass over the recording: packets are only read, and
+    only the GOPs that hold a peak are decoded (seeking a long fragmented MP4 once per event
+    would read it again each time)."""
+    wanted = sorted(range(len(events)), key=lambda i: events[i].peak_s)
+    out: list[bytes | None] = [None] * len(events)
+    if not events:
+        return out
     with _open(source) as container:
         stream = container.streams.video[0]
-        image = _frame_at(container, stream, event.peak_s)
+        base = stream.start_time or 0
+        time_base = float(stream.time_base)
+        gop: list[av.Packet] = []
+        for packet in container.demux(stream):
+            if not wanted:
+                break
+            if packet.size == 0:
+                continue
+            if packet.is_keyframe and gop and packet.pts is not None:
+                boundary = (packet.pts - base) * time_base
+                _shoot(stream, gop, base, time_base, events, wanted, out, quality, boundary)
+                gop = []
+            gop.append(packet)
+        if gop and wanted:
+            _shoot(stream, gop, base, time_base, events, wanted, out, quality, float("inf"))
+    return out
+
+
+def _shoot(
+    stream: av.VideoStream,
+    gop: list[av.Packet],
+    base: int,
+    time_base: float,
+    events: list[Event],
+    wanted: list[int],
+    out: list[bytes | None],
+    quality: int,
+    boundary: float,
+) -> None:
+    """Decode this GOP if a wanted peak falls before `boundary`; snapshot each such peak."""
+    due = [i for i in wanted if events[i].peak_s < boundary]
+    if not due:
+        return
+    decoder = plain_decoder(stream.codec_context, skip_loop_filter=False)
+    frames: list[av.VideoFrame] = []
+    for packet in gop:
+        try:
+            frames += decoder.decode(packet)
+        except av.error.FFmpegError:
+            continue
+    frames += drain(decoder)
+    for index in due:
+        wanted.remove(index)
+        peak = events[index].peak_s
+        chosen = next(
+            (f for f in frames if f.pts is not None and (f.pts - base) * time_base >= peak - 1e-3),
+            frames[-1] if frames else None,
+        )
+        if chosen is not None:
+            out[index] = _boxed_jpeg(chosen.to_ndarray(format="bgr24"), events[index], quality)
+
+
+def _boxed_jpeg(image: np.ndarray, event: Event, quality: int) -> bytes:
     height, width = image.shape[:2]
     x0, y0, x1, y1 = event.peak_bbox or event.bbox
     thickness = max(2, width // 320)
@@ -103,17 +169,3 @@ def _seek(container: av.container.InputContainer, stream: av.VideoStream, second
         container.seek(base + int(max(0.0, seconds) / float(stream.time_base)), stream=stream, backward=True)
     except av.error.FFmpegError:
         container.seek(0)  # not seekable (a program stream): read from the start
-
-
-def _frame_at(container: av.container.InputContainer, stream: av.VideoStream, seconds: float) -> np.ndarray:
-    """The first frame at or after `seconds` (BGR), decoded from the keyframe before it."""
-    _seek(container, stream, seconds)
-    base = stream.start_time or 0
-    last = None
-    for frame in container.decode(stream):
-        last = frame
-        if frame.pts is not None and (frame.pts - base) * float(stream.time_base) >= seconds - 1e-3:
-            break
-    if last is None:
-        raise VideoError(f"no frame at {seconds:.1f} s")
-    return last.to_ndarray(format="bgr24")
