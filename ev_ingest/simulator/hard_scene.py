@@ -17,11 +17,12 @@ rendered frame by frame with its ground truth, so the suite sees each phenomenon
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+
+from ev_ingest.simulator.recordings import encode
 
 SECONDS = 40
 EVENTS: tuple[tuple[float, float, str], ...] = (
@@ -137,15 +138,12 @@ def make_hard_clip(path: Path, *, width: int = 640, height: int = 360, fps: int 
             "preset": "ultrafast",
             "x264-params": f"bframes=0:keyint={gop}:min-keyint={gop}:scenecut=0",
         }
-        stream.codec_context.time_base = Fraction(1, fps)
         chroma = np.full((height // 2, width), 128, np.uint8)
-        for index in range(SECONDS * fps):
-            luma = render(index / fps, width, height, background, rng, noise)
-            frame = av.VideoFrame.from_ndarray(np.vstack([luma, chroma]), format="yuv420p")
-            frame.pts = index
-            frame.time_base = Fraction(1, fps)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+        frames = (
+            av.VideoFrame.from_ndarray(
+                np.vstack([render(index / fps, width, height, background, rng, noise), chroma]), format="yuv420p"
+            )
+            for index in range(SECONDS * fps)
+        )
+        encode(out, stream, frames, fps)
     return HardClip(path, fps, SECONDS, list(EVENTS))

@@ -13,6 +13,7 @@ is the site's motion events, in seconds from the clip's start.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -99,22 +100,32 @@ def make_clip(
         stream.codec_context.gop_size = int(gop)  # MPEG-4 Part 2, MS-MPEG4: a fixed GOP too
     if bitrate:
         stream.codec_context.bit_rate = int(float(bitrate.rstrip("Mk")) * (1e6 if bitrate.endswith("M") else 1e3))
-    stream.codec_context.time_base = Fraction(1, fps)
     first_slot = scene.slot_of(start)
-    for index in range(seconds * fps):
-        slot = first_slot + index // camera.gop_frames
-        played = site.play(camera, slot) or scene.SlotPlay(slot, "still")
-        frame = renderer.frame(played.variant, index % camera.gop_frames)
-        if codec == "mjpeg":
-            frame = frame.reformat(format="yuvj420p")
+
+    def frames() -> Iterator[av.VideoFrame]:
+        for index in range(seconds * fps):
+            slot = first_slot + index // camera.gop_frames
+            played = site.play(camera, slot) or scene.SlotPlay(slot, "still")
+            frame = renderer.frame(played.variant, index % camera.gop_frames)
+            yield frame.reformat(format="yuvj420p") if codec == "mjpeg" else frame
+
+    encode(out, stream, frames(), fps)
+    out.close()
+    return Clip(path, start, seconds, fps, truth(site, camera, start, seconds), camera)
+
+
+def encode(
+    out: av.container.OutputContainer, stream: av.VideoStream, frames: Iterable[av.VideoFrame], fps: int
+) -> None:
+    """Encode `frames` at `fps` (frame n at n / fps) into `stream` of `out`, and flush."""
+    stream.codec_context.time_base = Fraction(1, fps)
+    for index, frame in enumerate(frames):
         frame.pts = index
         frame.time_base = Fraction(1, fps)
         for packet in stream.encode(frame):
             out.mux(packet)
     for packet in stream.encode(None):
         out.mux(packet)
-    out.close()
-    return Clip(path, start, seconds, fps, truth(site, camera, start, seconds), camera)
 
 
 def default_clip_start() -> datetime:
