@@ -196,25 +196,23 @@ def parse_answer(call: Call[T], body: Any, method: str = "GET", where: str | Non
         ) from None
 
 
-def translate_transport(exc: httpx.TransportError, method: str, url: str) -> TransportError:
-    """The one place httpx transport errors become client errors."""
+def translate_transport(exc: httpx.TransportError, method: str, url: str, reading: str | None = None) -> TransportError:
+    """The one place httpx transport errors become client errors; `reading` names the stream
+    whose answer was being read when the connection failed."""
     kind = type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
-        return RequestTimeout(f"timed out talking to the exacqVision server ({kind})", method=method, url=url)
-    return TransportError(
-        f"could not talk to the exacqVision server: {kind}: {redact(str(exc))}", method=method, url=url
-    )
+    error = RequestTimeout if isinstance(exc, httpx.TimeoutException) else TransportError
+    if reading is not None:
+        message = f"{reading}: the connection failed while the answer was read ({kind}: {redact(str(exc))})"
+    elif error is RequestTimeout:
+        message = f"timed out talking to the exacqVision server ({kind})"
+    else:
+        message = f"could not talk to the exacqVision server: {kind}: {redact(str(exc))}"
+    return error(message, method=method, url=url)
 
 
 def stream_error(exc: httpx.TransportError, what: str, response: httpx.Response) -> TransportError:
     """A network error while a stream is read, as a client error (never a raw httpx one)."""
-    kind = type(exc).__name__
-    error = RequestTimeout if isinstance(exc, httpx.TimeoutException) else TransportError
-    return error(
-        f"{what}: the connection failed while the answer was read ({kind}: {redact(str(exc))})",
-        method=response.request.method,
-        url=redact_url(response.request.url),
-    )
+    return translate_transport(exc, response.request.method, redact_url(response.request.url), reading=what)
 
 
 class BaseClient:
@@ -614,13 +612,13 @@ class DownloadTracker:
 
     def __init__(self, export_id: str, sha256: bool = True, grace: float = 120.0) -> None:
         self.export_id = export_id
-        self.pace = DownloadPace(export_label(export_id), grace)
+        self.label = export_label(export_id)
+        self.pace = DownloadPace(self.label, grace)
         self._hash_class: type[_BackgroundHash] | type[_NoHash] = _BackgroundHash if sha256 else _NoHash
         self.hasher = self._hash_class()
         self.offset = 0
         self.total: int | None = None
         self.resumes = 0
-        self.label = export_label(export_id)
         self.filename = self.label.replace(" #", "_")  # the export id is a capability: not a file name
         self.content_type: str | None = None
         self.ranges = False

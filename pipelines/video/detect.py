@@ -432,8 +432,3 @@ class KeyframeGate:
 
     def __call__(self, before: np.ndarray, after: np.ndarray) -> bool:
         return self.change(before, after) > self.config.gate_fraction
-
-
-def keyframe_change(a: np.ndarray, b: np.ndarray, config: MotionConfig) -> float:
-    """`KeyframeGate.change` of one pair."""
-    return KeyframeGate(config).change(a, b)

@@ -50,7 +50,6 @@ class _Decoded:
     frames: list[LumaFrame] = field(default_factory=list)
     # Per packet, in order: None when it decoded, else the time it failed at (NaN: unknown).
     outcomes: list[float | None] = field(default_factory=list)
-    anchor: float = float("nan")  # the keyframe packet's time (NaN: it had no PTS)
 
 
 def parallel_supported(reader: PyAVReader) -> bool:
@@ -88,8 +87,6 @@ class GopDecoder:
     def _decode(self, gop: _Gop, keyframe_only: bool = False) -> _Decoded:
         decoder = self._decoder()
         out = _Decoded()
-        first = gop.packets[0].pts
-        out.anchor = self._time(first) if first is not None else float("nan")
         for packet in gop.packets[:1] if keyframe_only else gop.packets:
             try:
                 self._keep(out, decoder.decode(packet))
@@ -103,12 +100,9 @@ class GopDecoder:
         # The small luma copy now, the full frame dropped: holding a GOP of 1080p frames
         # would cost 150 MB and make the decoder allocate a new buffer for every frame.
         for frame in frames:
-            # No PTS (program streams carry one on some packets only): one frame after the last,
-            # or for the GOP's first frame its keyframe packet's time.
-            if frame.pts is not None:
-                t = self._time(frame.pts)
-            else:
-                t = out.frames[-1].t + self._frame_s if out.frames else out.anchor
+            # No PTS (rare: `PyAVReader.packets` carries packet times forward): NaN here, and
+            # `_account`, which sees frames in order, puts it one frame after the one before.
+            t = self._time(frame.pts) if frame.pts is not None else float("nan")
             luma = np.ascontiguousarray(luma_view(frame, self.step))
             out.frames.append(LumaFrame(t, luma, frame.key_frame))
 
