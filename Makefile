@@ -46,16 +46,19 @@ test: setup lint
 	$(BIN)/python -m pytest -q -m "not stack"
 	$(MAKE) --no-print-directory test-clock
 
-# Nothing may depend on today's date. The date-sensitive modules run again with the product's
-# clock a year ahead (EV_CLOCK_SHIFT_DAYS: retention, "has the interval ended", audit dates and
-# the tests' simulator clock all move together; the static SeaweedFS binary keeps the real
-# time, as a real store would). The modules without a store also run under libfaketime, which
-# moves the whole process's clock.
-CLOCK_MODULES := tests/test_pipeline_steps.py tests/test_report.py tests/test_datasets.py tests/test_archive_identity.py
+# Nothing may depend on today's date or the hour of day. The date-sensitive modules run again
+# with the product's clock a year ahead and at 00:30 UTC (EV_CLOCK_SHIFT_DAYS and
+# EV_CLOCK_SHIFT_SECONDS: retention, "has the interval ended", audit dates and the tests'
+# simulator clock all move together; the static SeaweedFS binary keeps the real time, as a
+# real store would). The modules without a store also run under libfaketime, which moves the
+# whole process's clock, there to 01:59 UTC a year ahead (a suite once failed only before 02:00).
+CLOCK_MODULES := tests/test_pipeline_steps.py tests/test_report.py tests/test_datasets.py tests/test_archive_identity.py \
+  tests/test_night_selection.py
 FAKETIME_MODULES := tests/test_client.py tests/test_simulator_api.py tests/test_client_edges.py tests/test_cli.py
 test-clock: setup
-	EV_CLOCK_SHIFT_DAYS=365 $(BIN)/python -m pytest -q -p no:cacheprovider $(CLOCK_MODULES)
-	faketime -f +365d $(BIN)/python -m pytest -q -p no:cacheprovider $(FAKETIME_MODULES)
+	EV_CLOCK_SHIFT_DAYS=365 EV_CLOCK_SHIFT_SECONDS=$$($(BIN)/python -m ev_ingest.clock --seconds-until 00:30) \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider $(CLOCK_MODULES)
+	TZ=UTC faketime "$$(date -u -d '+365 days' +%F) 01:59:00" $(BIN)/python -m pytest -q -p no:cacheprovider $(FAKETIME_MODULES)
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not chaos and not stack"

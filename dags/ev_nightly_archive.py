@@ -20,7 +20,7 @@ from ev_tasks import (
     EXPORT_POOL,
     NIGHTLY_MANIFEST,
     ExportToStoreOperator,
-    archive_start,
+    archive_window,
     client_for,
     day_interval,
     load,
@@ -28,13 +28,14 @@ from ev_tasks import (
 )
 
 SCHEDULE_TZ = os.environ.get("EV_SCHEDULE_TIMEZONE", "UTC")  # the sites' zone, for the 02:00 start
-START, CATCHUP = archive_start()
+START, END, CATCHUP = archive_window(SCHEDULE_TZ)
 
 
 @dag(
     dag_id="ev_nightly_archive",
     schedule=CronDataIntervalTimetable("0 2 * * *", timezone=SCHEDULE_TZ),
     start_date=START,
+    end_date=END,
     catchup=CATCHUP,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

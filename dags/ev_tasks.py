@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from airflow.sdk import Asset, BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException
@@ -49,14 +50,32 @@ DEFAULT_ARGS = {
 }
 
 
-def archive_start() -> tuple[datetime, bool]:
-    """(start_date, catchup) of the nightly DAG. With `EV_ARCHIVE_START` (YYYY-MM-DD, the day
-    ev-ingest was installed) the scheduler catches up every night missed since, e.g. after
-    downtime, each night once (`max_active_runs=1`: in order). Without it, only the latest."""
-    text = os.environ.get("EV_ARCHIVE_START")
-    if not text:
-        return datetime(2026, 1, 1, tzinfo=UTC), False
-    return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC), True
+def archive_window(timezone: str = "UTC") -> tuple[datetime, datetime | None, bool]:
+    """(start_date, end_date, catchup) of the nightly DAG. With `EV_ARCHIVE_START` (YYYY-MM-DD, the
+    day ev-ingest was installed) the scheduler catches up every night missed since, e.g. after
+    downtime, each night once (`max_active_runs=1`: in order). Without it, only the latest.
+    `EV_ARCHIVE_END` (YYYY-MM-DD) is the last night to archive (a recorder taken out of service,
+    a bounded backfill): no run is created for a later night."""
+    start_text, end_text = os.environ.get("EV_ARCHIVE_START"), os.environ.get("EV_ARCHIVE_END")
+    # The scheduler bounds a run by its interval's *start* (a night's interval starts at 02:00
+    # local of that night), so local midnight after the last night admits it and no later one.
+    end = None
+    if end_text:
+        last = _day("EV_ARCHIVE_END", end_text) + timedelta(days=1)
+        end = last.replace(tzinfo=ZoneInfo(timezone))
+    if not start_text:
+        return datetime(2026, 1, 1, tzinfo=UTC), end, False
+    start = _day("EV_ARCHIVE_START", start_text)
+    if end is not None and end <= start:
+        raise ValueError(f"EV_ARCHIVE_END={end_text} is before EV_ARCHIVE_START={start_text}")
+    return start, end, True
+
+
+def _day(name: str, text: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise ValueError(f"{name}={text!r}: expected a day as YYYY-MM-DD") from None
 
 
 NIGHTLY_MANIFEST = Asset("ev_nightly_manifest")  # emitted by ev_nightly_archive, consumed by ev_motion_summary

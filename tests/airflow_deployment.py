@@ -12,6 +12,7 @@ and are printed when a wait times out.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -26,6 +27,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ev_ingest import clock
+from ev_ingest.simulator.server import free_port
+from tests import reaper
 from tests.conftest import ROOT
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
@@ -48,6 +52,12 @@ class Deployment:
         self.database_url = database_url
         self.services: list[tuple[str, list[str]]] = [(name, [name]) for name in SERVICES]
         self.services += [(f"worker-{n}", ["celery", "worker", "-H", f"w{n}", "-c", "2"]) for n in (1, 2)][:workers]
+        # Each service that serves its task logs (the scheduler's LocalExecutor, each Celery
+        # worker, the triggerer) gets a port of its own: two on one machine cannot share 8793.
+        self.service_env = {
+            name: {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())} for name, _ in self.services
+        }
+        self.token = secrets.token_hex(8)
         self.env = {
             "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
             "HOME": str(home),
@@ -66,6 +76,12 @@ class Deployment:
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+            "AIRFLOW__LOGGING__TRIGGERER_LOG_SERVER_PORT": str(free_port()),
+            # The run's and the deployment's markers: what they start is ended with them (tests/reaper.py).
+            reaper.RUN_ENV: os.environ.get(reaper.RUN_ENV, ""),
+            reaper.DEPLOYMENT_ENV: self.token,
+            # The product's clock, shifted as the run's is (EV_CLOCK_SHIFT_*): tasks and the simulator agree.
+            **{name: os.environ[name] for name in clock.SHIFT_ENVS if name in os.environ},
             **settings,
         }
         if database_url:
@@ -89,14 +105,14 @@ class Deployment:
         for name, args in self.services:
             with (self.home / f"{name}.log").open("wb") as log:  # the child keeps its own copy
                 self.processes[name] = subprocess.Popen(
-                    [AIRFLOW, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.home,
-                    start_new_session=True,
+                    [AIRFLOW, *args], env={**self.env, **self.service_env[name]}, stdout=log,
+                    stderr=subprocess.STDOUT, cwd=self.home, start_new_session=True,
                 )  # fmt: skip
         return self
 
     def stop(self) -> None:
         for process in self.processes.values():
-            if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):  # the group can outlive its leader
                 os.killpg(process.pid, signal.SIGTERM)
         for process in self.processes.values():
             try:
@@ -104,6 +120,8 @@ class Deployment:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(10)
+        # A task runner or log server that left its process group still carries the marker.
+        reaper.reap(reaper.DEPLOYMENT_ENV, self.token)
 
     def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
         """Read Airflow's metadata database (the test's own reads, never a task's)."""
@@ -149,6 +167,7 @@ class LocalPostgres:
     def __init__(self, port: int) -> None:
         # Its own folder under /tmp: the postgres user must reach it (pytest's are root-only).
         self.folder = Path(tempfile.mkdtemp(prefix="ev-postgres-"))
+        reaper.remove_with_run(self.folder)  # also if the run is killed before stop()
         self.port = port
         self.data = self.folder / "data"
         bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))

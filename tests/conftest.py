@@ -34,6 +34,11 @@ os.environ.update(
     }
 )
 os.environ.setdefault("EV_SIM_CACHE", str(ROOT / ".cache" / "simulator"))
+# Everything this run starts (SeaweedFS, Airflow deployments, PostgreSQL, redis, CLI children)
+# is marked, and ends with the run even when pytest is killed (tests/reaper.py).
+from tests import reaper  # noqa: E402
+
+reaper.start()
 # dag.test() sleeps through real retries: DAG tests run without them (see test_nightly_structure).
 os.environ["EV_TASK_RETRIES"] = "0"
 

@@ -30,8 +30,8 @@ def test_a_scheduled_night_on_celery_with_two_workers(tmp_path, s3_server):
         }
         with deployed(
             tmp_path / "airflow", s3_server, BUCKET, 1, database_url=postgres.url, celery=celery, workers=2
-        ) as (airflow, sim, today):
-            check_scheduled_nights(airflow, sim, s3_server, BUCKET, today, 1)
+        ) as (airflow, sim, days):
+            check_scheduled_nights(airflow, sim, s3_server, BUCKET, days)
             ping = subprocess.run(
                 [str(Path(sys.executable).parent / "celery"), "-b", redis.url, "inspect", "ping", "--timeout", "10"],
                 capture_output=True, text=True, timeout=60,

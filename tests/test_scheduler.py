@@ -1,10 +1,12 @@
 """The unattended nightly run under a real Airflow deployment (issue 16).
 
 The api-server, scheduler, dag-processor and triggerer run as separate processes
-(LocalExecutor, SQLite), beside the simulator (on its real clock) and SeaweedFS. Nothing
+(LocalExecutor, SQLite), beside the simulator (on the product clock) and SeaweedFS. Nothing
 passes a date: the DAGs are unpaused as docs/deploy.md says, and the scheduler creates
-the runs from the 02:00 schedule. `EV_ARCHIVE_START` two days back makes it catch up
-the nights it "missed", as after downtime: each night is archived once, in order; each
+the runs from the 02:00 schedule. `EV_ARCHIVE_START` and `EV_ARCHIVE_END` around the
+last nights already due on the scheduler's clock make it catch up nights it "missed", as
+after downtime, at any hour (`nights_due`; before 02:00 UTC the latest night is not due
+yet, and a 02:00 passing during the test adds no run): each night is archived once, in order; each
 run's export waits deferred in the triggerer; the pool (with deferred tasks counted)
 bounds the exports open on the recording server; the Asset starts the motion summaries;
 and every manifest matches the store.
@@ -15,14 +17,13 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 import yaml
 
-from ev_ingest import clock
 from ev_ingest.simulator import SimulatorServer
 from ev_ingest.simulator.server import free_port
 from ev_ingest.store import ArchiveStore, StoreSettings, read_manifest
@@ -35,10 +36,20 @@ BUCKET = "scheduled-nights"
 NIGHTS = 2
 
 
+SCHEDULE_HOUR = 2  # the nightly DAG's cron, "0 2 * * *" in EV_SCHEDULE_TIMEZONE (UTC here)
+
+
+def nights_due(now: datetime, nights: int) -> list[datetime]:
+    """The latest `nights` UTC days whose nightly run (02:00 the next day) is due at `now`."""
+    last = (now - timedelta(hours=SCHEDULE_HOUR)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return [last - timedelta(days=n) for n in range(nights, 0, -1)]
+
+
 @contextlib.contextmanager
 def deployed(home, s3_server, bucket: str, nights: int, **deployment: Any) -> Iterator[tuple[Deployment, Any, Any]]:
-    """The simulator (on its real clock), a config file, and an Airflow deployment whose
-    nightly DAG catches up `nights` missed nights; the DAGs unpaused as docs/deploy.md says."""
+    """The simulator (on the product's clock), a config file, and an Airflow deployment whose
+    nightly DAG catches up `nights` missed nights, all due already; the DAGs unpaused as
+    docs/deploy.md says. Yields the deployment, the simulator and the nights."""
     sim = SimulatorServer(sim_config(cameras=2, width=160, height=120, fps=5, frozen_now=None)).start()
     config = {
         "sites": [{"name": "HQ", "timezone": "UTC", "servers": [{"name": "nvr1"}]}],
@@ -50,11 +61,15 @@ def deployed(home, s3_server, bucket: str, nights: int, **deployment: Any) -> It
     home.mkdir(parents=True, exist_ok=True)
     (home / "ev.yaml").write_text(yaml.safe_dump(config))
     host, port = sim.url.removeprefix("http://").split(":")
-    today = clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    # The scheduler decides what is due on the machine's clock (Airflow has no other), so the
+    # nights are chosen on it; the simulator and the tasks run on the product's clock, which
+    # is never behind it (EV_CLOCK_SHIFT_* only moves forward), so those nights are recorded.
+    days = nights_due(datetime.now(UTC), nights)
     settings = {
         "EV_CONFIG": str(home / "ev.yaml"),
         "EV_SCHEDULE_TIMEZONE": "UTC",
-        "EV_ARCHIVE_START": f"{today - timedelta(days=nights):%Y-%m-%d}",
+        "EV_ARCHIVE_START": f"{days[0]:%Y-%m-%d}",
+        "EV_ARCHIVE_END": f"{days[-1]:%Y-%m-%d}",
         "EV_TASK_RETRIES": "2",
         "EV_RETRY_DELAY_S": "2",
         "AIRFLOW_CONN_EXACQVISION_NVR1": json.dumps(
@@ -78,14 +93,14 @@ def deployed(home, s3_server, bucket: str, nights: int, **deployment: Any) -> It
         )
         airflow.cli("dags", "unpause", "ev_motion_summary")
         airflow.cli("dags", "unpause", "ev_nightly_archive")
-        yield airflow, sim, today
+        yield airflow, sim, days
     finally:
         airflow.stop()
         sim.stop()
 
 
-def check_scheduled_nights(airflow: Deployment, sim: Any, s3_server: Any, bucket: str, today: Any, nights: int) -> None:
-    """Each due night archived once by a scheduled run, its exports deferred, the pool
+def check_scheduled_nights(airflow: Deployment, sim: Any, s3_server: Any, bucket: str, days: list[datetime]) -> None:
+    """Each night in `days` archived once by a scheduled run, its exports deferred, the pool
     bounding open exports at the recorder, the manifests matching the store, and the
     Asset-triggered motion summaries done."""
     export_states: set[str] = set()
@@ -99,13 +114,8 @@ def check_scheduled_nights(airflow: Deployment, sim: Any, s3_server: Any, bucket
         )
         return len(runs) >= len(days) and all(state in ("success", "failed") for _, _, state in runs) and runs
 
-    # The nights whose 02:00 run is due: one fewer between 00:00 and 02:00 UTC.
-    days = [
-        today - timedelta(days=n)
-        for n in range(nights, 0, -1)
-        if today - timedelta(days=n) + timedelta(days=1, hours=2) <= clock.now()
-    ]
-    runs = airflow.wait_for(f"{len(days)} scheduled nightly runs", all_nights_done, timeout=900)[: len(days)]
+    assert days, "no night to wait for"
+    runs = airflow.wait_for(f"{len(days)} scheduled nightly runs", all_nights_done, timeout=900)
     assert [(kind, state) for _, kind, state in runs] == [("scheduled", "success")] * len(days), runs
     assert "deferred" in export_states  # each export's wait ran in the triggerer, not a worker
     stats = httpx.get(sim.url + "/_sim/stats").json()
@@ -146,5 +156,5 @@ def check_scheduled_nights(airflow: Deployment, sim: Any, s3_server: Any, bucket
 
 
 def test_scheduled_nights_are_archived_once_each_deferred_and_pool_bounded(tmp_path, s3_server):
-    with deployed(tmp_path / "airflow", s3_server, BUCKET, NIGHTS) as (airflow, sim, today):
-        check_scheduled_nights(airflow, sim, s3_server, BUCKET, today, NIGHTS)
+    with deployed(tmp_path / "airflow", s3_server, BUCKET, NIGHTS) as (airflow, sim, days):
+        check_scheduled_nights(airflow, sim, s3_server, BUCKET, days)
