@@ -108,6 +108,7 @@ class Deployment:
                     [AIRFLOW, *args], env={**self.env, **self.service_env[name]}, stdout=log,
                     stderr=subprocess.STDOUT, cwd=self.home, start_new_session=True,
                 )  # fmt: skip
+                reaper.register(self.processes[name].pid)  # its title hides its marker (tests/reaper.py)
         return self
 
     def stop(self) -> None:
@@ -223,8 +224,9 @@ class LocalRedis:
             raise RuntimeError("redis-server is not installed: make stack installs Debian's redis-server")
         self.process = subprocess.Popen(
             [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
+        reaper.register(self.process.pid)  # redis-server sets its title, hiding its marker
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

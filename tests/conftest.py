@@ -242,7 +242,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from ev_ingest.store import EmbeddedS3
 
     with EmbeddedS3(tmp_path_factory.mktemp("s3data"), secret_key=S3_SECRET) as server:
-        yield server
+        yield reaper.registered(server)
 
 
 @pytest.fixture

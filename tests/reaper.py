@@ -14,6 +14,13 @@ reach them half-way through a shutdown). Two things close that gap:
   The kernel closes that pipe when the test process exits in any way, SIGKILL included; the
   watchdog then reaps the marker and removes the folders it was told of.
 
+- A process that sets its title (setproctitle: the api-server, Celery, redis-server) overwrites
+  the memory `/proc/PID/environ` reads, so its marker can vanish; a process started with an
+  environment of its own (the embedded SeaweedFS) never had one. Each service is therefore
+  also registered with the watchdog (`register(pid)`, started in a session of its own), which
+  ends its whole process group: the leader (if its start time still matches) and every member,
+  also when the leader has exited (Linux does not reuse a pid while a group of that id lives).
+
 A deployment also has a marker of its own (`EV_TEST_DEPLOYMENT`), which its `stop()` reaps,
 so a task runner or log server that outlives its parent is ended with the deployment.
 """
@@ -28,6 +35,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Protocol, TypeVar
+
+
+class _Service(Protocol):
+    @property
+    def pid(self) -> int | None: ...
+
+
+S = TypeVar("S", bound=_Service)
 
 RUN_ENV = "EV_TEST_RUN"
 DEPLOYMENT_ENV = "EV_TEST_DEPLOYMENT"
@@ -75,10 +91,8 @@ def _signal(pid: int, sig: int) -> None:
 
 
 def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
+    fields = _stat(pid)
+    return not fields or fields[0] == "Z"
 
 
 def start() -> str:
@@ -98,13 +112,78 @@ def start() -> str:
 
 def remove_with_run(folder: Path) -> None:
     """Have the watchdog remove `folder` if the run dies before removing it itself."""
+    _tell(f"folder {folder}")
+
+
+def register(pid: int) -> None:
+    """Have the watchdog end the process group led by `pid` (a service started with
+    `start_new_session=True`) if the run dies before stopping it."""
+    _tell(f"group {pid} {start_time(pid)}")
+
+
+def registered(store: S) -> S:
+    """`register` the embedded SeaweedFS `store` (started with an environment of its own, so
+    unmarked); returns it."""
+    if store.pid is not None:
+        register(store.pid)
+    return store
+
+
+def _tell(line: str) -> None:
     if _watchdog is not None and _watchdog.stdin is not None:
-        _watchdog.stdin.write(f"{folder}\n".encode())
+        _watchdog.stdin.write(f"{line}\n".encode())
         _watchdog.stdin.flush()
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (state, ppid, pgrp, ...); [] if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def start_time(pid: int) -> str:
+    fields = _stat(pid)
+    return fields[19] if len(fields) > 19 else "-"  # field 22 of stat: start time in clock ticks
+
+
+def group_members(leaders: dict[int, str]) -> list[int]:
+    """Every live process in the groups led by `leaders` (pid -> start time at registration).
+    A group whose leader's pid now names a newer process is someone else's: skipped."""
+    ours = {pid for pid, started in leaders.items() if start_time(pid) in (started, "-")}
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        fields = _stat(int(entry))
+        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) in ours:
+            found.append(int(entry))
+    return found
+
+
+def end_groups(leaders: dict[int, str], grace: float = 10.0) -> None:
+    """SIGTERM every member of the groups, up to `grace` s to exit, then SIGKILL."""
+    for pid in group_members(leaders):
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while group_members(leaders) and time.monotonic() < deadline:
+        time.sleep(0.1)  # polling the processes' exit, with a deadline
+    for pid in group_members(leaders):
+        _signal(pid, signal.SIGKILL)
+
+
 def _watch(token: str) -> None:
-    folders = [Path(line.decode().strip()) for line in sys.stdin.buffer]  # until EOF: the run has ended
+    folders: list[Path] = []
+    leaders: dict[int, str] = {}
+    for line in sys.stdin.buffer:  # until EOF: the run has ended
+        kind, _, rest = line.decode().strip().partition(" ")
+        if kind == "folder":
+            folders.append(Path(rest))
+        elif kind == "group":
+            pid, start_time = rest.split()
+            leaders[int(pid)] = start_time
+    end_groups(leaders)
     reap(RUN_ENV, token)
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)

@@ -31,6 +31,7 @@ from ev_ingest.store.records import AUDIT_CHAIN, Chain
 from pipelines import retention
 from pipelines.cli import main
 from pipelines.nightly import run_nightly
+from tests import reaper
 from tests.conftest import PASSWORD, S3_SECRET, SIGNER, START, pipeline_config
 
 pytestmark = pytest.mark.usefixtures("_password_env")
@@ -163,6 +164,7 @@ def test_the_officers_verbs_on_a_nightly_archive(sim, s3_server, cli_env, tmp_pa
 
 def test_attacks_are_audit_findings_never_a_crash(sim, tmp_path, capsys, monkeypatch) -> None:
     with EmbeddedS3(tmp_path / "s3", secret_key=S3_SECRET) as s3:
+        reaper.registered(s3)
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
         config, store, result, path = archive_in(sim, s3, "attacked", tmp_path)

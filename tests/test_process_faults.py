@@ -31,6 +31,7 @@ from pipelines import archive
 from pipelines.archive import ClockSkewError
 from pipelines.config import PipelineConfig
 from pipelines.nightly import run_nightly
+from tests import reaper
 from tests.conftest import FROZEN_NOW, PASSWORD, ROOT, S3_SECRET
 
 pytestmark = pytest.mark.chaos
@@ -125,7 +126,7 @@ def reference_sha(sim, start: datetime, end: datetime) -> str:
 def own_s3(tmp_path):
     """A store of this test's own: it gets killed and restarted."""
     with EmbeddedS3(tmp_path / "s3", secret_key=S3_SECRET) as server:
-        yield server
+        yield reaper.registered(server)
 
 
 def store_on(s3: EmbeddedS3, bucket: str) -> ArchiveStore:
@@ -216,7 +217,7 @@ def test_store_restart_mid_run_is_survived(make_sim, own_s3, caplog):
     wait_for(lambda: uploads(store), what="the first multipart upload")
     own_s3.kill()  # as a crash: no goodbye to the open upload
     time.sleep(1.0)
-    own_s3.start()
+    reaper.registered(own_s3.start())
     run.join(180)
     assert not run.is_alive() and "result" in outcome, repr(outcome.get("error"))
     result = outcome["result"]

@@ -2,8 +2,10 @@
 
 A stand-in for a test run (a Python process that calls `reaper.start()`) starts services as
 the deployment helpers do: in sessions of their own, one with a grandchild that detaches
-again. Then the run is ended as CI or a developer would end it (SIGKILL, SIGTERM, Ctrl-C's
-SIGINT), and no process of what it started may be left, nor the folder it registered.
+again, and one with no marker at all (a process that set its title, or was started with an
+environment of its own), registered instead. Then the run is ended as CI or a developer
+would end it (SIGKILL, SIGTERM, Ctrl-C's SIGINT), and no process of what it started may be
+left, nor the folder it registered.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ reaper.remove_with_run(folder)
 # As Deployment.start: services in sessions of their own, one whose child detaches again.
 subprocess.Popen(["sleep", "600"], start_new_session=True)
 subprocess.Popen(["bash", "-c", "setsid sleep 600 & exec sleep 600"], start_new_session=True)
-print(token, folder, flush=True)
+# As redis-server, Celery or SeaweedFS: no marker to find, in a group of its own with a child.
+unmarked = subprocess.Popen(["env", "-i", "bash", "-c", "sleep 600 & exec sleep 600"], start_new_session=True)
+reaper.register(unmarked.pid)
+print(token, folder, unmarked.pid, flush=True)
 sys.stdin.read()  # the run "works" until it is ended from outside
 """
 
@@ -48,14 +53,20 @@ def test_an_ended_run_leaves_no_process_and_no_folder(how):
     with subprocess.Popen(
         [sys.executable, "-c", RUN], cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     ) as run:
-        token, folder = run.stdout.readline().split()
+        token, folder, unmarked = run.stdout.readline().split()
+        group = {int(unmarked): reaper.start_time(int(unmarked))}
         deadline = time.monotonic() + 30
-        while len(reaper.marked(reaper.RUN_ENV, token)) < 3 and time.monotonic() < deadline:
+        while (len(reaper.marked(reaper.RUN_ENV, token)), len(reaper.group_members(group))) != (3, 2):
+            assert time.monotonic() < deadline, "the stand-in's services did not start"
             time.sleep(0.05)  # the services starting
-        assert len(reaper.marked(reaper.RUN_ENV, token)) == 3  # both services and the detached grandchild
+        assert not set(reaper.group_members(group)) & set(reaper.marked(reaper.RUN_ENV, token))
         run.send_signal(how)
         run.wait(30)
     assert left(token) == []
+    deadline = time.monotonic() + 30
+    while reaper.group_members(group) and time.monotonic() < deadline:
+        time.sleep(0.1)  # polling the watchdog's work, with a deadline
+    assert reaper.group_members(group) == []
     deadline = time.monotonic() + 10
     while Path(folder).exists() and time.monotonic() < deadline:
         time.sleep(0.05)

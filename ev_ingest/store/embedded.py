@@ -247,6 +247,11 @@ class EmbeddedS3:
             return False
 
     @property
+    def pid(self) -> int | None:
+        """The running `weed`'s process id (it leads a process group of its own), or None."""
+        return self._process.pid if self.running and self._process is not None else None
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
