@@ -349,7 +349,10 @@ class ArchiveStore:
                 found.append(VersionInfo(item["Key"], item.get("VersionId"), item["LastModified"], item.get("Size", 0)))
             for item in page.get("DeleteMarkers", []):
                 found.append(VersionInfo(item["Key"], item.get("VersionId"), item["LastModified"], 0, deleted=True))
-        found.sort(key=lambda v: (v.key, v.last_modified))
+        # S3 lists a key's versions newest first, and times may tie (a store keeping whole
+        # seconds): among equal times, the one listed later is the older.
+        position = {id(v): n for n, v in enumerate(found)}
+        found.sort(key=lambda v: (v.key, v.last_modified, -position[id(v)]))
         return found
 
     def oldest_versions(self, prefix: str) -> dict[str, VersionInfo]:
