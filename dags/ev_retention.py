@@ -1,6 +1,8 @@
 """ev_retention: every day, legal holds from exacqVision cases and bookmarks, the retention
 policy applied to every manifest entry, and the audit (which fails the run on findings).
 
+The audit re-hashes a rotating sample (every object within `retention.rehash_days`) and
+checks the previous run's checkpoint (`retention.checkpoint_file`) before keeping its own.
 The audit runs whatever happened before it (`all_done`): a failed hold sync or policy
 step must never mean no audit. Its signed record is stored even when it finds problems."""
 
@@ -53,10 +55,15 @@ def ev_retention() -> None:
 
         config = load()
         store = store_for(config)
-        report = retention.audit(store, config, None, audit_log=retention.audit_log(store, config))
+        # The checkpoint is kept outside the bucket: in the file the config names (checked by
+        # the next run) and in this task's XCom (the Airflow metadata database).
+        path = config.retention.checkpoint_file
+        earlier = retention.load_checkpoint(path) if path is not None and path.exists() else None
+        report = retention.audit(store, config, None, audit_log=retention.audit_log(store, config), checkpoint=earlier)
+        retention.keep_checkpoint(report, path)
         if not report.ok:
             raise RuntimeError(f"audit found {len(report.findings)} problems; see {report.audit_key}")
-        return {"checked": report.checked, "audit_key": report.audit_key}
+        return {"checked": report.checked, "audit_key": report.audit_key, "checkpoint": report.checkpoint}
 
     legal_holds() >> apply_policy() >> audit()
 

@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+from pipelines.terminal import SafeFormatter, say
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
@@ -95,8 +97,12 @@ def client_from_args(args: argparse.Namespace) -> Any:
     return ExacqClient(settings=settings)
 
 
-def emit(args: argparse.Namespace, payload: Any, text: Callable[[], str]) -> None:
-    print(json.dumps(payload, indent=2, default=str) if args.json else text())
+def emit(args: argparse.Namespace, payload: Any, text: Callable[[], list[str]]) -> None:
+    """The payload as JSON with --json, else the text lines, each made safe for a terminal."""
+    if args.json:
+        print(json.dumps(payload, indent=2, default=str))
+    else:
+        say(*text())
 
 
 # --- server verbs --------------------------------------------------------------------
@@ -109,7 +115,7 @@ def cmd_cameras(args: argparse.Namespace) -> int:
     emit(
         args,
         {"server": listing.name, "timezone": listing.timezone, "cameras": rows},
-        lambda: "\n".join(
+        lambda: (
             [f"{listing.name} (UTC{listing.timezone:+g})"]
             + [
                 f"  {c.id:>10}  {c.name:<24} {c.resolution.width}x{c.resolution.height} "
@@ -135,7 +141,7 @@ def cmd_recordings(args: argparse.Namespace) -> int:
     emit(
         args,
         {"camera": args.camera, "clips": [c.model_dump(mode="json") for c in clips], "seconds": total},
-        lambda: "\n".join(
+        lambda: (
             [f"{c.start.isoformat()}  ->  {c.end.isoformat()}  ({c.seconds:.0f} s)" for c in clips]
             + [f"{len(clips)} clips, {total / 3600:.2f} h recorded"]
         ),
@@ -181,7 +187,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     emit(
         args,
         {"path": str(path), "size": result.size, "sha256": result.sha256, "resumed": result.resumed},
-        lambda: f"{path}  {result.size} bytes\nsha256 {result.sha256}",
+        lambda: [f"{path}  {result.size} bytes", f"sha256 {result.sha256}"],
     )
     return EXIT_OK
 
@@ -194,7 +200,7 @@ def cmd_frame(args: argparse.Namespace) -> int:
             else ev.video.jpeg(args.camera, width=args.width)
         )
     args.output.write_bytes(data)
-    emit(args, {"path": str(args.output), "size": len(data)}, lambda: f"{args.output}  {len(data)} bytes")
+    emit(args, {"path": str(args.output), "size": len(data)}, lambda: [f"{args.output}  {len(data)} bytes"])
     return EXIT_OK
 
 
@@ -246,14 +252,16 @@ def cmd_motion(args: argparse.Namespace) -> int:
             report["media"] = write_media(path, summary, args.snapshots, args.clips)
         reports.append(report)
         for warning in summary.warnings:  # on stderr, also with --json: a partial summary is never silent
-            print(f"{path}: warning: {warning}", file=sys.stderr)
+            say(f"{path}: warning: {warning}", file=sys.stderr)
         if not args.json:
-            print(
+            say(
                 f"{path}: {len(summary.events)} events, {summary.duration_s:.0f} s of video in "
-                f"{summary.elapsed_s:.1f} s ({summary.realtime_factor:.0f}x real time, {args.mode})"
+                f"{summary.elapsed_s:.1f} s ({summary.realtime_factor:.0f}x real time, {args.mode})",
+                *(
+                    f"  {event.start_s:8.2f} s -> {event.end_s:8.2f} s  peak {event.peak:.3f}"
+                    for event in summary.events
+                ),
             )
-            for event in summary.events:
-                print(f"  {event.start_s:8.2f} s -> {event.end_s:8.2f} s  peak {event.peak:.3f}")
     if args.json:
         print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
     return EXIT_OK
@@ -457,10 +465,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a usage mistake (already printed in one line)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
     try:
         return args.handler(args)
     except RecursionError:
@@ -468,13 +475,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except Exception as exc:
         if isinstance(exc, known_errors()):
-            print(f"ev-ingest {args.command}: error: {one_line(exc)}", file=sys.stderr)
+            say(f"ev-ingest {args.command}: error: {one_line(exc)}", file=sys.stderr)
             return EXIT_ERROR
         # boto3's errors (no credentials, an unreachable or refusing store) are the user's to
         # fix too; matched by module so that commands without boto3 never import it.
         if not type(exc).__module__.startswith(("botocore", "boto3")):
             raise
-        print(f"ev-ingest {args.command}: store error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        say(f"ev-ingest {args.command}: store error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

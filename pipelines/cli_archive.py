@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelines.terminal import say
+
 if TYPE_CHECKING:
     from pipelines.config import PipelineConfig
 
@@ -59,12 +61,15 @@ def cmd_archive(args: argparse.Namespace) -> int:
         if not manifest.complete
         else ""
     )
-    print(
-        json.dumps(payload, indent=2)
-        if args.json
-        else f"{site} {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC: {len(manifest.entries)} exports "
-        f"archived, {len(result.failures)} failed\nmanifest: {manifest.key}{partial}"
-    )
+    if args.json:
+        print(json.dumps(payload, indent=2))
+    else:
+        say(
+            f"{site} {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC: {len(manifest.entries)} exports "
+            f"archived, {len(result.failures)} failed",
+            f"manifest: {manifest.key}",
+            *partial.strip().splitlines(),
+        )
     return 1 if result.failures else 0
 
 
@@ -80,7 +85,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         run_id = motion.motion_run_id(archive.run_id_for(site, start))
         lock = archive.record_lock(config, site, end, [])
         entry = report.publish(store, site, start, end, run_id, lock)
-        print(f"stored: s3://{store.settings.bucket}/{entry.key} (sha256 {entry.sha256})")
+        say(f"stored: s3://{store.settings.bucket}/{entry.key} (sha256 {entry.sha256})")
         document = store.get_bytes(entry.key, entry.version_id).decode()
     else:
         from ev_ingest.store.records import list_manifests
@@ -92,7 +97,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             )
         document = report.render(Archive.from_store(store), site, start, end)
     args.output.write_text(document)
-    print(f"{args.output}: {len(document) // 1024} KB; open it in a browser")
+    say(f"{args.output}: {len(document) // 1024} KB; open it in a browser")
     return 0
 
 
@@ -139,7 +144,10 @@ def cmd_thumbnails(args: argparse.Namespace) -> int:
         f"sheet s3://{store.bucket}/{r['contact_sheet']}" + (f" (saved {r['saved']})" if r.get("saved") else "")
         for r in sheets
     ]
-    print(json.dumps(sheets, indent=2) if args.json else "\n".join(lines))
+    if args.json:
+        print(json.dumps(sheets, indent=2))
+    else:
+        say(*lines)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 ev-ingest retention status [--date D]        what is protected, until when, held by whom
 ev-ingest retention audit [--deep]           signatures, chains, every object; exit 1 on findings
+          [--checkpoint F] [--checkpoint-out F]  nothing lost since an earlier checkpoint; keep the new one
 ev-ingest retention apply [--holds]          extend retention to the policy; sync case holds
 ev-ingest retention hold|release             by --key, or by --camera and --start/--end
 ev-ingest retention dispose [--yes]          expired, unheld versions (deleted only with --yes)
@@ -21,6 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelines.terminal import say
+
 if TYPE_CHECKING:
     from pipelines.config import PipelineConfig
 
@@ -33,7 +36,11 @@ def load_config(path: Any) -> PipelineConfig:
 
 
 def _print(args: argparse.Namespace, payload: Any, lines: list[str]) -> None:
-    print(json.dumps(payload, indent=2, default=str) if args.json else "\n".join(lines))
+    """JSON with --json, else the lines, each made safe: keys and fields come from the store."""
+    if args.json:
+        print(json.dumps(payload, indent=2, default=str))
+    else:
+        say(*lines)
 
 
 def _open(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -57,7 +64,8 @@ def cmd_retention(args: argparse.Namespace) -> int:
     config, store = _open(args)
     log = retention.audit_log(store, config)
     if args.action == "status":
-        rows = retention.status(store, config, log, args.site, args.date)
+        unreadable: list[str] = []
+        rows = retention.status(store, config, log, args.site, args.date, unreadable)
         lines = [
             f"{'site':<8} {'server':<8} {'camera':<24} {'day':<10} {'objects':>7} {'GB':>6}  "
             f"{'mode':<11} {'retained until':<25} held"
@@ -72,20 +80,35 @@ def cmd_retention(args: argparse.Namespace) -> int:
         if not rows:
             lines = ["nothing archived" + (f" on {args.date}" if args.date else "")]
         _print(args, [asdict(r) for r in rows], lines)
-        return 1 if any(r.missing for r in rows) else 0
+        for key in unreadable:
+            say(f"ev-ingest retention: manifest {key} could not be read: run `retention audit`", file=sys.stderr)
+        return 1 if unreadable or any(r.missing for r in rows) else 0
     if args.action == "audit":
         extra = [args.public_key] if args.public_key else None
         from pipelines import keys
 
+        earlier = args.checkpoint or config.retention.checkpoint_file
+        if args.checkpoint is None and earlier is not None and not earlier.exists():
+            earlier = None  # the configured file's first audit: nothing to compare with yet
         report = retention.audit(
-            store, config, args.site, deep=args.deep, audit_log=log, verifier=keys.verifier_for(config, extra)
+            store,
+            config,
+            args.site,
+            deep=args.deep,
+            audit_log=log,
+            verifier=keys.verifier_for(config, extra),
+            checkpoint=retention.load_checkpoint(earlier) if earlier else None,
         )
+        kept = retention.keep_checkpoint(report, args.checkpoint_out or config.retention.checkpoint_file)
         lines = [
             f"checked {report.records} signed records and {report.checked} objects "
-            f"({'re-hashed' if args.deep else 'metadata'}): "
+            f"({'re-hashed' if args.deep else f'metadata, {report.verified} re-hashed'}): "
             f"{'OK' if report.ok else f'{len(report.findings)} findings'}; record {report.audit_key}"
         ]
         lines += [f"  {f.problem:<16} {f.key}  {f.detail}" for f in report.findings]
+        if earlier:
+            lines.append(f"compared with the checkpoint {earlier}")
+        lines += retention.checkpoint_lines(report.checkpoint, kept)
         _print(args, report.as_json(), lines)
         return 0 if report.ok else 1
     if args.action == "apply":
@@ -98,9 +121,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
         _print(args, result, [json.dumps(result)])
         unreadable = result["unreadable"] + sum(r.get("unreadable", 0) for r in result.values() if isinstance(r, dict))
         if unreadable:
-            print(
-                f"ev-ingest retention: {unreadable} objects could not be read: run `retention audit`", file=sys.stderr
-            )
+            say(f"ev-ingest retention: {unreadable} objects could not be read: run `retention audit`", file=sys.stderr)
         return 1 if unreadable else 0
     if args.action == "dispose":
         candidates = retention.expired(store)
@@ -146,7 +167,7 @@ def cmd_audit_log(args: argparse.Namespace) -> int:
         if "findings" in what:
             detail += f" findings={len(what['findings'])}"
         lines.append(
-            f"{record.get('at', '?')[:19]} #{record.get('sequence', '?')} {record.get('action', '?'):<19} "
+            f"{str(record.get('at', '?'))[:19]} #{record.get('sequence', '?')} {str(record.get('action', '?')):<19} "
             f"{'signed' if trouble is None else 'NOT TRUSTED (' + trouble + ')'}  {detail}"
         )
     if not records:
@@ -163,8 +184,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
             raise ValueError("keys init needs -o FILE (the new private key, mode 0600)")
         signer = Signer.generate()
         signer.write(args.output)
-        print(f"{args.output}: new Ed25519 signing key, fingerprint {signer.fingerprint}")
-        print("keep the fingerprint in your own records: verifiers check packages against it")
+        say(
+            f"{args.output}: new Ed25519 signing key, fingerprint {signer.fingerprint}",
+            "keep the fingerprint in your own records: verifiers check packages against it",
+        )
         return 0
     from pipelines import keys
 
@@ -174,7 +197,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     _print(
         args,
         {"fingerprint": signer.fingerprint, "public_key": public_pem(signer.public).decode(), "published": published},
-        [f"fingerprint {signer.fingerprint}", public_pem(signer.public).decode().strip()]
+        [f"fingerprint {signer.fingerprint}", *public_pem(signer.public).decode().strip().splitlines()]
         + ([f"published: s3://{store.bucket}/{published}"] if published else []),
     )
     return 0
@@ -198,7 +221,7 @@ def cmd_case(args: argparse.Namespace) -> int:
         raise ValueError(f"no case {args.case!r} on the servers of site {site.name!r}")
 
     def progress(done: int, total: int, key: str) -> None:
-        print(f"[{done}/{total}] {key}", file=sys.stderr)
+        say(f"[{done}/{total}] {key}", file=sys.stderr)
 
     package = evidence.build_package(store, signer, found, entries, args.output, progress=progress)
     audit_key = retention.audit_log(store, config).record(
@@ -242,6 +265,16 @@ def register(sub: Any, command: Any) -> None:
     p.add_argument("--date", help="status: only the site's local day YYYY-MM-DD")
     p.add_argument("--deep", action="store_true", help="audit: re-read and re-hash every object")
     p.add_argument("--public-key", type=Path, help="audit: also trust this public key (PEM)")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="audit: prove nothing was lost or rewritten since this checkpoint (default: retention.checkpoint_file)",
+    )
+    p.add_argument(
+        "--checkpoint-out",
+        type=Path,
+        help="audit: write the new signed checkpoint here, outside the bucket (default: retention.checkpoint_file)",
+    )
     p.add_argument("--holds", action="store_true", help="apply: also sync legal holds from exacqVision cases")
     p.add_argument("--key", help="hold/release: one object's key")
     p.add_argument("--server", help="hold/release: the camera's server")

@@ -150,6 +150,16 @@ class RetentionPolicy(_Strict):
         default_factory=dict,
         description='keyed by "server/camera_id" (or a bare camera id: that id on every server)',
     )
+    rehash_days: int = Field(
+        30,
+        ge=1,
+        le=3650,
+        description="the daily audit re-hashes a rotating sample: every archived object once in this many days",
+    )
+    checkpoint_file: Path | None = Field(
+        None,
+        description="the audit's signed checkpoint is written here, outside the bucket; the next audit checks it",
+    )
 
     @field_validator("cameras")
     @classmethod

@@ -7,6 +7,8 @@ import sys
 import time
 from typing import TextIO
 
+from pipelines.terminal import say
+
 
 def duration(seconds: float) -> str:
     seconds = max(0, int(seconds))
@@ -31,7 +33,7 @@ class Progress:
 
     def step(self, label: str, note: str = "") -> None:
         self.done += 1
-        print(
+        say(
             f"[{self.phase} {self.done}/{self.total}] {label}{f' ({note})' if note else ''}"
             f"{self.eta()}, {duration(time.monotonic() - self.began)} so far",
             file=self.out,

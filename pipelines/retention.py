@@ -26,10 +26,15 @@ of each object version), never from tags, which anyone with write access can cha
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import logging
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -37,10 +42,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ev_ingest import clock
 from ev_ingest.client import Bookmark, Case, ExacqClient
 from ev_ingest.store import ArchiveStore, AuditLog, Manifest, ManifestEntry, Retention, StoreError
+from ev_ingest.store import checkpoint as checkpoints
 from ev_ingest.store import keys as store_keys
+from ev_ingest.store.checkpoint import ChainState
 from ev_ingest.store.records import (
     AUDIT_CHAIN,
     CHAIN_PREFIX,
+    MAX_RECORD_BYTES,
     Chain,
     RecordVersion,
     list_manifests,
@@ -57,8 +65,9 @@ log = logging.getLogger(__name__)
 HOLD_TAG = "ev_hold"  # marks holds the pipeline placed (value: the case guids)
 HOLD_ACTIONS = ("legal-hold", "legal-hold-release")
 UNLISTED_PREFIXES = ("exports/", "motion/")  # what manifests list: anything else there is unaccounted for
+CHECKPOINT_PROBLEMS = ("truncated", "rewritten", "checkpoint")
 # What can go wrong reading one object: each becomes a finding, never the end of the audit.
-OBJECT_ERRORS = (ClientError, BotoCoreError, StoreError, ValueError, KeyError, OSError)
+OBJECT_ERRORS = (ClientError, BotoCoreError, StoreError, ValueError, KeyError, OSError, RecursionError)
 
 
 class HoldRefused(ValueError):
@@ -81,6 +90,8 @@ class AuditReport:
     findings: list[Finding] = field(default_factory=list)
     heads: dict[str, int] = field(default_factory=dict)  # chain -> last place seen
     audit_key: str | None = None
+    checkpoint: dict[str, Any] | None = None  # signed, of every chain read: keep it outside the bucket
+    claims: dict[str, dict[int, str | None]] = field(default_factory=dict, repr=False)  # chain -> place -> hash
 
     @property
     def ok(self) -> bool:
@@ -96,6 +107,7 @@ class AuditReport:
             "findings": [asdict(f) for f in self.findings],
             "heads": self.heads,
             "audit_key": self.audit_key,
+            "checkpoint": self.checkpoint,
         }
 
     def guard(self, key: str, step: Callable[[], list[Finding] | None]) -> None:
@@ -382,12 +394,22 @@ def hold_range(
 
 
 def _versions(store: ArchiveStore, prefix: str, report: AuditReport) -> Iterator[RecordVersion]:
-    """Every stored version under `prefix`, read back; a delete marker or an unreadable
-    version is a finding."""
+    """Every stored version under `prefix`, read back one by one; a delete marker, an
+    oversized or an unreadable version is a finding about it alone."""
     for version in store.all_versions(prefix):
         if version.deleted:
             report.findings.append(
                 Finding(version.key, "deleted", f"a delete marker hides it (version {version.version_id})")
+            )
+            continue
+        if version.size > MAX_RECORD_BYTES:
+            report.findings.append(
+                Finding(
+                    version.key,
+                    "oversized",
+                    f"{version.version_id}: {version.size} bytes, more than a record may have ({MAX_RECORD_BYTES}); "
+                    "not read",
+                )
             )
             continue
         try:
@@ -400,8 +422,13 @@ def _check_chain(
     store: ArchiveStore, name: str, versions: list[RecordVersion], verifier: Verifier, report: AuditReport
 ) -> None:
     report.records += len(versions)
-    claims = Chain(store, name).claimed()
-    problems, head = verify_chain(name, versions, claims, verifier)
+    claims = Chain(store, name).read_claims()
+    report.findings.extend(
+        Finding(c.key, "claim", f"place {c.sequence} of {name}: {c.problem}") for c in claims if c.problem
+    )
+    claimed = {c.sequence: c.sha256 for c in claims}
+    report.claims[name] = claimed
+    problems, head = verify_chain(name, versions, claimed, verifier)
     report.findings.extend(Finding(p.key, p.problem, p.detail) for p in problems)
     report.heads[name] = head
 
@@ -415,17 +442,27 @@ def audit(
     audit_log: AuditLog | None = None,
     verifier: Verifier | None = None,
     now: datetime | None = None,
+    checkpoint: dict[str, Any] | None = None,
 ) -> AuditReport:
     """Check every record and every object they list. Never raises on what it finds or
-    cannot read; stores its own signed record when given the audit log."""
+    cannot read; stores its own signed record when given the audit log, and then makes the
+    signed checkpoint of every chain it read (`report.checkpoint`: keep it outside the
+    bucket). `checkpoint`: an earlier one; whatever was lost or rewritten since is a finding.
+
+    Without `deep`, every object's size and the store's own checksum are checked, and a
+    rotating sample is re-hashed: each object on one day of every `rehash_days`, decided by
+    the hash of its key and the date, so every object is re-read within that period."""
     now = now or clock.now()
     verifier = verifier or keys.verifier_for(config)
     report = AuditReport(site)
     trail: list[dict[str, Any]] = []
     report.guard("audit/", lambda: _audit_trail(store, verifier, report, trail))
-    report.guard("manifests/", lambda: _audit_records(store, config, site, deep, verifier, now, report))
+    report.guard("manifests/", lambda: _audit_records(store, config, site, deep, verifier, now, report, trail))
     report.guard("audit/", lambda: _check_holds(store, trail))
+    report.guard("audit/", lambda: _check_disposals(trail))
     report.guard("chain/", lambda: _truncation(site, trail, report))
+    if checkpoint is not None:
+        report.guard("checkpoint", lambda: _check_checkpoint(store, checkpoint, verifier, site, report))
     if audit_log:
         report.audit_key = audit_log.record(
             "audit",
@@ -433,10 +470,43 @@ def audit(
             checked=report.checked,
             records=report.records,
             deep=deep,
+            rehashed=report.verified,
             heads=report.heads,
             findings=[asdict(f) for f in report.findings],
         )
+        report.guard("checkpoint", lambda: _make_checkpoint(store, audit_log, report, now))
     return report
+
+
+def _make_checkpoint(store: ArchiveStore, audit_log: AuditLog, report: AuditReport, now: datetime) -> None:
+    # The audit's own record is part of the checkpoint: the audit chain read before it plus
+    # the place it just took (read again in full only if another writer came in between).
+    claims = dict(report.claims.get(AUDIT_CHAIN, {}))
+    sequence, sha = Chain(store, AUDIT_CHAIN).head()
+    if sequence == max(claims, default=0) + 1:
+        claims[sequence] = sha
+    else:
+        claims = Chain(store, AUDIT_CHAIN).claimed()
+    states = [ChainState.of(name, c) for name, c in report.claims.items() if name != AUDIT_CHAIN]
+    states.append(ChainState.of(AUDIT_CHAIN, claims))
+    report.checkpoint = checkpoints.make(store.bucket, now.isoformat(), report.audit_key, states, audit_log.signer)
+
+
+def _check_checkpoint(
+    store: ArchiveStore, document: dict[str, Any], verifier: Verifier, site: str | None, report: AuditReport
+) -> list[Finding]:
+    """The chains of the checkpoint that this audit covers, as they are now; a chain this
+    audit did not read (all its records gone) is read from its claims."""
+    chains = document.get("chains") if isinstance(document.get("chains"), dict) else {}
+    scope = {AUDIT_CHAIN, manifest_chain(site)} if site else None
+    current = dict(report.claims)
+    for name in chains:
+        if name not in current and (scope is None or name in scope):
+            current[name] = Chain(store, name).claimed()
+    return [
+        Finding(f"{CHAIN_PREFIX}{name}/" if name else "checkpoint", problem, detail)
+        for name, problem, detail in checkpoints.check(document, store.bucket, verifier, current)
+    ]
 
 
 def _audit_records(
@@ -447,33 +517,68 @@ def _audit_records(
     verifier: Verifier,
     now: datetime,
     report: AuditReport,
+    trail: list[dict[str, Any]],
 ) -> None:
     prefix = list_manifests_prefix(site)
     by_chain: dict[str, list[RecordVersion]] = {}
-    latest: dict[str, RecordVersion] = {}
-    for version in _versions(store, prefix, report):
+    by_key: dict[str, list[RecordVersion]] = {}
+    for version in _versions(store, prefix, report):  # oldest first per key
         chain = "site=" + version.key.split("site=", 1)[1].split("/", 1)[0] if "site=" in version.key else "?"
         by_chain.setdefault(chain, []).append(version)
         if version.document is not None and verifier.check(version.document) is None:
-            latest[version.key] = version  # oldest first: the last trusted version wins
-    for name, versions in sorted(by_chain.items()):
-        _check_chain(store, name, versions, verifier, report)
+            by_key.setdefault(version.key, []).append(version)
+    # A chain whose records are all gone still has its claims: list the chains too.
+    names = {manifest_chain(site)} if site else set()
+    if site is None:
+        names |= {p.removeprefix(CHAIN_PREFIX).rstrip("/") for p in store.list_prefixes(CHAIN_PREFIX)}
+    names = (names - {AUDIT_CHAIN}) | set(by_chain)
+    for name in sorted(names):
+        report.guard(
+            f"{CHAIN_PREFIX}{name}/",
+            lambda n=name: _check_chain(store, n, by_chain.get(n, []), verifier, report),
+        )
+    disposed = {(r.get("key"), r.get("version_id")) for r in trail if r.get("action") == "dispose"}
+    day = now.date().toordinal()
     listed: set[str] = set()
-    for key, version in sorted(latest.items()):
+    for key, versions in sorted(by_key.items()):
+        # What the archive last committed at this key is its highest place, whatever was
+        # written after it: an older record stored again (a rollback) is found, not believed.
+        current = max(versions, key=lambda v: v.sequence or 0)
+        if current is not versions[-1]:
+            report.findings.append(
+                Finding(
+                    key,
+                    "rollback",
+                    f"the latest version {versions[-1].version_id} is place {versions[-1].sequence}, but place "
+                    f"{current.sequence} was committed at this key: an older record was stored again",
+                )
+            )
         try:
-            manifest = Manifest.model_validate(version.document)
+            manifest = Manifest.model_validate(current.document)
         except ValueError as exc:
             report.findings.append(Finding(key, "unreadable", one_line(exc)))
             continue
-        report.guard(key, lambda m=manifest, v=version: _check_record_lock(store, m, v))
+        report.guard(key, lambda m=manifest, v=current: _check_record_lock(store, m, v))
         for entry in manifest.entries:
             listed.add(entry.key)
             report.checked += 1
-            report.guard(entry.key, lambda e=entry, m=manifest: _check(store, config.retention, m.site, e, deep, now))
-            report.verified += deep
+            rehash = deep or rehash_day(entry.key, config.retention.rehash_days) == day % config.retention.rehash_days
+            report.guard(
+                entry.key,
+                lambda e=entry, m=manifest, r=rehash: _check(
+                    store, config.retention, m.site, e, r, now, (e.key, e.version_id) in disposed
+                ),
+            )
+            report.verified += rehash
     for area in UNLISTED_PREFIXES:
         scoped = area if site is None else f"{area}site={store_keys.safe_part(site)}/"
         report.guard(scoped, lambda p=scoped: _unlisted(store, p, listed))
+
+
+def rehash_day(key: str, period: int) -> int:
+    """The day (0..period-1) of every `period` days on which the daily audit re-hashes `key`:
+    from the key's hash, so the sample is spread evenly and the same on every host."""
+    return int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) % period
 
 
 def list_manifests_prefix(site: str | None) -> str:
@@ -514,6 +619,21 @@ def _check_holds(store: ArchiveStore, trail: list[dict[str, Any]]) -> list[Findi
     return found
 
 
+def _check_disposals(trail: list[dict[str, Any]]) -> list[Finding]:
+    """A disposal the trail records is lawful only when its retention had run out by then
+    (the record says both); the objects of lawful ones are not reported missing."""
+    found = []
+    for record in trail:
+        if record.get("action") != "dispose":
+            continue
+        until, at = record.get("retain_until"), record.get("at")
+        if isinstance(until, str) and isinstance(at, str) and until > at:
+            found.append(
+                Finding(str(record.get("key")), "disposal", f"disposed of at {at}, but retained until {until}")
+            )
+    return found
+
+
 def _holder(record: dict[str, Any]) -> str:
     """Who holds an object, for people: the case names (else guids), or the manual reason."""
     if record.get("cases"):
@@ -523,15 +643,17 @@ def _holder(record: dict[str, Any]) -> str:
 
 def _audit_trail(store: ArchiveStore, verifier: Verifier, report: AuditReport, trail: list[dict[str, Any]]) -> None:
     """The audit records' chain; `trail` receives the trusted records (what the hold and
-    truncation checks rely on)."""
+    truncation checks rely on), before the chain is checked: a broken chain hides no hold."""
     versions = list(_versions(store, "audit/", report))
-    _check_chain(store, AUDIT_CHAIN, versions, verifier, report)
     trail.extend(v.document for v in versions if v.document and verifier.check(v.document) is None)
+    report.guard(f"{CHAIN_PREFIX}{AUDIT_CHAIN}/", lambda: _check_chain(store, AUDIT_CHAIN, versions, verifier, report))
 
 
 def _truncation(site: str | None, trail: list[dict[str, Any]], report: AuditReport) -> list[Finding]:
     """A chain shorter than the last audit saw lost records from its end (which no link
-    within the chain can show): each audit's signed record is the other chains' anchor."""
+    within the chain can show): each audit's signed record is the other chains' anchor.
+    A checkpoint kept outside the bucket (`--checkpoint`) is the anchor that survives the
+    audit chain itself being cut."""
     audits = [d for d in trail if d.get("action") == "audit"]
     if not audits:
         return []
@@ -555,16 +677,26 @@ def _truncation(site: str | None, trail: list[dict[str, Any]], report: AuditRepo
 
 
 def _check(
-    store: ArchiveStore, policy: RetentionPolicy, site: str, entry: ManifestEntry, deep: bool, now: datetime
+    store: ArchiveStore,
+    policy: RetentionPolicy,
+    site: str,
+    entry: ManifestEntry,
+    deep: bool,
+    now: datetime,
+    disposed: bool = False,
 ) -> list[Finding]:
     info = store.head(entry.key, entry.version_id)
     if info is None:
-        return [Finding(entry.key, "missing", f"version {entry.version_id} is gone")]
+        # A lawful disposal is a signed record of the trail (`dispose`): that version is gone by design.
+        return [] if disposed else [Finding(entry.key, "missing", f"version {entry.version_id} is gone")]
     found = []
     if info.size != entry.size:
         found.append(Finding(entry.key, "size", f"{info.size} bytes, manifest says {entry.size}"))
     if info.sha256 != entry.sha256:
         found.append(Finding(entry.key, "sha256-tag", f"tag {info.sha256}, manifest {entry.sha256}"))
+    held = _store_checksum(info.checksum_sha256)
+    if held is not None and held != entry.sha256:
+        found.append(Finding(entry.key, "checksum", f"the store's own SHA-256 is {held}, manifest {entry.sha256}"))
     if deep:
         verification = store.verify(entry.key, entry.sha256, entry.version_id)
         if not verification.ok:
@@ -590,6 +722,54 @@ def _check(
     if entry.legal_hold and not info.legal_hold:
         found.append(Finding(entry.key, "legal-hold", "the manifest records a hold the object no longer has"))
     return found
+
+
+def _store_checksum(checksum: str | None) -> str | None:
+    """The store's SHA-256 of a single-part object as hex; None for a composite (multipart,
+    "-N": a hash of part hashes, not comparable) or absent one."""
+    if not checksum or "-" in checksum:
+        return None
+    try:
+        return base64.b64decode(checksum, validate=True).hex()
+    except ValueError:
+        return None
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint file (one-line `ValueError` when it is not one)."""
+    try:
+        return checkpoints.load(path.read_bytes())
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def keep_checkpoint(report: AuditReport, path: Path | None) -> Path | None:
+    """Write the audit's checkpoint to `path` (atomically); the path, or None when nothing
+    was written. An earlier checkpoint the audit found broken is never overwritten: it is
+    the evidence."""
+    if path is None or report.checkpoint is None:
+        return None
+    if any(f.problem in CHECKPOINT_PROBLEMS for f in report.findings) and path.exists():
+        log.error("%s is kept: the audit found the archive changed since it was made", path)
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(report.checkpoint, indent=1, sort_keys=True) + "\n")
+    os.replace(partial, path)
+    return path
+
+
+def checkpoint_lines(checkpoint: dict[str, Any] | None, kept: Path | None) -> list[str]:
+    """The checkpoint for people: each chain's size, head and tree hash (worth writing down)."""
+    if checkpoint is None:
+        return ["no checkpoint: the audit needs the signing key to sign one"]
+    chains = checkpoint.get("chains") or {}
+    lines = [
+        f"checkpoint {checkpoint.get('at')}: "
+        + (f"written to {kept}" if kept else "not kept (--checkpoint-out FILE, or retention.checkpoint_file)")
+    ]
+    lines += [f"  {name:<16} size {c['size']:>6}  root {c['root']}" for name, c in sorted(chains.items())]
+    return lines
 
 
 # --- disposal -----------------------------------------------------------------------
@@ -669,13 +849,20 @@ class StatusRow:
 
 
 def status(
-    store: ArchiveStore, config: PipelineConfig, audit_log: AuditLog, site: str | None = None, day: str | None = None
+    store: ArchiveStore,
+    config: PipelineConfig,
+    audit_log: AuditLog,
+    site: str | None = None,
+    day: str | None = None,
+    unreadable: list[str] | None = None,
 ) -> list[StatusRow]:
     """Per site, server, camera and local day: mode, retain-until, holds and who holds them,
-    read from the store (each object's own state), not from what the pipeline intended."""
+    read from the store (each object's own state), not from what the pipeline intended.
+    `unreadable` receives the manifests that could not be read (junk, oversized): the rest
+    is still shown."""
     holds = required_holds(audit_log.trusted())
     rows: dict[tuple[str, str, int, str], StatusRow] = {}
-    for manifest in manifests(store, site):
+    for manifest in manifests(store, site, unreadable):
         zone = config.site(manifest.site).zone if manifest.site in {s.name for s in config.sites} else None
         for entry in manifest.exports():
             local = entry.start.astimezone(zone) if zone else entry.start

@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ DEFAULT_PART_SIZE = 8 * MiB  # 8 MiB x 10,000 parts = 80 GB, far above a day of 
 MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part but the last
 READ_CHUNK = 1 * MiB
 SHA256_TAG = "sha256"
+PROBE_PREFIX = "probes/conditional-create/"
+_WARNED: set[tuple[str | None, str]] = set()  # stores already said to ignore If-None-Match
 LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
 
 
@@ -61,6 +64,10 @@ class ObjectLockNotEnabled(StoreError):
 
 class IntegrityError(StoreError):
     pass
+
+
+class TooLarge(StoreError):
+    """An object larger than the reader's bound (a record is small: a huge one is junk or an attack)."""
 
 
 class StoreSettings(BaseModel):
@@ -197,6 +204,7 @@ class ArchiveStore:
     def __init__(self, settings: StoreSettings, client: Any = None) -> None:
         self.settings = settings
         self.bucket = settings.bucket
+        self._conditional: bool | None = None  # conditional_create(), probed on first use
         self.s3 = client or boto3.client(
             "s3",
             endpoint_url=settings.endpoint_url,
@@ -284,9 +292,22 @@ class ArchiveStore:
         tag_set = [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
         self.s3.put_object_tagging(Bucket=self.bucket, Key=key, Tagging={"TagSet": tag_set}, **extra)
 
-    def get_bytes(self, key: str, version_id: str | None = None) -> bytes:
+    def get_bytes(self, key: str, version_id: str | None = None, *, limit: int | None = None) -> bytes:
+        """The object's bytes; with `limit`, `TooLarge` for a bigger object, whose body is
+        never read (a planted 170 MB "record" must cost one request, not the reader's memory)."""
         extra = {"VersionId": version_id} if version_id else {}
-        return self.s3.get_object(Bucket=self.bucket, Key=key, **extra)["Body"].read()
+        answer = self.s3.get_object(Bucket=self.bucket, Key=key, **extra)
+        body = answer["Body"]
+        if limit is not None and int(answer.get("ContentLength") or 0) > limit:
+            body.close()
+            raise TooLarge(f"{key}: {answer['ContentLength']} bytes, more than the {limit} a record may have")
+        try:
+            data = body.read() if limit is None else body.read(limit + 1)
+        finally:
+            body.close()
+        if limit is not None and len(data) > limit:  # a store that did not say the length
+            raise TooLarge(f"{key}: more than the {limit} bytes a record may have")
+        return data
 
     def iter_bytes(self, key: str, version_id: str | None = None) -> Iterator[bytes]:
         extra = {"VersionId": version_id} if version_id else {}
@@ -296,8 +317,8 @@ class ArchiveStore:
         finally:
             body.close()
 
-    def get_json(self, key: str, version_id: str | None = None) -> Any:
-        return json.loads(self.get_bytes(key, version_id))
+    def get_json(self, key: str, version_id: str | None = None, *, limit: int | None = None) -> Any:
+        return json.loads(self.get_bytes(key, version_id, limit=limit))
 
     def list_keys(self, prefix: str) -> list[str]:
         keys: list[str] = []
@@ -328,8 +349,26 @@ class ArchiveStore:
                 found.append(VersionInfo(item["Key"], item.get("VersionId"), item["LastModified"], item.get("Size", 0)))
             for item in page.get("DeleteMarkers", []):
                 found.append(VersionInfo(item["Key"], item.get("VersionId"), item["LastModified"], 0, deleted=True))
-        found.sort(key=lambda v: (v.key, v.last_modified))
+        # S3 lists a key's versions newest first, and times may tie (a store keeping whole
+        # seconds): among equal times, the one listed later is the older.
+        position = {id(v): n for n, v in enumerate(found)}
+        found.sort(key=lambda v: (v.key, v.last_modified, -position[id(v)]))
         return found
+
+    def oldest_versions(self, prefix: str) -> dict[str, VersionInfo]:
+        """key -> its oldest stored version, for every key under `prefix` (one listing).
+        S3 lists a key's versions newest first; equal times keep that order, so of two
+        versions written in the same instant the one listed last is the older."""
+        oldest: dict[str, tuple[datetime, int, VersionInfo]] = {}
+        position = 0
+        for page in self.s3.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Versions", []):
+                position += 1
+                found = VersionInfo(item["Key"], item.get("VersionId"), item["LastModified"], item.get("Size", 0))
+                rank = (item["LastModified"], -position)
+                if item["Key"] not in oldest or rank < oldest[item["Key"]][:2]:
+                    oldest[item["Key"]] = (*rank, found)
+        return {key: found for key, (_, _, found) in oldest.items()}
 
     def delete_version(self, key: str, version_id: str | None) -> None:
         """Delete one version for good (S3 refuses it while it is locked or held)."""
@@ -504,6 +543,29 @@ class ArchiveStore:
                 return False
             raise StoreError(f"{key}: the store did not take the write: {exc}") from exc
         return True
+
+    def conditional_create(self) -> bool:
+        """Whether the store honours `If-None-Match: *` (many S3-compatible stores ignore it and
+        overwrite), probed once per store object: create a fresh key, then create it again,
+        which must be refused. The probe's versions are removed again (they carry no lock)."""
+        if self._conditional is None:
+            key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+            try:
+                self._conditional = self.create_once(key, b"probe") and not self.create_once(key, b"probe")
+            finally:
+                for version in self.versions(key):
+                    try:
+                        self.delete_version(key, version)
+                    except (ClientError, BotoCoreError) as exc:
+                        log.warning("the probe %s could not be removed: %s", key, exc)
+            if not self._conditional and (self.settings.endpoint_url, self.bucket) not in _WARNED:
+                _WARNED.add((self.settings.endpoint_url, self.bucket))
+                log.warning(
+                    "bucket %s: the store ignores If-None-Match (a second create of the same key succeeded); "
+                    "chain places are decided by the oldest version of each claim",
+                    self.bucket,
+                )
+        return self._conditional
 
     def put_json(self, key: str, document: Any, *, retention: Retention | None = None) -> StoredObject:
         return self.put(key, json_bytes(document), content_type="application/json", retention=retention)

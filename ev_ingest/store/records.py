@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 CHAIN_PREFIX = "chain/"
 AUDIT_CHAIN = "audit"
 CLAIM_GROUP = 1000  # claims per listing group
+# Bounds on what one read of a record or a claim may cost: a night's manifest of a large site
+# is a few MB; anything far bigger is junk or an attack, reported instead of read.
+MAX_RECORD_BYTES = 64 << 20
+MAX_CLAIM_BYTES = 64 << 10
 
 EntryKind = Literal[
     "export", "thumbnail", "contact_sheet", "motion_timeline", "motion_events", "motion_snapshot", "report"
@@ -191,7 +195,7 @@ def write_manifest(
 
 def read_manifest(store: ArchiveStore, key: str) -> Manifest:
     """The latest version of a manifest, as stored (the audit checks its signature)."""
-    return Manifest.model_validate(store.get_json(key))
+    return Manifest.model_validate(store.get_json(key, limit=MAX_RECORD_BYTES))
 
 
 class RecordIndex:
@@ -263,7 +267,16 @@ class AuditLog:
     def entries(self, day: str | None = None) -> list[dict[str, Any]]:
         """Every record (of one UTC day), oldest first, as stored: not checked."""
         prefix = f"audit/date={day}/" if day else "audit/"
-        return [self.store.get_json(k) for k in sorted(self.store.list_keys(prefix))]
+        return [self._read(k) for k in sorted(self.store.list_keys(prefix))]
+
+    def _read(self, key: str) -> dict[str, Any]:
+        # Each record alone: junk planted under audit/ (not JSON, a list, huge) must not stop
+        # the readers of the trail; it reads as an unsigned record naming its problem.
+        try:
+            document = read_version(self.store, key, None).document
+        except (StoreError, ClientError, BotoCoreError) as exc:
+            return {"key": key, "unreadable": str(exc).splitlines()[0][:300]}
+        return document if document is not None else {"key": key, "unreadable": "not a JSON record"}
 
     def trusted(self) -> list[dict[str, Any]]:
         """The records whose signature a trusted key made (what decisions rest on)."""
@@ -290,12 +303,41 @@ class RecordVersion:
 
 
 def read_version(store: ArchiveStore, key: str, version_id: str | None) -> RecordVersion:
-    data = store.get_bytes(key, version_id)
+    """One stored version, bounded (`TooLarge` past `MAX_RECORD_BYTES`); bytes that are not a
+    JSON object (junk, or nested past the parser's depth) read as a version without a document."""
+    data = store.get_bytes(key, version_id, limit=MAX_RECORD_BYTES)
     try:
         document = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         document = None
     return RecordVersion(key, version_id, sha256_hex(data), document if isinstance(document, dict) else None)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A chain place's claim, as its OLDEST version says: the first writer owns the place, so
+    a later version (a store that ignored `If-None-Match`, or an overwrite) cannot take it."""
+
+    sequence: int
+    key: str  # the claim object's key
+    version_id: str | None
+    record: str | None  # the key of the record that took the place
+    sha256: str | None  # of that record's stored bytes; None when the claim is unreadable
+    problem: str | None = None  # why it is unreadable
+
+    @classmethod
+    def parse(cls, sequence: int, key: str, version_id: str | None, data: bytes) -> Claim:
+        """Never raises: junk (`[]`, not JSON, no hash) is a claim with a `problem`."""
+        try:
+            document = json.loads(data)
+        except (ValueError, RecursionError):
+            return cls(sequence, key, version_id, None, None, "not JSON")
+        if not isinstance(document, dict):
+            return cls(sequence, key, version_id, None, None, f"a JSON {type(document).__name__}, not a claim")
+        sha, record = document.get("sha256"), document.get("key")
+        if not isinstance(sha, str) or not sha:
+            return cls(sequence, key, version_id, None, None, "names no SHA-256")
+        return cls(sequence, key, version_id, record if isinstance(record, str) else None, sha)
 
 
 class Chain:
@@ -308,7 +350,12 @@ class Chain:
     place. Only then is the record stored. The claims are locked like the records, and
     the chain's head is read from them alone: no waiting on another writer's record, and a
     record lost after its claim (a writer that died, a deletion) is a gap the audit
-    reports while the chain goes on."""
+    reports while the chain goes on.
+
+    Exclusivity holds on any versioned bucket: the oldest version of a claim decides who
+    owns the place. Where the store ignores `If-None-Match` (probed once,
+    `ArchiveStore.conditional_create`), a writer whose "create" was really a second version
+    reads the place back and, finding an older claim, moves on to the next place."""
 
     def __init__(self, store: ArchiveStore, name: str) -> None:
         self.store = store
@@ -324,58 +371,110 @@ class Chain:
         # history (a year of retention changes is 100,000s of records).
         return f"{CHAIN_PREFIX}{name}/{sequence // CLAIM_GROUP:07d}/{sequence:010d}.json"
 
+    @staticmethod
+    def sequence_of(key: str) -> int | None:
+        stem = key.rsplit("/", 1)[-1].removesuffix(".json")
+        return int(stem) if stem.isdigit() and key.endswith(".json") else None
+
     def claims(self, prefix: str | None = None) -> dict[int, str]:
         """sequence -> claim key (of the whole chain, or of one group's `prefix`)."""
         found = {}
         for key in self.store.list_keys(prefix or self.prefix):
-            stem = key.rsplit("/", 1)[-1].removesuffix(".json")
-            if stem.isdigit():
-                found[int(stem)] = key
+            sequence = self.sequence_of(key)
+            if sequence is not None:
+                found[sequence] = key
         return found
 
-    def claimed(self) -> dict[int, str]:
-        """sequence -> the SHA-256 its claim names (reads every claim: for the audit)."""
-        return {n: str(self.store.get_json(key).get("sha256")) for n, key in self.claims().items()}
+    def read_claim(self, sequence: int, key: str | None = None, version_id: str | None = None) -> Claim:
+        """The claim of `sequence` from its oldest version (or the version given); an unreadable
+        one is a `Claim` with a problem, never an exception from its content."""
+        key = key or self.claim_key(sequence)
+        if version_id is None:
+            versions = self.store.versions(key)
+            if not versions:
+                return Claim(sequence, key, None, None, None, "no stored version")
+            version_id = versions[-1]  # newest first: the last is the oldest
+        try:
+            data = self.store.get_bytes(key, version_id, limit=MAX_CLAIM_BYTES)
+        except StoreError as exc:
+            return Claim(sequence, key, version_id, None, None, str(exc))
+        return Claim.parse(sequence, key, version_id, data)
+
+    def read_claims(self) -> list[Claim]:
+        """Every claim of the chain, each from its oldest version (one listing, one read per
+        claim); each read alone, so one bad claim hides no other."""
+        found = []
+        for key, version in sorted(self.store.oldest_versions(self.prefix).items()):
+            sequence = self.sequence_of(key)
+            if sequence is None:
+                continue
+            try:
+                found.append(self.read_claim(sequence, key, version.version_id))
+            except (ClientError, BotoCoreError) as exc:
+                found.append(Claim(sequence, key, version.version_id, None, None, f"unreadable: {exc}"))
+        return found
+
+    def claimed(self) -> dict[int, str | None]:
+        """sequence -> the SHA-256 its (oldest) claim names, None when unreadable: for the audit."""
+        return {c.sequence: c.sha256 for c in self.read_claims()}
 
     def record(self, sequence: int) -> RecordVersion | None:
         """The stored record that took `sequence` (None when it is not there)."""
-        claim = self.store.get_json(self.claim_key(sequence))
-        for version in self.store.versions(str(claim.get("key"))):
-            found = read_version(self.store, str(claim["key"]), version)
-            if found.sha256 == claim.get("sha256"):
+        claim = self.read_claim(sequence)
+        if claim.record is None:
+            return None
+        for version in self.store.versions(claim.record):
+            found = read_version(self.store, claim.record, version)
+            if found.sha256 == claim.sha256:
                 return found
         return None
 
     def head(self) -> tuple[int, str | None]:
         """(the last claimed sequence, the SHA-256 its claim names): one listing of the
-        groups, one of the last group."""
+        groups, one of the last group, one read of its oldest claim."""
         groups = sorted(self.store.list_prefixes(self.prefix))
         claims = self.claims(groups[-1]) if groups else {}
         if not claims:
             return 0, None
         last = max(claims)
         try:
-            return last, str(self.store.get_json(claims[last])["sha256"])
-        except (ClientError, BotoCoreError, ValueError, KeyError) as exc:
+            claim = self.read_claim(last, claims[last])
+        except (ClientError, BotoCoreError) as exc:
+            claim = Claim(last, claims[last], None, None, None, str(exc))
+        if claim.sha256 is None:
             # A destroyed or damaged claim must not stop the record (the audit's above all)
             # from being stored: it goes on without a predecessor, a break the audit reports.
-            log.error("chain %s: the claim of place %d is unreadable (%s); continuing unlinked", self.name, last, exc)
-            return last, None
+            log.error(
+                "chain %s: the claim of place %d is unreadable (%s); continuing unlinked",
+                self.name,
+                last,
+                claim.problem,
+            )
+        return last, claim.sha256
 
     def append(
         self, key: str, document: dict[str, Any], signer: Signer, retention: Retention | None
     ) -> tuple[StoredObject, dict[str, Any]]:
         """Store `document` at `key` as the chain's next record: (what was stored, the signed record)."""
+        conditional = self.store.conditional_create()
         for _ in range(100):  # each lost race means another record was appended: bounded by writers
             sequence, previous = self.head()
             signed = signer.sign({**document, "sequence": sequence + 1, "previous": previous})
             body = json_bytes(signed)
             claim = json_bytes({"key": key, "sha256": sha256_hex(body), "chain": self.name})
-            if self.store.create_once(self.claim_key(sequence + 1), claim, retention=retention):
+            if self.store.create_once(self.claim_key(sequence + 1), claim, retention=retention) and (
+                conditional or self._owns(sequence + 1, claim)
+            ):
                 break
         else:
             raise StoreError(f"chain {self.name}: could not claim a place after 100 tries")
         return self.store.put(key, body, content_type="application/json", retention=retention), signed
+
+    def _owns(self, sequence: int, claim: bytes) -> bool:
+        """Whether the oldest version of the place's claim is `claim` (on a store that ignores
+        `If-None-Match`, a "created" claim may be a second version of someone else's)."""
+        versions = self.store.versions(self.claim_key(sequence))
+        return bool(versions) and self.store.get_bytes(self.claim_key(sequence), versions[-1]) == claim
 
 
 @dataclass(frozen=True)
@@ -386,11 +485,13 @@ class ChainProblem:
 
 
 def verify_chain(
-    name: str, records: Iterable[RecordVersion], claims: dict[int, str], verifier: Verifier
+    name: str, records: Iterable[RecordVersion], claims: dict[int, str | None], verifier: Verifier
 ) -> tuple[list[ChainProblem], int]:
-    """Every record version signed by a trusted key and in its place; every claimed place
-    filled once, by the record its claim names; each record naming its predecessor's hash.
-    `claims`: sequence -> claimed SHA-256 (`Chain.claimed`). Returns (problems, head)."""
+    """Every record version signed by a trusted key and in its place; every place 1..head
+    present (a record and its claim removed together leave a gap that is found); every
+    claimed place filled once, by the record its claim names; each record naming its
+    predecessor's hash. `claims`: sequence -> the SHA-256 its oldest claim names, None for an
+    unreadable claim (`Chain.claimed`). Returns (problems, head)."""
     problems: list[ChainProblem] = []
     by_sequence: dict[int, list[RecordVersion]] = {}
     for version in records:
@@ -401,7 +502,7 @@ def verify_chain(
         trouble = verifier.check(version.document)
         if trouble:
             problems.append(ChainProblem(version.key, "signature", f"{where}: {trouble}"))
-        if version.sequence is None:
+        if version.sequence is None or version.sequence < 1:
             problems.append(ChainProblem(version.key, "unchained", f"{where} has no place in chain {name}"))
             continue
         by_sequence.setdefault(version.sequence, []).append(version)
@@ -414,11 +515,11 @@ def verify_chain(
         if sequence not in claims:
             problems.append(ChainProblem(versions[0].key, "unclaimed", f"place {sequence} of {name} was never claimed"))
         for version in versions:
-            if sequence in claims and version.sha256 != claims[sequence]:
+            if claims.get(sequence) is not None and version.sha256 != claims[sequence]:
                 problems.append(ChainProblem(version.key, "chain", f"place {sequence} holds other bytes than claimed"))
             if sequence == 1 and version.previous is not None:
                 problems.append(ChainProblem(version.key, "chain", f"the first record of {name} names a predecessor"))
-            elif sequence > 1 and version.previous != claims.get(sequence - 1, version.previous):
+            elif sequence > 1 and claims.get(sequence - 1) is not None and version.previous != claims[sequence - 1]:
                 problems.append(
                     ChainProblem(
                         version.key, "chain", f"place {sequence} does not name the hash of place {sequence - 1}"
@@ -433,4 +534,26 @@ def verify_chain(
                     f"place {sequence} of {name} was claimed; its record is missing",
                 )
             )
-    return problems, max([*claims, *by_sequence, 0])
+    head = max([*claims, *by_sequence, 0])
+    for first, last in missing_places({*claims, *by_sequence}, head):
+        places = f"place {first}" if first == last else f"places {first}..{last}"
+        problems.append(
+            ChainProblem(
+                Chain.claim_key_of(name, first), "gap", f"{places} of {name} missing: neither record nor claim is there"
+            )
+        )
+    return problems, head
+
+
+def missing_places(present: set[int], head: int) -> list[tuple[int, int]]:
+    """The runs (first, last) of places in 1..head not in `present`: ranges, not places, so a
+    claim planted at place 10^9 costs one finding, not a billion."""
+    runs = []
+    expected = 1
+    for place in sorted(p for p in present if p >= 1):
+        if place > expected:
+            runs.append((expected, place - 1))
+        expected = place + 1
+    if head >= expected:
+        runs.append((expected, head))
+    return runs
