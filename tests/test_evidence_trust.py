@@ -1,0 +1,99 @@
+"""Issue 24, item 1: `verify` says VERIFIED only against a key the user trusts.
+
+Against a package made by the code before issue 24 (tests/data/legacy-package.zip, old
+signed-JSON records), and forgeries of it re-signed with a fresh key: no anchor, a short
+prefix, an empty prefix, the right whole fingerprint, the right key file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from ev_ingest.store.signing import Signer, public_pem
+from pipelines.cli import main
+
+LEGACY = Path(__file__).parent / "data" / "legacy-package.zip"
+LEGACY_FINGERPRINT = "f5943c4a0f86ff04609331d75d45c5558c2e8fe7d8ffd405422c7c459fcf9068"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+def rewrite(source: Path, target: Path, change) -> Path:
+    """A copy of the package with each member's bytes passed through `change(name, data)`
+    (None drops it); extra members come from `change("", None)` as (name, data) pairs."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # duplicate names are one of the attacks
+        for item in old.infolist():
+            data = change(item.filename, old.read(item.filename))
+            if data is not None:
+                new.writestr(item.filename, data)
+        for name, data in change("", None) or []:
+            new.writestr(name, data)
+    return target
+
+
+def forged(tmp_path: Path) -> Path:
+    """Every record and the index re-signed with a fresh key, its public key put in."""
+    forger = Signer.generate()
+    with zipfile.ZipFile(LEGACY) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    for name in members:
+        if name.startswith("records/"):
+            members[name] = json.dumps(forger.sign(json.loads(members[name]))).encode()
+    members["public_key.pem"] = public_pem(forger.public)
+    index = json.loads(members["index.json"])
+    for item in index["files"]:
+        item["size"], item["sha256"] = len(members[item["path"]]), hashlib.sha256(members[item["path"]]).hexdigest()
+    members["index.json"] = json.dumps(forger.sign({**index, "key": forger.fingerprint})).encode()
+
+    def change(name: str, data: bytes | None):
+        return members.get(name) if name else None
+
+    return rewrite(LEGACY, tmp_path / "forged.zip", change)
+
+
+def test_an_old_package_verifies_only_against_its_anchor(capsys, tmp_path) -> None:
+    code, out, _ = run(capsys, "verify", str(LEGACY), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 0 and "VERIFIED" in out
+    key = tmp_path / "key.pem"
+    with zipfile.ZipFile(LEGACY) as z:
+        key.write_bytes(z.read("public_key.pem"))
+    code, out, _ = run(capsys, "verify", str(LEGACY), "--key", str(key))
+    assert code == 0 and "VERIFIED" in out
+    code, out, _ = run(capsys, "verify", str(LEGACY))  # no anchor: consistent, signer unknown
+    assert code == 3 and "SIGNER UNKNOWN" in out and "VERIFIED" not in out
+
+
+def test_a_package_re_signed_with_another_key_never_verifies(capsys, tmp_path) -> None:
+    package = forged(tmp_path)
+    code, out, _ = run(capsys, "verify", str(package))
+    assert code == 3 and "VERIFIED" not in out
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "FAILED" in out and "not a key you trust" in out
+    for short in (LEGACY_FINGERPRINT[:5], "", LEGACY_FINGERPRINT[:31]):
+        code, out, err = run(capsys, "verify", str(package), "--fingerprint", short)
+        assert code == 1 and "VERIFIED" not in out and "32 to 64 hex digits" in err
+        assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["index.json", "records/x.json"])
+def test_junk_json_is_a_finding_not_a_crash(capsys, tmp_path, name) -> None:
+    def change(member: str, data: bytes | None):
+        if not member:
+            return [] if name == "index.json" else [(name, b"[]")]
+        return b"[]" if member == name else data
+
+    package = rewrite(LEGACY, tmp_path / "junk.zip", change)
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "FAILED" in out and name in out
