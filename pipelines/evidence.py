@@ -215,12 +215,48 @@ def verify_package(
         return PackageCheck("", problems=[f"unreadable package: {type(exc).__name__}: {str(exc)[:200]}"])
 
 
+MAX_RECORD_BYTES = 64 << 20  # index, records, key, custody text: read into memory, so bounded
+STORED, DEFLATED = 0, 8
+
+
+def format_problems(archive: zipfile.ZipFile, max_record_bytes: int = MAX_RECORD_BYTES) -> list[str]:
+    """What makes a zip mean different things to different readers, or cost unbounded memory:
+    duplicate names, data before the first entry (a zip glued after another), unsafe names,
+    links, encryption, methods other than stored/deflated, oversized records."""
+    problems = []
+    infos = archive.infolist()
+    seen: set[str] = set()
+    for info in infos:
+        name = info.filename
+        if name in seen:
+            problems.append(f"{name}: duplicate name (readers disagree on which copy counts)")
+        seen.add(name)
+        parts = name.split("/")
+        if name.startswith("/") or "\\" in name or ".." in parts or ":" in parts[0] or "\0" in name:
+            problems.append(f"{name!r}: unsafe name (absolute, backslash, .. or drive)")
+        kind = (info.external_attr >> 16) & 0o170000
+        if info.create_system == 3 and kind not in (0, 0o100000, 0o040000):
+            problems.append(f"{name}: not a regular file (a link or device, mode {kind:o})")
+        if info.flag_bits & 0x41:
+            problems.append(f"{name}: encrypted")
+        if info.compress_type not in (STORED, DEFLATED):
+            problems.append(f"{name}: unknown compression method {info.compress_type}")
+        if not name.startswith("footage/") and info.file_size > max_record_bytes:
+            problems.append(f"{name}: {info.file_size} bytes inflated, more than a record may be ({max_record_bytes})")
+    if infos and min(i.header_offset for i in infos) != 0:
+        problems.append("data before the first entry (another zip glued in front?)")
+    return problems
+
+
 def _verify(path: Path, pin: str | None, trusted_keys: list[Any]) -> PackageCheck:
     try:
         archive = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as exc:
         return PackageCheck("", problems=[f"not a readable zip: {exc}"])
     with archive:
+        refused = format_problems(archive)
+        if refused:  # nothing of a package read two ways is read at all
+            return PackageCheck("", problems=refused)
         try:
             public = load_public_key(archive.read("public_key.pem"))
             index = json.loads(archive.read("index.json"))
@@ -295,7 +331,8 @@ def _signed_manifest_entries(
     for name in sorted(n for n in names if n.startswith("records/")):
         check.records += 1
         try:
-            record = json.load(io.BytesIO(archive.read(name)))
+            with archive.open(name) as member:
+                record = json.load(io.BytesIO(member.read(MAX_RECORD_BYTES + 1)))
         except ValueError:
             check.problems.append(f"{name}: not JSON")
             continue

@@ -97,3 +97,51 @@ def test_junk_json_is_a_finding_not_a_crash(capsys, tmp_path, name) -> None:
     package = rewrite(LEGACY, tmp_path / "junk.zip", change)
     code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
     assert code == 1 and "FAILED" in out and name in out
+
+
+def add_member(tmp_path: Path, name: str, data: bytes, **attrs) -> Path:
+    """The legacy package with one more member (a tampered copy first when `name` exists)."""
+    target = tmp_path / "attacked.zip"
+    flags = attrs.pop("patch_flags", 0)
+    with zipfile.ZipFile(LEGACY) as old, zipfile.ZipFile(target, "w") as new, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        info = zipfile.ZipInfo(name)
+        for key, value in attrs.items():
+            setattr(info, key, value)
+        new.writestr(info, data)
+        for item in old.infolist():
+            new.writestr(item, old.read(item.filename))
+    if flags:  # zipfile will not write an encryption flag: set it in both headers of the first member
+        data = bytearray(target.read_bytes())
+        data[6] |= flags
+        central = data.index(b"PK\x01\x02")
+        data[central + 8] |= flags
+        target.write_bytes(bytes(data))
+    return target
+
+
+FOOTAGE = "footage/nvr1/4593408/20261128T140000Z_20261128T150000Z.mp4"
+
+
+@pytest.mark.parametrize(
+    ("name", "attrs", "finding"),
+    [
+        (FOOTAGE, {}, "duplicate name"),
+        ("../evil.txt", {}, "unsafe name"),
+        ("/etc/evil", {}, "unsafe name"),
+        ("records/link", {"create_system": 3, "external_attr": 0o120777 << 16}, "not a regular file"),
+        ("records/secret.json", {"patch_flags": 0x1}, "encrypted"),
+    ],
+)
+def test_a_malformed_package_is_refused_by_name(capsys, tmp_path, name, attrs, finding) -> None:
+    package = add_member(tmp_path, name, b"tampered", **attrs)
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "FAILED" in out and finding in out, out
+
+
+def test_a_zip_glued_in_front_is_refused(capsys, tmp_path) -> None:
+    glued = tmp_path / "glued.zip"
+    front = add_member(tmp_path, "x", b"tampered").read_bytes()
+    glued.write_bytes(front + LEGACY.read_bytes())
+    code, out, _ = run(capsys, "verify", str(glued), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "FAILED" in out and "before the first entry" in out, out
