@@ -145,3 +145,47 @@ def test_a_zip_glued_in_front_is_refused(capsys, tmp_path) -> None:
     glued.write_bytes(front + LEGACY.read_bytes())
     code, out, _ = run(capsys, "verify", str(glued), "--fingerprint", LEGACY_FINGERPRINT)
     assert code == 1 and "FAILED" in out and "before the first entry" in out, out
+
+
+def test_a_zip_bomb_in_records_is_refused_without_inflating_it(capsys, tmp_path) -> None:
+    """300 MB of zeros deflated to ~300 KB, declared honestly: refused by its size, unread."""
+    import zlib
+
+    block = bytes(1 << 20)
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = squeeze.compress(block) + squeeze.flush(zlib.Z_FULL_FLUSH)
+    repeat = squeeze.compress(block) + squeeze.flush(zlib.Z_FULL_FLUSH)  # the same bytes each time
+    stream = first + repeat * 299 + squeeze.flush()
+    crc = 0
+    for _ in range(300):
+        crc = zlib.crc32(block, crc)
+    package = add_member(tmp_path, "records/bomb.json", b"{}")
+    data = package.read_bytes()
+    # Replace the first member's body ("{}" stored) with the deflated stream, sizes and CRC patched.
+    import struct
+
+    name_len, extra_len = struct.unpack("<HH", data[26:30])
+    body_at = 30 + name_len + extra_len
+    local = bytearray(data[:body_at])
+    struct.pack_into("<H", local, 8, 8)  # deflated
+    struct.pack_into("<III", local, 14, crc, len(stream), 300 << 20)  # crc, sizes
+    rest = data[body_at + 2 :]
+    central = rest.index(b"PK\x01\x02")
+    entry = bytearray(rest[central:])
+    struct.pack_into("<H", entry, 10, 8)
+    struct.pack_into("<III", entry, 16, crc, len(stream), 300 << 20)
+    shift = len(stream) - 2
+    # every later local header moved by `shift`: fix the central offsets and the EOCD's
+    out = bytearray(entry)
+    at = 0
+    while out[at : at + 4] == b"PK\x01\x02":
+        offset = struct.unpack_from("<I", out, at + 42)[0]
+        if offset:
+            struct.pack_into("<I", out, at + 42, offset + shift)
+        n, e, c = struct.unpack_from("<HHH", out, at + 28)
+        at += 46 + n + e + c
+    eocd = out.index(b"PK\x05\x06")
+    struct.pack_into("<I", out, eocd + 16, struct.unpack_from("<I", out, eocd + 16)[0] + shift)
+    package.write_bytes(bytes(local) + stream + rest[:central] + bytes(out))
+    code, out_text, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "records/bomb.json" in out_text and "more than a record may be" in out_text, out_text
