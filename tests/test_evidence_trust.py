@@ -189,3 +189,21 @@ def test_a_zip_bomb_in_records_is_refused_without_inflating_it(capsys, tmp_path)
     package.write_bytes(bytes(local) + stream + rest[:central] + bytes(out))
     code, out_text, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
     assert code == 1 and "records/bomb.json" in out_text and "more than a record may be" in out_text, out_text
+
+
+def test_an_unknown_method_and_a_bad_crc_are_findings(capsys, tmp_path) -> None:
+    import struct
+
+    package = add_member(tmp_path, "records/odd.json", b"{}")
+    data = bytearray(package.read_bytes())
+    struct.pack_into("<H", data, 8, 99)  # the first member's method, local header and central directory
+    struct.pack_into("<H", data, data.index(b"PK\x01\x02") + 10, 99)
+    package.write_bytes(bytes(data))
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "unknown compression method 99" in out, out
+
+    flipped = bytearray(LEGACY.read_bytes())
+    flipped[2000] ^= 1  # inside the stored footage: its CRC no longer holds
+    package.write_bytes(bytes(flipped))
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "FAILED" in out and "CRC" in out, out
