@@ -9,7 +9,8 @@ ev-ingest retention dispose [--yes]          expired, unheld versions (deleted o
 ev-ingest audit log [--date D]               the audit trail, each record's signature checked
 ev-ingest keys init -o FILE | keys show      the signing key
 ev-ingest case export CASE -o case.zip       a self-verifying evidence package
-ev-ingest verify case.zip                    check a package offline (public key only)
+ev-ingest verify case.zip --fingerprint FP  check a package offline against a key you trust
+                                             (exit 0 VERIFIED, 1 FAILED, 3 signer unknown)
 """
 
 from __future__ import annotations
@@ -233,25 +234,34 @@ def cmd_case(args: argparse.Namespace) -> int:
         [
             f"{package.path}: case {package.case}, {len(package.footage)} footage files, {package.records} signed "
             f"records, {package.size / 1e6:.1f} MB; signed by {signer.fingerprint}",
-            f"check it anywhere with: ev-ingest verify {package.path} --fingerprint {signer.fingerprint[:16]}",
+            f"check it anywhere with: ev-ingest verify {package.path} --fingerprint {signer.fingerprint}",
         ],
     )
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from ev_ingest.store.signing import load_public_key
     from pipelines import evidence
 
-    check = evidence.verify_package(args.package, args.fingerprint)
+    keys = [load_public_key(path.read_bytes()) for path in args.key or []]
+    check = evidence.verify_package(args.package, args.fingerprint, keys)
+    status = "VERIFIED" if check.verified else "FAILED" if not check.ok else "SIGNER UNKNOWN"
     lines = [
         f"{args.package}: case {check.case or '?'}, {check.footage} footage files, {check.files} files, "
-        f"{check.records} records, key {check.fingerprint}: {'VERIFIED' if check.ok else 'FAILED'}"
+        f"{check.records} records, key {check.fingerprint}: {status}"
     ]
-    if not args.fingerprint and check.ok:
-        lines.append("the key was taken from the package: compare its fingerprint with your own records")
+    if check.ok and not check.trusted:
+        lines.append(
+            "consistent with the key inside the package, which proves nothing by itself: give the signer's "
+            "whole fingerprint (--fingerprint) or public key (--key) from your own records"
+        )
     lines += [f"  {p}" for p in check.problems]
-    _print(args, asdict(check), lines)
-    return 0 if check.ok else 1
+    _print(args, {**asdict(check), "status": status}, lines)
+    return 0 if check.verified else 1 if not check.ok else UNKNOWN_SIGNER_EXIT
+
+
+UNKNOWN_SIGNER_EXIT = 3  # verify: nothing wrong found, but no trusted key vouches for it
 
 
 def register(sub: Any, command: Any) -> None:
@@ -305,4 +315,7 @@ def register(sub: Any, command: Any) -> None:
 
     p = command("verify", cmd_verify, "check an evidence package offline, with only its public key")
     p.add_argument("package", type=Path)
-    p.add_argument("--fingerprint", help="the signing key's fingerprint (or its start) from your own records")
+    p.add_argument(
+        "--fingerprint", help="the signing key's whole fingerprint (at least 32 hex digits) from your own records"
+    )
+    p.add_argument("--key", type=Path, action="append", help="a trusted public key (PEM); may be repeated")

@@ -20,9 +20,11 @@ finds; it never needs the store, the recorder or this project's configuration.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import json
 import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,7 +147,7 @@ def _custody(case: Case, entries: list[ManifestEntry], signer: Signer) -> str:
     lines = [
         f"Evidence package of case {case.name or case.guid} ({case.guid}), made {clock.now():%Y-%m-%d %H:%M:%S} UTC",
         f"Signed with the Ed25519 key {signer.fingerprint}",
-        "Check it with: ev-ingest verify <this file> --fingerprint <that key, from your own records>",
+        "Check it with: ev-ingest verify <this file> --fingerprint <the whole key fingerprint, from your own records>",
         "",
         "Footage (camera, interval in UTC, SHA-256, archived object and version):",
     ]
@@ -158,40 +160,131 @@ def _custody(case: Case, entries: list[ManifestEntry], signer: Signer) -> str:
     return "\n".join(lines) + "\n"
 
 
+MIN_FINGERPRINT_HEX = 32  # 128 bits: no key can be ground to match a pin this long
+# What reading a hostile zip can raise; each is a finding, never a traceback.
+READ_ERRORS = (
+    OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError, NotImplementedError, EOFError, zlib.error,
+    zipfile.BadZipFile, zipfile.LargeZipFile,
+)  # fmt: skip
+
+
+def pinned_fingerprint(text: str) -> str:
+    """A fingerprint the user trusts: at least 32 hex digits (of the 64), else ValueError."""
+    pin = text.strip().lower().replace(":", "")
+    if len(pin) < MIN_FINGERPRINT_HEX or len(pin) > 64 or any(c not in "0123456789abcdef" for c in pin):
+        raise ValueError(
+            f"--fingerprint must be the signing key's fingerprint, {MIN_FINGERPRINT_HEX} to 64 hex digits "
+            f"(got {len(pin)} characters): a shorter prefix can be matched by a key made for it"
+        )
+    return pin
+
+
 @dataclass
 class PackageCheck:
-    fingerprint: str
+    fingerprint: str  # of the key inside the package (never trusted for being there)
     case: str = ""
     files: int = 0
     footage: int = 0
     records: int = 0
     problems: list[str] = field(default_factory=list)
+    trusted: bool = False  # the signer is a key the caller trusts (pinned fingerprint, key file, config)
 
     @property
     def ok(self) -> bool:
+        """Consistent: no problem found (the signer may still be unknown)."""
         return not self.problems
 
+    @property
+    def verified(self) -> bool:
+        """Consistent and signed by a trusted key: the only state that is VERIFIED."""
+        return self.ok and self.trusted
 
-def verify_package(path: Path, expected_fingerprint: str | None = None) -> PackageCheck:
-    """Check a package offline; every problem is listed, none raises."""
+
+def verify_package(
+    path: Path, expected_fingerprint: str | None = None, trusted_keys: list[Any] | None = None
+) -> PackageCheck:
+    """Check a package offline; every problem is listed, none raises.
+
+    Trust comes only from the caller: `expected_fingerprint` (at least 32 hex digits,
+    `pinned_fingerprint`) or `trusted_keys` (public keys). Without either, the package is
+    checked against its own key and `trusted` stays False: the signer is unknown."""
+    pin = pinned_fingerprint(expected_fingerprint) if expected_fingerprint is not None else None
+    try:
+        return _verify(path, pin, list(trusted_keys or []))
+    except READ_ERRORS as exc:  # a hostile zip the checks above did not foresee
+        return PackageCheck("", problems=[f"unreadable package: {type(exc).__name__}: {str(exc)[:200]}"])
+
+
+MAX_RECORD_BYTES = 64 << 20  # index, records, key, custody text: read into memory, so bounded
+STORED, DEFLATED = 0, 8
+
+
+def format_problems(archive: zipfile.ZipFile, max_record_bytes: int = MAX_RECORD_BYTES) -> list[str]:
+    """What makes a zip mean different things to different readers, or cost unbounded memory:
+    duplicate names, data before the first entry (a zip glued after another), unsafe names,
+    links, encryption, methods other than stored/deflated, oversized records."""
+    problems = []
+    infos = archive.infolist()
+    seen: set[str] = set()
+    for info in infos:
+        name = info.filename
+        if name in seen:
+            problems.append(f"{name}: duplicate name (readers disagree on which copy counts)")
+        seen.add(name)
+        parts = name.split("/")
+        if name.startswith("/") or "\\" in name or ".." in parts or ":" in parts[0] or "\0" in name:
+            problems.append(f"{name!r}: unsafe name (absolute, backslash, .. or drive)")
+        kind = (info.external_attr >> 16) & 0o170000
+        if info.create_system == 3 and kind not in (0, 0o100000, 0o040000):
+            problems.append(f"{name}: not a regular file (a link or device, mode {kind:o})")
+        if info.flag_bits & 0x41:
+            problems.append(f"{name}: encrypted")
+        if info.compress_type not in (STORED, DEFLATED):
+            problems.append(f"{name}: unknown compression method {info.compress_type}")
+        if not name.startswith("footage/") and info.file_size > max_record_bytes:
+            problems.append(f"{name}: {info.file_size} bytes inflated, more than a record may be ({max_record_bytes})")
+    if infos and min(i.header_offset for i in infos) != 0:
+        problems.append("data before the first entry (another zip glued in front?)")
+    return problems
+
+
+def _verify(path: Path, pin: str | None, trusted_keys: list[Any]) -> PackageCheck:
     try:
         archive = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as exc:
         return PackageCheck("", problems=[f"not a readable zip: {exc}"])
     with archive:
+        refused = format_problems(archive)
+        if refused:  # nothing of a package read two ways is read at all
+            return PackageCheck("", problems=refused)
         try:
             public = load_public_key(archive.read("public_key.pem"))
             index = json.loads(archive.read("index.json"))
         except (KeyError, ValueError) as exc:
             return PackageCheck("", problems=[f"not an evidence package: {exc}"])
-        check = PackageCheck(fingerprint(public), case=str((index.get("case") or {}).get("name", "")))
-        if expected_fingerprint and not check.fingerprint.startswith(expected_fingerprint.lower()):
-            check.problems.append(f"signed by key {check.fingerprint}, not the expected {expected_fingerprint}")
-        verifier = Verifier([public])
+        if not isinstance(index, dict):
+            return PackageCheck(fingerprint(public), problems=["index.json: not a JSON object"])
+        case = index.get("case")
+        check = PackageCheck(fingerprint(public), case=str(case.get("name", "")) if isinstance(case, dict) else "")
+        anchors = {fingerprint(k): k for k in trusted_keys}
+        if pin is not None and hmac.compare_digest(check.fingerprint[: len(pin)], pin):
+            anchors[check.fingerprint] = public  # the pin, not the package, makes this key trusted
+        if pin is not None or trusted_keys:
+            check.trusted = check.fingerprint in anchors
+            if not check.trusted:
+                check.problems.append(
+                    f"signed by key {check.fingerprint}, which is not a key you trust"
+                    + (f" (expected {pin})" if pin else "")
+                )
+            verifier = Verifier(list(anchors.values()) or [public])
+        else:
+            verifier = Verifier([public])  # consistency only: the signer stays unknown
         trouble = verifier.check(index)
         if trouble:
             check.problems.append(f"index.json: {trouble}")
-        listed = {f["path"]: f for f in index.get("files", [])}
+        listed = {
+            f["path"]: f for f in index.get("files", []) if isinstance(f, dict) and isinstance(f.get("path"), str)
+        }
         names = set(archive.namelist()) - {"index.json"}
         for extra in sorted(names - set(listed)):
             check.problems.append(f"{extra}: not in the signed index")
@@ -207,6 +300,9 @@ def verify_package(path: Path, expected_fingerprint: str | None = None) -> Packa
                 )
         vouched = _signed_manifest_entries(archive, names, verifier, check)
         for item in index.get("footage", []):
+            if not isinstance(item, dict):
+                check.problems.append("index.json: a footage item is not an object")
+                continue
             check.footage += 1
             entry = vouched.get((item.get("key"), item.get("version_id")))
             meta = listed.get(item.get("path"), {})
@@ -235,7 +331,8 @@ def _signed_manifest_entries(
     for name in sorted(n for n in names if n.startswith("records/")):
         check.records += 1
         try:
-            record = json.load(io.BytesIO(archive.read(name)))
+            with archive.open(name) as member:
+                record = json.load(io.BytesIO(member.read(MAX_RECORD_BYTES + 1)))
         except ValueError:
             check.problems.append(f"{name}: not JSON")
             continue
@@ -244,5 +341,7 @@ def _signed_manifest_entries(
             check.problems.append(f"{name}: {trouble}")
             continue
         for entry in record.get("entries") or []:
+            if not isinstance(entry, dict):
+                continue
             vouched[(entry.get("key"), entry.get("version_id"))] = entry
     return vouched

@@ -149,7 +149,7 @@ def test_the_officers_verbs_on_a_nightly_archive(sim, s3_server, cli_env, tmp_pa
         assert "CHAIN_OF_CUSTODY.txt" in names and any(n.startswith("records/manifests/") for n in names)
     with ExacqClient(sim.url, "admin", PASSWORD) as ev:  # the simulator is shared: leave no open case
         ev.cases.delete(case.guid)
-    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", SIGNER.fingerprint[:16])
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", SIGNER.fingerprint)
     assert code == 0 and "VERIFIED" in out
     tampered = tmp_path / "tampered.zip"
     with zipfile.ZipFile(package) as source, zipfile.ZipFile(tampered, "w") as target:

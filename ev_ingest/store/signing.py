@@ -1,10 +1,25 @@
-"""Ed25519 signatures of the archive's records (manifests, audit records, case packages).
+"""Ed25519 signatures of the archive's records (manifests, audit records, package indexes):
+the signed envelope, how it is written, and the one place it is opened.
 
-A signed record is a JSON object with a `signature` member:
-`{"alg": "ed25519", "key": <fingerprint>, "sig": <base64>}`, the signature over the
-record's canonical form (`canonical()`: the object without `signature`, keys sorted,
-no whitespace, UTF-8). Anyone holding the public key checks it offline; nobody without
-the private key can write a record that passes.
+A record is stored as a DSSE envelope (secure-systems-lab/dsse, the envelope in-toto
+and Sigstore sign inside):
+`{"payloadType": <type>, "payload": base64(<the record's exact bytes>),
+"signatures": [{"keyid": <fingerprint>, "sig": base64(...)}]}`. The signature covers the
+pre-authentication encoding `PAE(type, body) = "DSSEv1" SP LEN(type) SP type SP LEN(body)
+SP body`, so it is over exactly the stored payload bytes (nothing is re-serialised before
+checking) and over the payload type: each kind of record has its own (`MANIFEST`,
+`AUDIT`, `CHECKPOINT`, `PACKAGE_INDEX`), and a signature made for one kind is refused when
+presented as another.
+
+`open_envelope` (also `Verifier.open`) is the one reader: it checks the type and the
+signature against the keys the verifier was given and returns the payload it checked.
+`decode` reads the record inside without any check (for displays and data access that
+never decide anything).
+
+Records written before issue 24 are signed JSON (`{..., "signature": {"alg": "ed25519",
+"key": <fingerprint>, "sig": ...}}` over the record's canonical form, `canonical()`).
+They are still read and verified (they carry no type: one is accepted only as a kind
+whose members it has, `LEGACY_SHAPES`); nothing writes them any more.
 
 Where the keys live:
 - The private key never comes from the store: a PEM file of mode 0600 or stricter
@@ -13,7 +28,8 @@ Where the keys live:
   backend). `ev-ingest keys init` makes one.
 - The public key is published in the bucket (`keys/signing/<fingerprint>.pem`, locked)
   for verifiers, and printed by `ev-ingest keys show`. A verifier trusts a key it was
-  given (the config, `--public-key`), never one only because the bucket holds it.
+  given (the config, `--public-key`, `--key`, a pinned fingerprint), never one only
+  because the bucket or the package holds it.
 """
 
 from __future__ import annotations
@@ -35,15 +51,147 @@ ALGORITHM = "ed25519"
 KEY_FILE_ENV = "EV_SIGNING_KEY_FILE"
 PUBLIC_KEY_PREFIX = "keys/signing/"
 
+# One payload type per kind of record: the type is inside the signed bytes (PAE), so a
+# manifest's signature cannot be passed off as an audit record's, a checkpoint's or a
+# package index's.
+MANIFEST = "application/vnd.ev-ingest.manifest+json"
+AUDIT = "application/vnd.ev-ingest.audit+json"
+CHECKPOINT = "application/vnd.ev-ingest.checkpoint+json"
+PACKAGE_INDEX = "application/vnd.ev-ingest.package-index+json"
+PAYLOAD_TYPES = (MANIFEST, AUDIT, CHECKPOINT, PACKAGE_INDEX)
+# Old signed JSON carries no type: a legacy record is accepted as a kind only if it has
+# that kind's members (a legacy manifest has no `action`, a legacy audit record no `entries`).
+LEGACY_SHAPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # type -> (required, forbidden)
+    MANIFEST: (("run_id", "entries"), ("action", "files")),
+    AUDIT: (("action", "at"), ("entries", "files")),
+    PACKAGE_INDEX: (("format", "files", "footage"), ("action", "entries")),
+}
+
 
 class SigningError(ValueError):
     """A key that cannot be used, or a record whose signature does not verify."""
 
 
 def canonical(record: dict[str, Any]) -> bytes:
-    """The bytes a signature covers: the record without `signature`, canonical JSON."""
+    """The bytes a legacy signature covers: the record without `signature`, canonical JSON."""
     body = {k: v for k, v in record.items() if k != "signature"}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def pae(payload_type: str, body: bytes) -> bytes:
+    """DSSEv1 pre-authentication encoding: what an envelope's signature covers."""
+    kind = payload_type.encode()
+    return b"DSSEv1 %d %b %d %b" % (len(kind), kind, len(body), body)
+
+
+def record_bytes(document: dict[str, Any]) -> bytes:
+    """A record's payload bytes: JSON, keys sorted, no whitespace, UTF-8 (any bytes would
+    do: the signature covers these exact bytes, and readers decode them, never rebuild them)."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def kind_name(payload_type: str) -> str:
+    """ "manifest" of "application/vnd.ev-ingest.manifest+json", for messages."""
+    return payload_type.rsplit(".", 1)[-1].removesuffix("+json")
+
+
+def is_envelope(obj: Any) -> bool:
+    return isinstance(obj, dict) and "payloadType" in obj and "payload" in obj
+
+
+def decode(obj: Any) -> dict[str, Any] | None:
+    """The record inside a stored object, unchecked: an envelope's payload, a legacy record
+    as it is; None when it is neither. For displays and data access, never for a decision."""
+    if is_envelope(obj):
+        try:
+            document = json.loads(base64.b64decode(str(obj.get("payload")), validate=True))
+        except ValueError:
+            return None
+        return document if isinstance(document, dict) else None
+    return obj if isinstance(obj, dict) else None
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What `open_envelope` found: the record it checked and who signed it, or the problem."""
+
+    document: dict[str, Any] | None  # the verified payload, decoded (None unless verified)
+    keyid: str | None = None  # the fingerprint of the trusted key whose signature holds
+    problem: str | None = None
+    legacy: bool = False  # old signed JSON (no payload type)
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+def open_envelope(obj: Any, payload_type: str, verifier: Verifier) -> Opened:
+    """The one check of a stored record: an envelope of `payload_type` signed by a key
+    `verifier` trusts (or a legacy signed record of that kind's shape). Never raises."""
+    if payload_type not in PAYLOAD_TYPES:
+        raise ValueError(f"unknown payload type {payload_type!r}")  # a programming error, not a finding
+    if not isinstance(obj, dict):
+        return Opened(None, problem="not a JSON object")
+    if not is_envelope(obj):
+        return _open_legacy(obj, payload_type, verifier)
+    if obj.get("payloadType") != payload_type:
+        return Opened(
+            None,
+            problem=f"payload type {str(obj.get('payloadType'))[:80]!r}, not of the kind {kind_name(payload_type)}",
+        )
+    try:
+        body = base64.b64decode(str(obj.get("payload")), validate=True)
+    except ValueError:
+        return Opened(None, problem="payload is not base64")
+    signatures = obj.get("signatures")
+    if not isinstance(signatures, list) or not signatures:
+        return Opened(None, problem="unsigned")
+    message = pae(payload_type, body)
+    untrusted = []
+    for signature in signatures:
+        if not isinstance(signature, dict):
+            continue
+        keyid = str(signature.get("keyid"))
+        key = verifier.keys.get(keyid)
+        if key is None:
+            untrusted.append(keyid[:16])
+            continue
+        try:
+            key.verify(base64.b64decode(str(signature.get("sig")), validate=True), message)
+        except (InvalidSignature, ValueError):
+            continue
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return Opened(None, keyid, "signed payload is not JSON")
+        if not isinstance(document, dict):
+            return Opened(None, keyid, "signed payload is not a JSON object")
+        return Opened(document, keyid)
+    if untrusted and len(untrusted) == len(signatures):
+        return Opened(None, problem=f"signed by an untrusted key {', '.join(untrusted)}")
+    return Opened(None, problem="signature does not match the content")
+
+
+def _open_legacy(record: dict[str, Any], payload_type: str, verifier: Verifier) -> Opened:
+    signature = record.get("signature")
+    if not isinstance(signature, dict):
+        return Opened(None, problem="unsigned")
+    if signature.get("alg") != ALGORITHM:
+        return Opened(None, problem=f"signed with unknown algorithm {str(signature.get('alg'))[:40]!r}")
+    keyid = str(signature.get("key"))
+    key = verifier.keys.get(keyid)
+    if key is None:
+        return Opened(None, problem=f"signed by an untrusted key {keyid[:16]}", legacy=True)
+    try:
+        key.verify(base64.b64decode(str(signature.get("sig")), validate=True), canonical(record))
+    except (InvalidSignature, ValueError):
+        return Opened(None, problem="signature does not match the content", legacy=True)
+    required, forbidden = LEGACY_SHAPES.get(payload_type, (("payloadType",), ()))  # no legacy checkpoints
+    if any(k not in record for k in required) or any(k in record for k in forbidden):
+        return Opened(
+            None, keyid, f"a legacy signed record that is not of the kind {kind_name(payload_type)}", legacy=True
+        )
+    return Opened(record, keyid, legacy=True)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -87,14 +235,30 @@ class Signer:
     def fingerprint(self) -> str:
         return fingerprint(self.public)
 
+    def envelope(self, payload_type: str, body: bytes) -> dict[str, Any]:
+        """The signed envelope of `body`, exactly these bytes, as a record of `payload_type`."""
+        if payload_type not in PAYLOAD_TYPES:
+            raise ValueError(f"unknown payload type {payload_type!r}")
+        signature = self.private.sign(pae(payload_type, body))
+        return {
+            "payloadType": payload_type,
+            "payload": base64.b64encode(body).decode(),
+            "signatures": [{"keyid": self.fingerprint, "sig": base64.b64encode(signature).decode()}],
+        }
+
     def sign(self, record: dict[str, Any]) -> dict[str, Any]:
-        """`record` with its `signature` member (replacing any earlier one)."""
+        """Legacy signed JSON: `record` with its `signature` member. Still what the writers
+        use until they move to `seal` (issue 24, item 3 in progress)."""
         signature = self.private.sign(canonical(record))
         body = {k: v for k, v in record.items() if k != "signature"}
         return {
             **body,
             "signature": {"alg": ALGORITHM, "key": self.fingerprint, "sig": base64.b64encode(signature).decode()},
         }
+
+    def seal(self, payload_type: str, document: dict[str, Any]) -> dict[str, Any]:
+        """The envelope of `document` (serialised once, by `record_bytes`)."""
+        return self.envelope(payload_type, record_bytes(document))
 
     @classmethod
     def generate(cls) -> Signer:
@@ -147,18 +311,29 @@ class Verifier:
     def __init__(self, keys: list[Ed25519PublicKey]) -> None:
         self.keys = {fingerprint(k): k for k in keys}
 
-    def check(self, record: dict[str, Any]) -> str | None:
-        """None when `record` carries a valid signature by a trusted key; else the problem."""
-        signature = record.get("signature")
-        if not isinstance(signature, dict):
-            return "unsigned"
-        if signature.get("alg") != ALGORITHM:
-            return f"signed with unknown algorithm {signature.get('alg')!r}"
-        key = self.keys.get(str(signature.get("key")))
-        if key is None:
-            return f"signed by an untrusted key {str(signature.get('key'))[:16]}"
-        try:
-            key.verify(base64.b64decode(str(signature.get("sig")), validate=True), canonical(record))
-        except (InvalidSignature, ValueError):
-            return "signature does not match the content"
-        return None
+    def open(self, stored: Any, payload_type: str) -> Opened:
+        """`open_envelope(stored, payload_type, self)`."""
+        return open_envelope(stored, payload_type, self)
+
+    def check(self, stored: Any, payload_type: str | None = None) -> str | None:
+        """None when `stored` is a record of `payload_type` signed by a trusted key; else the
+        problem. Without a type (callers not yet moved to envelopes): legacy records only."""
+        if payload_type is None:
+            if is_envelope(stored):
+                return "an envelope read without its expected payload type"
+            if not isinstance(stored, dict):
+                return "not a JSON object"
+            signature = stored.get("signature")
+            if not isinstance(signature, dict):
+                return "unsigned"
+            if signature.get("alg") != ALGORITHM:
+                return f"signed with unknown algorithm {str(signature.get('alg'))[:40]!r}"
+            key = self.keys.get(str(signature.get("key")))
+            if key is None:
+                return f"signed by an untrusted key {str(signature.get('key'))[:16]}"
+            try:
+                key.verify(base64.b64decode(str(signature.get("sig")), validate=True), canonical(stored))
+            except (InvalidSignature, ValueError):
+                return "signature does not match the content"
+            return None
+        return open_envelope(stored, payload_type, self).problem

@@ -1,0 +1,209 @@
+"""Issue 24, item 1: `verify` says VERIFIED only against a key the user trusts.
+
+Against a package made by the code before issue 24 (tests/data/legacy-package.zip, old
+signed-JSON records), and forgeries of it re-signed with a fresh key: no anchor, a short
+prefix, an empty prefix, the right whole fingerprint, the right key file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from ev_ingest.store.signing import Signer, public_pem
+from pipelines.cli import main
+
+LEGACY = Path(__file__).parent / "data" / "legacy-package.zip"
+LEGACY_FINGERPRINT = "f5943c4a0f86ff04609331d75d45c5558c2e8fe7d8ffd405422c7c459fcf9068"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+def rewrite(source: Path, target: Path, change) -> Path:
+    """A copy of the package with each member's bytes passed through `change(name, data)`
+    (None drops it); extra members come from `change("", None)` as (name, data) pairs."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # duplicate names are one of the attacks
+        for item in old.infolist():
+            data = change(item.filename, old.read(item.filename))
+            if data is not None:
+                new.writestr(item.filename, data)
+        for name, data in change("", None) or []:
+            new.writestr(name, data)
+    return target
+
+
+def forged(tmp_path: Path) -> Path:
+    """Every record and the index re-signed with a fresh key, its public key put in."""
+    forger = Signer.generate()
+    with zipfile.ZipFile(LEGACY) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    for name in members:
+        if name.startswith("records/"):
+            members[name] = json.dumps(forger.sign(json.loads(members[name]))).encode()
+    members["public_key.pem"] = public_pem(forger.public)
+    index = json.loads(members["index.json"])
+    for item in index["files"]:
+        item["size"], item["sha256"] = len(members[item["path"]]), hashlib.sha256(members[item["path"]]).hexdigest()
+    members["index.json"] = json.dumps(forger.sign({**index, "key": forger.fingerprint})).encode()
+
+    def change(name: str, data: bytes | None):
+        return members.get(name) if name else None
+
+    return rewrite(LEGACY, tmp_path / "forged.zip", change)
+
+
+def test_an_old_package_verifies_only_against_its_anchor(capsys, tmp_path) -> None:
+    code, out, _ = run(capsys, "verify", str(LEGACY), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 0 and "VERIFIED" in out
+    key = tmp_path / "key.pem"
+    with zipfile.ZipFile(LEGACY) as z:
+        key.write_bytes(z.read("public_key.pem"))
+    code, out, _ = run(capsys, "verify", str(LEGACY), "--key", str(key))
+    assert code == 0 and "VERIFIED" in out
+    code, out, _ = run(capsys, "verify", str(LEGACY))  # no anchor: consistent, signer unknown
+    assert code == 3 and "SIGNER UNKNOWN" in out and "VERIFIED" not in out
+
+
+def test_a_package_re_signed_with_another_key_never_verifies(capsys, tmp_path) -> None:
+    package = forged(tmp_path)
+    code, out, _ = run(capsys, "verify", str(package))
+    assert code == 3 and "VERIFIED" not in out
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "FAILED" in out and "not a key you trust" in out
+    for short in (LEGACY_FINGERPRINT[:5], "", LEGACY_FINGERPRINT[:31]):
+        code, out, err = run(capsys, "verify", str(package), "--fingerprint", short)
+        assert code == 1 and "VERIFIED" not in out and "32 to 64 hex digits" in err
+        assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["index.json", "records/x.json"])
+def test_junk_json_is_a_finding_not_a_crash(capsys, tmp_path, name) -> None:
+    def change(member: str, data: bytes | None):
+        if not member:
+            return [] if name == "index.json" else [(name, b"[]")]
+        return b"[]" if member == name else data
+
+    package = rewrite(LEGACY, tmp_path / "junk.zip", change)
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "FAILED" in out and name in out
+
+
+def add_member(tmp_path: Path, name: str, data: bytes, **attrs) -> Path:
+    """The legacy package with one more member (a tampered copy first when `name` exists)."""
+    target = tmp_path / "attacked.zip"
+    flags = attrs.pop("patch_flags", 0)
+    with zipfile.ZipFile(LEGACY) as old, zipfile.ZipFile(target, "w") as new, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        info = zipfile.ZipInfo(name)
+        for key, value in attrs.items():
+            setattr(info, key, value)
+        new.writestr(info, data)
+        for item in old.infolist():
+            new.writestr(item, old.read(item.filename))
+    if flags:  # zipfile will not write an encryption flag: set it in both headers of the first member
+        data = bytearray(target.read_bytes())
+        data[6] |= flags
+        central = data.index(b"PK\x01\x02")
+        data[central + 8] |= flags
+        target.write_bytes(bytes(data))
+    return target
+
+
+FOOTAGE = "footage/nvr1/4593408/20261128T140000Z_20261128T150000Z.mp4"
+
+
+@pytest.mark.parametrize(
+    ("name", "attrs", "finding"),
+    [
+        (FOOTAGE, {}, "duplicate name"),
+        ("../evil.txt", {}, "unsafe name"),
+        ("/etc/evil", {}, "unsafe name"),
+        ("records/link", {"create_system": 3, "external_attr": 0o120777 << 16}, "not a regular file"),
+        ("records/secret.json", {"patch_flags": 0x1}, "encrypted"),
+    ],
+)
+def test_a_malformed_package_is_refused_by_name(capsys, tmp_path, name, attrs, finding) -> None:
+    package = add_member(tmp_path, name, b"tampered", **attrs)
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "FAILED" in out and finding in out, out
+
+
+def test_a_zip_glued_in_front_is_refused(capsys, tmp_path) -> None:
+    glued = tmp_path / "glued.zip"
+    front = add_member(tmp_path, "x", b"tampered").read_bytes()
+    glued.write_bytes(front + LEGACY.read_bytes())
+    code, out, _ = run(capsys, "verify", str(glued), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "FAILED" in out and "before the first entry" in out, out
+
+
+def test_a_zip_bomb_in_records_is_refused_without_inflating_it(capsys, tmp_path) -> None:
+    """300 MB of zeros deflated to ~300 KB, declared honestly: refused by its size, unread."""
+    import zlib
+
+    block = bytes(1 << 20)
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = squeeze.compress(block) + squeeze.flush(zlib.Z_FULL_FLUSH)
+    repeat = squeeze.compress(block) + squeeze.flush(zlib.Z_FULL_FLUSH)  # the same bytes each time
+    stream = first + repeat * 299 + squeeze.flush()
+    crc = 0
+    for _ in range(300):
+        crc = zlib.crc32(block, crc)
+    package = add_member(tmp_path, "records/bomb.json", b"{}")
+    data = package.read_bytes()
+    # Replace the first member's body ("{}" stored) with the deflated stream, sizes and CRC patched.
+    import struct
+
+    name_len, extra_len = struct.unpack("<HH", data[26:30])
+    body_at = 30 + name_len + extra_len
+    local = bytearray(data[:body_at])
+    struct.pack_into("<H", local, 8, 8)  # deflated
+    struct.pack_into("<III", local, 14, crc, len(stream), 300 << 20)  # crc, sizes
+    rest = data[body_at + 2 :]
+    central = rest.index(b"PK\x01\x02")
+    entry = bytearray(rest[central:])
+    struct.pack_into("<H", entry, 10, 8)
+    struct.pack_into("<III", entry, 16, crc, len(stream), 300 << 20)
+    shift = len(stream) - 2
+    # every later local header moved by `shift`: fix the central offsets and the EOCD's
+    out = bytearray(entry)
+    at = 0
+    while out[at : at + 4] == b"PK\x01\x02":
+        offset = struct.unpack_from("<I", out, at + 42)[0]
+        if offset:
+            struct.pack_into("<I", out, at + 42, offset + shift)
+        n, e, c = struct.unpack_from("<HHH", out, at + 28)
+        at += 46 + n + e + c
+    eocd = out.index(b"PK\x05\x06")
+    struct.pack_into("<I", out, eocd + 16, struct.unpack_from("<I", out, eocd + 16)[0] + shift)
+    package.write_bytes(bytes(local) + stream + rest[:central] + bytes(out))
+    code, out_text, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "records/bomb.json" in out_text and "more than a record may be" in out_text, out_text
+
+
+def test_an_unknown_method_and_a_bad_crc_are_findings(capsys, tmp_path) -> None:
+    import struct
+
+    package = add_member(tmp_path, "records/odd.json", b"{}")
+    data = bytearray(package.read_bytes())
+    struct.pack_into("<H", data, 8, 99)  # the first member's method, local header and central directory
+    struct.pack_into("<H", data, data.index(b"PK\x01\x02") + 10, 99)
+    package.write_bytes(bytes(data))
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "unknown compression method 99" in out, out
+
+    flipped = bytearray(LEGACY.read_bytes())
+    flipped[2000] ^= 1  # inside the stored footage: its CRC no longer holds
+    package.write_bytes(bytes(flipped))
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "FAILED" in out and "CRC" in out, out
