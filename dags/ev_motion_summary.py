@@ -29,7 +29,8 @@ def ev_motion_summary() -> None:
     @task(multiple_outputs=False)
     def exports(**context: Any) -> list[dict[str, Any]]:
         """The exports listed by the manifests that triggered this run."""
-        from ev_ingest.store import read_manifest
+        from ev_ingest.store.records import verified_manifest
+        from pipelines import keys as signing_keys
 
         keys = (
             [context["params"]["manifest"]]
@@ -40,10 +41,15 @@ def ev_motion_summary() -> None:
                 for key in (event.extra or {}).get("manifests", [])
             ]
         )
-        store = store_for(load())
+        config = load()
+        store = store_for(config)
+        verifier = signing_keys.verifier_for(config)
         items = []
         for key in keys:
-            manifest = read_manifest(store, key)
+            # Only a verified manifest is summarised; any other is logged and costs only itself.
+            manifest = verified_manifest(store, verifier, key)
+            if manifest is None:
+                continue
             items += [
                 {
                     "manifest": key,
@@ -72,15 +78,18 @@ def ev_motion_summary() -> None:
 
     @task(multiple_outputs=False)
     def commit(items: list[dict[str, Any]], summaries: list[list[dict[str, Any]]]) -> dict[str, Any]:
-        from ev_ingest.store import ManifestEntry, read_manifest
-        from pipelines import archive, motion, report
+        from ev_ingest.store import ManifestEntry
+        from ev_ingest.store.records import verified_manifest
+        from pipelines import archive, keys, motion, report
 
         config = load()
         store = store_for(config)
         flat = [ManifestEntry.model_validate(entry) for group in summaries if group for entry in group]
         written = {}
         for key in sorted({i["manifest"] for i in items}):
-            nightly = read_manifest(store, key)
+            nightly = verified_manifest(store, keys.verifier_for(config), key)
+            if nightly is None:  # changed since `exports` read it: logged, and costs only itself
+                continue
             mine = [e for e in flat if e.derived_from in {x.key for x in nightly.exports()}]
             run_id = motion.motion_run_id(nightly.run_id)
             page = report.publish(

@@ -23,10 +23,10 @@ from ev_ingest import clock
 from ev_ingest.client import ClientSettings, ExacqClient
 from ev_ingest.store import ArchiveStore, Manifest, ManifestEntry, ManifestFailure, Retention, StoreSettings
 from ev_ingest.store import keys as store_keys
-from ev_ingest.store.records import read_manifest, write_manifest
+from ev_ingest.store.records import verified_manifest, write_manifest
 from pipelines import keys
 from pipelines.config import PipelineConfig, ServerConfig
-from pipelines.export_job import ExportJob, JobResult
+from pipelines.export_job import SHORT, ExportJob, JobResult
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,21 @@ def open_store(config: PipelineConfig, **overrides: Any) -> ArchiveStore:
             f"no credentials for the store at {settings.endpoint_url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
         )
     return ArchiveStore(settings)
+
+
+def recorded_spans(
+    clips: list[tuple[datetime, datetime]], start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
+    """What the server recorded within [start, end): its clips clipped to the chunk, in time
+    order, overlaps merged. A server may list clips in any order (the first listed is not the
+    export's t = 0) and overlapping clips (a second recording) must not count twice."""
+    spans: list[tuple[datetime, datetime]] = []
+    for a, b in sorted((max(a, start), min(b, end)) for a, b in clips if b > start and a < end):
+        if spans and a <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], b))
+        else:
+            spans.append((a, b))
+    return spans
 
 
 def _iso(moment: datetime) -> str:
@@ -146,11 +161,7 @@ def plan(client: ExacqClient, config: PipelineConfig, site: str, server: str, st
         # an answer in a shape the models do not know raises instead of planning nothing.
         clips = client.search.recordings(camera.id, start, ready[-1][1])
         for chunk_start, chunk_end in ready:
-            inside = [
-                (max(c.start, chunk_start), min(c.end, chunk_end))
-                for c in clips
-                if c.end > chunk_start and c.start < chunk_end
-            ]
+            inside = recorded_spans([(c.start, c.end) for c in clips], chunk_start, chunk_end)
             if inside:
                 result.jobs.append(
                     ExportJob(
@@ -212,7 +223,7 @@ def results_to_manifest(
         result = by_id.get(job.job_id)
         if result is None:
             said = (errors or {}).get(job.job_id, "export failed after its retries (see the export task's log)")
-            failures.append(failure(job, said))
+            failures.append(failure(job, said, kind="short" if said.startswith(SHORT) else "export"))
             continue
         entries.append(result.entry)
         if result.finding:
@@ -257,12 +268,13 @@ def commit_manifest(
         complete=pending == 0,
         pending=pending,
     )
-    if store.head(manifest.key) is not None:
-        previous = read_manifest(store, manifest.key)
-        if previous.same_content(manifest):
-            log.info("manifest %s unchanged: not rewritten", manifest.key)
-            return previous
     signer = keys.signer_for(config)  # before anything is written: no key, no commit
+    # A rerun that changes nothing writes nothing; only a verified manifest can say so (a
+    # planted copy of the same content must not stand in for the commit).
+    previous = verified_manifest(store, keys.verifier_for(config), manifest.key)
+    if previous is not None and previous.same_content(manifest):
+        log.info("manifest %s unchanged: not rewritten", manifest.key)
+        return previous
     keys.publish_public_key(store, signer)
     manifest, _ = write_manifest(store, manifest, record_lock(config, site, end, entries), signer)
     log.info(

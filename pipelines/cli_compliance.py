@@ -122,7 +122,11 @@ def cmd_retention(args: argparse.Namespace) -> int:
         _print(args, result, [json.dumps(result)])
         unreadable = result["unreadable"] + sum(r.get("unreadable", 0) for r in result.values() if isinstance(r, dict))
         if unreadable:
-            say(f"ev-ingest retention: {unreadable} objects could not be read: run `retention audit`", file=sys.stderr)
+            say(
+                f"ev-ingest retention: {unreadable} objects could not be read or were not trusted: "
+                "run `retention audit`",
+                file=sys.stderr,
+            )
         return 1 if unreadable else 0
     if args.action == "dispose":
         candidates = retention.expired(store)
@@ -143,7 +147,9 @@ def cmd_retention(args: argparse.Namespace) -> int:
     elif args.camera is not None:
         if args.start is None or args.end is None:
             raise ValueError("--camera needs --start and --end")
-        entries = retention.select_entries(store, args.site, args.server, args.camera, args.start, args.end)
+        entries = retention.select_entries(
+            store, log.verifier, args.site, args.server, args.camera, args.start, args.end
+        )
         changed = retention.hold_range(store, entries, on, args.reason, log, force=args.force)
     else:
         raise ValueError(f"{args.action} needs --key, or --camera with --start and --end")
@@ -217,7 +223,9 @@ def cmd_case(args: argparse.Namespace) -> int:
             if not cases:
                 continue
             found = cases[0]
-            entries += evidence.case_entries(store, site.name, server.name, found, client.bookmarks.list())
+            entries += evidence.case_entries(
+                store, keys.verifier_for(config), site.name, server.name, found, client.bookmarks.list()
+            )
     if found is None:
         raise ValueError(f"no case {args.case!r} on the servers of site {site.name!r}")
 

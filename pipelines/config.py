@@ -18,7 +18,7 @@ sites:
 export: {format: mp4, chunk_minutes: 60}
 store: {bucket: ev-archive, endpoint_url: null}
 retention: {mode: GOVERNANCE, days: 30, sites: {HQ: {days: 90}}, servers: {nvr1: {days: 60}},
-            cameras: {"nvr1/4593152": {days: 365}}}     # server/camera: ids are per server
+            cameras: {"HQ/nvr1/4593152": {days: 365}}}  # site/server/camera (or server/camera, a bare id)
 signing: {key_file: /etc/ev-ingest/signing.pem}         # mode 0600; or the ev_signing connection
 motion_cameras:                                         # zones, masks and sensitivity per camera
   "nvr1/4593152": {masks: [[0, 0, 0.3, 0.08]], min_region: 0.003}   # the on-screen clock
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ev_ingest import clock
 from pipelines.video.detect import MotionConfig
@@ -59,8 +59,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# A site or server name is a segment of every object key (`ev_ingest.store.keys.safe_part`),
+# so it must be one already: a name safe_part would change ("HQ." -> "HQ") would archive
+# under another name's keys. No leading or trailing "." or "_", no "..".
+# (tests/test_config_identity.py checks that safe_part leaves every name this accepts alone.)
+NAME_PATTERN = r"^[A-Za-z0-9._-]+$"
+
+
+def _key_safe(value: str) -> str:
+    if value != value.strip("._") or ".." in value:
+        raise ValueError(
+            f"{value!r} may not begin or end with '.' or '_' nor hold '..': object keys would change it "
+            "and it could become another name"
+        )
+    return value
+
+
 class ServerConfig(_Strict):
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    name: str = Field(min_length=1, max_length=64, pattern=NAME_PATTERN)
+    _safe_name = field_validator("name")(_key_safe)
     url: str | None = Field(None, description="exacqvision://user@host:port/?server_id=0 (no password)")
     username: str | None = None
     password_env: str = Field("EV_PASSWORD", description="environment variable holding the password")
@@ -83,9 +100,17 @@ class ServerConfig(_Strict):
 
 
 class SiteConfig(_Strict):
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    name: str = Field(min_length=1, max_length=64, pattern=NAME_PATTERN)
+    _safe_name = field_validator("name")(_key_safe)
     timezone: str = "UTC"
     servers: list[ServerConfig] = Field(min_length=1)
+
+    @field_validator("servers")
+    @classmethod
+    def _unique_servers(cls, value: list[ServerConfig]) -> list[ServerConfig]:
+        # Two servers of one name would share every export key: one's video would stand for the other's.
+        _refuse_repeats("server", [s.name for s in value])
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -145,10 +170,13 @@ class RetentionPolicy(_Strict):
     mode: LockMode = "GOVERNANCE"
     days: int = Field(30, ge=1, le=36500)
     sites: dict[str, RetentionRule] = Field(default_factory=dict)
-    servers: dict[str, RetentionRule] = Field(default_factory=dict, description="keyed by server name")
+    servers: dict[str, RetentionRule] = Field(
+        default_factory=dict, description='keyed by "site/server" (or a server name found in one site only)'
+    )
     cameras: dict[str, RetentionRule] = Field(
         default_factory=dict,
-        description='keyed by "server/camera_id" (or a bare camera id: that id on every server)',
+        description='keyed by "site/server/camera_id", "server/camera_id" (a server name found in one site '
+        "only), or a bare camera id: that id on every server",
     )
     rehash_days: int = Field(
         30,
@@ -165,17 +193,48 @@ class RetentionPolicy(_Strict):
     @classmethod
     def _camera_keys(cls, value: dict[str, RetentionRule]) -> dict[str, RetentionRule]:
         for key in value:
-            camera = key.rsplit("/", 1)[-1]
-            if not camera.isdigit():
-                raise ValueError(f"camera rule {key!r}: use 'server/camera_id' or a bare camera id")
+            parts = key.split("/")
+            if len(parts) > 3 or not parts[-1].isdigit() or not all(parts[:-1]):
+                raise ValueError(
+                    f"camera rule {key!r}: use 'site/server/camera_id', 'server/camera_id' or a bare camera id"
+                )
         return value
 
+    def check_names(self, sites: dict[str, list[str]]) -> None:
+        """Every rule names a configured site and server; a rule by bare server name is refused
+        where two sites have a server of that name (it would reach both: say 'site/server')."""
+        where: dict[str, list[str]] = {}
+        for site, servers in sites.items():
+            for server in servers:
+                where.setdefault(server, []).append(site)
+        for site in self.sites:
+            if site not in sites:
+                raise ValueError(f"retention.sites: no site {site!r} in the configuration")
+        scoped = [(f"retention.servers {key!r}", key) for key in self.servers]
+        scoped += [(f"retention.cameras {key!r}", key.rpartition("/")[0]) for key in self.cameras if "/" in key]
+        for label, name in scoped:
+            site, _, server = name.rpartition("/")
+            if site and server not in sites.get(site, []):
+                raise ValueError(f"{label}: no server {server!r} in site {site!r}")
+            if not site and server not in where:
+                raise ValueError(f"{label}: no server {server!r} in the configuration")
+            if not site and len(where[server]) > 1:
+                raise ValueError(
+                    f"{label}: sites {', '.join(where[server])} each have a server {server!r}: "
+                    f"name the site ('{where[server][0]}/{server}...')"
+                )
+
     def rule_for(self, site: str, server: str | None, camera_id: int | None) -> tuple[LockMode, int]:
-        """The most specific rule wins: server/camera, camera, server, site, then the default."""
+        """The most specific rule wins: site/server/camera, server/camera, camera,
+        site/server, server, site, then the default."""
         mode, days = self.mode, self.days
-        rules = [self.sites.get(site), self.servers.get(server) if server else None]
+        rules = [self.sites.get(site)]
+        if server:
+            rules += [self.servers.get(server), self.servers.get(f"{site}/{server}")]
         if camera_id is not None:
-            rules += [self.cameras.get(str(camera_id)), self.cameras.get(f"{server}/{camera_id}") if server else None]
+            rules.append(self.cameras.get(str(camera_id)))
+            if server:
+                rules += [self.cameras.get(f"{server}/{camera_id}"), self.cameras.get(f"{site}/{server}/{camera_id}")]
         for rule in rules:
             if rule is not None:
                 mode, days = rule.mode or mode, rule.days or days
@@ -245,6 +304,12 @@ class PipelineConfig(_Strict):
     thumbnails: ThumbnailSettings = Field(default_factory=ThumbnailSettings)
     signing: SigningSettings = Field(default_factory=SigningSettings)
 
+    @model_validator(mode="after")
+    def _identities(self) -> PipelineConfig:
+        _refuse_repeats("site", [s.name for s in self.sites])
+        self.retention.check_names({s.name: [v.name for v in s.servers] for s in self.sites})
+        return self
+
     def site(self, name: str) -> SiteConfig:
         for site in self.sites:
             if site.name == name:
@@ -268,6 +333,47 @@ class PipelineConfig(_Strict):
         raise ConfigError(f"no server {name!r} in site {site!r}")
 
 
+def _refuse_repeats(what: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"two {what}s are named {name!r}: {what} names must be unique")
+        seen.add(name)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML whose mappings refuse a key given twice (PyYAML keeps the last one silently)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    keys = [loader.construct_object(k, deep=deep) for k, _ in node.value]
+    for index, key in enumerate(keys):
+        if key in keys[:index]:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the key {key!r} is given twice", node.value[index][0].start_mark
+            )
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def _unique_pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    found: dict[str, object] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"the key {key!r} is given twice")
+        found[key] = value
+    return found
+
+
+def parse_text(text: str, json_format: bool) -> object:
+    """The document in `text`; a key given twice in one mapping is an error (never the last wins)."""
+    if json_format:
+        return json.loads(text, object_pairs_hook=_unique_pairs)
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> PipelineConfig:
     """Read and validate the configuration (default: $EV_CONFIG)."""
     path = path or os.environ.get(CONFIG_ENV)
@@ -279,9 +385,11 @@ def load_config(path: str | os.PathLike[str] | None = None) -> PipelineConfig:
     except OSError as exc:
         raise ConfigError(f"cannot read the configuration {path}: {exc.strerror}") from None
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+        data = parse_text(text, path.suffix == ".json")
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(
+            f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {' '.join(str(exc).split())}"
+        ) from None
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as exc:

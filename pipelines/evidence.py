@@ -53,13 +53,14 @@ class Package:
 
 
 def case_entries(
-    store: ArchiveStore, site: str, server: str, case: Case, bookmarks: list[Bookmark]
+    store: ArchiveStore, verifier: Verifier, site: str, server: str, case: Case, bookmarks: list[Bookmark]
 ) -> list[ManifestEntry]:
-    """The archived exports of `server` that the case's bookmarks cover."""
+    """The archived exports of `server` (as verified manifests list them) that the case's
+    bookmarks cover."""
     marks = [b for b in bookmarks if b.case == case.guid]
     return [
         e
-        for e in retention.select_entries(store, site, server, None, None, None)
+        for e in retention.select_entries(store, verifier, site, server, None, None, None)
         if retention.covering(e, marks, {case.guid: case})
     ]
 

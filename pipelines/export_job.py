@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import IO, Any
 
-from ev_ingest.client import DownloadResult, ExacqClient
+from ev_ingest.client import DownloadResult, ExacqClient, ExportError
 from ev_ingest.store import ArchiveStore, ManifestEntry, RecordIndex, Retention, StoredObject
 from ev_ingest.store import keys as store_keys
 from ev_ingest.store.records import SourceServer
@@ -35,6 +35,15 @@ from pipelines.config import PipelineConfig
 log = logging.getLogger(__name__)
 EXTENSIONS = {"mp4": "mp4", "ps_zip": "zip"}
 CONTENT_TYPES = {"mp4": "video/mp4", "ps_zip": "application/zip"}
+# An export may hold a little less than the clips the server listed (it starts and stops on
+# whole frames, and a clip's listed end is rounded): this much is not "short".
+SHORT_TOLERANCE_S = 2.0
+SHORT_TOLERANCE = 0.01  # and this share of what was recorded, for long chunks
+SHORT = "short export"  # how the error of a short export begins (its failure's kind is "short")
+
+
+class ShortExportError(ExportError):
+    """The server's export holds less video than it said it recorded for the chunk."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +131,31 @@ def finish(
             sent = client.exports.download(export_id, spool)
         finally:
             free(client, export_id)
+        check_covers(job, spool)
         return _store(client, store, config, job, spool, sent)
+
+
+def check_covers(job: ExportJob, spool: IO[bytes]) -> None:
+    """A ShortExportError unless the exported file holds the video the server listed as
+    recorded for the chunk (`job.recorded_seconds`, within the tolerance). Never stored, so
+    never locked as complete: the chunk is a failure the next run exports again.
+
+    Only MP4 is measured: a `ps_zip` archive holds the vendor's own container."""
+    if job.format != "mp4":
+        return
+    from pipelines.video.decode import VideoError
+    from pipelines.video.probe import video_seconds
+
+    try:
+        held = video_seconds(spool)
+    except VideoError as exc:
+        raise ShortExportError(f"{SHORT}: {job.job_id}: the export is not a readable video ({exc})") from None
+    wanted = job.recorded_seconds - max(SHORT_TOLERANCE_S, SHORT_TOLERANCE * job.recorded_seconds)
+    if held < wanted:
+        raise ShortExportError(
+            f"{SHORT}: {job.job_id}: the export holds {held:.1f} s of video, the server recorded "
+            f"{job.recorded_seconds:.1f} s in the chunk; not archived, the next run exports it again"
+        )
 
 
 def run(

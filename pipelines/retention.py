@@ -51,10 +51,9 @@ from ev_ingest.store.records import (
     MAX_RECORD_BYTES,
     Chain,
     RecordVersion,
-    list_manifests,
     manifest_chain,
-    read_manifest,
     read_version,
+    verified_manifests,
     verify_chain,
 )
 from ev_ingest.store.signing import Verifier
@@ -135,19 +134,16 @@ def audit_log(store: ArchiveStore, config: PipelineConfig) -> AuditLog:
     return AuditLog(store, records_lock(config), keys.signer_for(config), keys.verifier_for(config))
 
 
-def manifests(store: ArchiveStore, site: str | None = None, unreadable: list[str] | None = None) -> list[Manifest]:
-    """The latest version of every manifest; with `unreadable`, one that cannot be read is
-    logged and its key appended there instead of ending the caller's run."""
-    found = []
-    for key in list_manifests(store, site):
-        try:
-            found.append(read_manifest(store, key))
-        except OBJECT_ERRORS as exc:
-            if unreadable is None:
-                raise
-            unreadable.append(key)
-            log.error("manifest %s is unreadable: %s", key, one_line(exc))
-    return found
+def manifests(
+    store: ArchiveStore, verifier: Verifier, site: str | None = None, untrusted: list[str] | None = None
+) -> list[Manifest]:
+    """The manifests every decision here rests on: verified (`verified_manifests`: signed by a
+    trusted key, at the place its chain names). Any other is logged, and with `untrusted`
+    its key and problem are appended there; it never decides anything."""
+    found = verified_manifests(store, verifier, site)
+    if untrusted is not None:
+        untrusted.extend(f"{p.key}: {p.problem}" for p in found.problems)
+    return found.manifests
 
 
 def required(policy: RetentionPolicy, site: str, entry: ManifestEntry) -> Retention:
@@ -155,14 +151,13 @@ def required(policy: RetentionPolicy, site: str, entry: ManifestEntry) -> Retent
     return Retention(mode, until)
 
 
-def apply_policy(
-    store: ArchiveStore, policy: RetentionPolicy, site: str | None = None, audit_log: AuditLog | None = None
-) -> dict[str, int]:
-    """Extend retention where it is shorter than the policy demands. A missing or unreadable
-    object is counted and logged (the audit reports it), never the end of the run."""
+def apply_policy(store: ArchiveStore, policy: RetentionPolicy, site: str | None, audit_log: AuditLog) -> dict[str, int]:
+    """Extend retention where it is shorter than the policy demands, for what verified
+    manifests list. A missing or unreadable object is counted and logged (the audit reports
+    it), never the end of the run."""
     changed = 0
     lost: list[str] = []
-    manifests_read = manifests(store, site, lost)
+    manifests_read = manifests(store, audit_log.verifier, site, lost)
     missing = len(lost)
     for manifest in manifests_read:
         for entry in manifest.entries:
@@ -214,8 +209,8 @@ def sync_legal_holds(
     client: ExacqClient,
     store: ArchiveStore,
     server: str,
-    site: str | None = None,
-    audit_log: AuditLog | None = None,
+    site: str | None,
+    audit_log: AuditLog,
 ) -> dict[str, int]:
     """Hold what the cases of recording server `server` cover; release the pipeline's
     holds that no case of it covers any more.
@@ -231,14 +226,23 @@ def sync_legal_holds(
         if mark.case in open_cases:
             mark.camera_ids  # noqa: B018 - raises for a bookmark naming no camera, before anything changes
     lost: list[str] = []
-    manifests_read = manifests(store, site, lost)
+    manifests_read = manifests(store, audit_log.verifier, site, lost)
     counts = {"held": 0, "restored": 0, "released": 0, "unreadable": len(lost)}
+    holding = holders(audit_log.trusted())
     for manifest in manifests_read:
         for entry in manifest.entries:
             if entry.server not in (server, ""):
                 continue
             try:
-                outcome = _sync_one(store, entry, server, covering(entry, bookmarks, open_cases), open_cases, audit_log)
+                outcome = _sync_one(
+                    store,
+                    entry,
+                    server,
+                    covering(entry, bookmarks, open_cases),
+                    open_cases,
+                    audit_log,
+                    holding.get((entry.key, entry.version_id), Holders()),
+                )
             except OBJECT_ERRORS as exc:
                 outcome = "unreadable"
                 log.error("hold of %s@%s not synced: %s", entry.key, entry.version_id, one_line(exc))
@@ -253,51 +257,88 @@ def _sync_one(
     server: str,
     covering: list[str],
     open_cases: dict[str, Case],
-    audit_log: AuditLog | None,
+    audit_log: AuditLog,
+    holding: Holders,
 ) -> str | None:
-    tags = store.tags(entry.key, entry.version_id)
-    ours = HOLD_TAG in tags
+    """One object: its case holders made what the cases say. Only the sync's own case holds
+    are added or removed (`holding`, from the trail, never from tags: anyone can write a
+    tag); the object's legal hold is let go only when no holder remains."""
+    held = store.get_legal_hold(entry.key, entry.version_id)
     if covering:
-        held = store.get_legal_hold(entry.key, entry.version_id)
-        same_cases = ours and tags[HOLD_TAG] == "+".join(covering)
+        same_cases = set(holding.cases) == set(covering)
         if held and same_cases:
             return None
         store.set_legal_hold(entry.key, entry.version_id, True)
-        store.set_tags(entry.key, entry.version_id, {**tags, HOLD_TAG: "+".join(covering)})
+        tags = store.tags(entry.key, entry.version_id)
+        store.set_tags(entry.key, entry.version_id, {**tags, HOLD_TAG: "+".join(covering)})  # a hint for people
         restored = same_cases and not held
-        if audit_log:
-            audit_log.record(
-                "legal-hold",
-                key=entry.key,
-                version_id=entry.version_id,
-                cases=covering,
-                case_names=[open_cases[guid].name or guid for guid in covering],
-                restored=restored,
-            )
+        audit_log.record(
+            "legal-hold",
+            key=entry.key,
+            version_id=entry.version_id,
+            cases=covering,
+            case_names=[open_cases[guid].name or guid for guid in covering],
+            restored=restored,
+        )
         if restored:
             log.warning("%s@%s: its legal hold had been removed; placed again", entry.key, entry.version_id)
         return "restored" if restored else "held"
-    if ours and entry.server == server:
-        store.set_legal_hold(entry.key, entry.version_id, False)
+    if holding.cases and entry.server == server:
+        if not holding.people:
+            store.set_legal_hold(entry.key, entry.version_id, False)
+        tags = store.tags(entry.key, entry.version_id)
         store.set_tags(entry.key, entry.version_id, {k: v for k, v in tags.items() if k != HOLD_TAG})
-        if audit_log:
-            audit_log.record(
-                "legal-hold-release",
-                key=entry.key,
-                version_id=entry.version_id,
-                reason="no case covers it (case or bookmark deleted)",
-            )
+        audit_log.record(
+            "legal-hold-release",
+            key=entry.key,
+            version_id=entry.version_id,
+            cases=sorted(holding.cases),
+            reason="no case covers it (case or bookmark deleted)",
+            still_held_by=holding.people,
+        )
         return "released"
     return None
 
 
-def required_holds(trail: list[dict[str, Any]]) -> dict[tuple[str, str | None], dict[str, Any]]:
-    """(key, version) -> the hold record the audit trail says is in force."""
-    last: dict[tuple[str, str | None], dict[str, Any]] = {}
-    for record in sorted(trail, key=lambda r: (str(r.get("at")), r.get("sequence") or 0)):
-        if record.get("action") in HOLD_ACTIONS and record.get("key"):
-            last[(record["key"], record.get("version_id"))] = record
-    return {k: r for k, r in last.items() if r["action"] == "legal-hold"}
+@dataclass
+class Holders:
+    """Who holds one object version, as the signed audit trail says (tags are only hints)."""
+
+    cases: dict[str, str] = field(default_factory=dict)  # guid -> name: the hold sync's
+    people: list[str] = field(default_factory=list)  # the reasons of manual holds in force
+
+    def __bool__(self) -> bool:
+        return bool(self.cases or self.people)
+
+    def describe(self) -> str:
+        """For people: the case names (else guids) and the manual reasons."""
+        parts = [f"case(s) {', '.join(self.cases.values())}"] if self.cases else []
+        return " and ".join(parts + [repr(reason) for reason in self.people]) or "nobody"
+
+
+def holders(trail: list[dict[str, Any]]) -> dict[tuple[str, str | None], Holders]:
+    """(key, version) -> its holders, replayed from the trusted trail in chain order: a sync's
+    hold sets the object's case holders, its release removes them and leaves people's; a
+    person's hold adds a holder, a person's release (checked or forced) removes every one."""
+    found: dict[tuple[str, str | None], Holders] = {}
+    for record in sorted(trail, key=lambda r: (r.get("sequence") or 0, str(r.get("at")))):
+        if record.get("action") not in HOLD_ACTIONS or not isinstance(record.get("key"), str):
+            continue
+        current = found.setdefault((record["key"], record.get("version_id")), Holders())
+        # A hold naming no case is a person's, whoever wrote it (`manual` or not): never one
+        # the sync may take away.
+        manual = bool(record.get("manual")) or not record.get("cases")
+        if record["action"] == "legal-hold" and manual:
+            current.people.append(str(record.get("reason") or "manual"))
+        elif record["action"] == "legal-hold":
+            cases = [str(c) for c in record.get("cases") or []]
+            names = [str(n) for n in record.get("case_names") or cases]
+            current.cases = dict(zip(cases, names, strict=False)) | {c: c for c in cases[len(names) :]}
+        elif manual:
+            current.cases, current.people = {}, []
+        else:
+            current.cases = {}
+    return {k: h for k, h in found.items() if h}
 
 
 def set_hold(
@@ -309,7 +350,7 @@ def set_hold(
     version_id: str | None = None,
     *,
     force: bool = False,
-    holds: dict[tuple[str, str | None], dict[str, Any]] | None = None,
+    holds: dict[tuple[str, str | None], Holders] | None = None,
 ) -> str | None:
     """A manual hold or release of one object version, audited; the version id.
 
@@ -320,7 +361,7 @@ def set_hold(
     if info is None:
         raise ValueError(f"no object {key!r} in bucket {store.bucket!r}")
     if not on:
-        known = holds if holds is not None else required_holds(audit_log.trusted())
+        known = holds if holds is not None else holders(audit_log.trusted())
         _check_release(key, info.version_id, reason, force, known)
     store.set_legal_hold(key, info.version_id, on)
     audit_log.record(
@@ -339,12 +380,12 @@ def _check_release(
     version_id: str | None,
     reason: str,
     force: bool,
-    holds: dict[tuple[str, str | None], dict[str, Any]],
+    holds: dict[tuple[str, str | None], Holders],
 ) -> None:
     holding = holds.get((key, version_id))
     if holding and not force:
         raise HoldRefused(
-            f"{key} is held for {_holder(holding)}: release it with --force --reason '...' (audited); "
+            f"{key} is held for {holding.describe()}: release it with --force --reason '...' (audited); "
             "a case's hold is placed again by the next sync while the case is open"
         )
     if force and (not reason or reason == "manual"):
@@ -353,15 +394,17 @@ def _check_release(
 
 def select_entries(
     store: ArchiveStore,
+    verifier: Verifier,
     site: str | None,
     server: str | None,
     camera: int | None,
     start: datetime | None,
     end: datetime | None,
 ) -> list[ManifestEntry]:
-    """The archived exports of a camera (or of every camera) that overlap [start, end)."""
+    """The archived exports (as verified manifests list them) of a camera (or of every
+    camera) that overlap [start, end)."""
     found: dict[tuple[str, str | None], ManifestEntry] = {}
-    for manifest in manifests(store, site):
+    for manifest in manifests(store, verifier, site):
         for entry in manifest.exports():
             if server is not None and entry.server != server:
                 continue
@@ -381,7 +424,7 @@ def hold_range(
         raise ValueError("no archived export matches that camera and time range")
     # The trail is read once, and a release is checked for every object before any changes:
     # a refusal leaves the whole range as it was.
-    holds = None if on else required_holds(audit_log.trusted())
+    holds = None if on else holders(audit_log.trusted())
     if holds is not None:
         for entry in entries:
             _check_release(entry.key, entry.version_id, reason, force, holds)
@@ -538,6 +581,7 @@ def _audit_records(
             lambda n=name: _check_chain(store, n, by_chain.get(n, []), verifier, report),
         )
     disposed = {(r.get("key"), r.get("version_id")) for r in trail if r.get("action") == "dispose"}
+    placed = set(holders(trail))
     day = now.date().toordinal()
     listed: set[str] = set()
     for key, versions in sorted(by_key.items()):
@@ -566,7 +610,14 @@ def _audit_records(
             report.guard(
                 entry.key,
                 lambda e=entry, m=manifest, r=rehash: _check(
-                    store, config.retention, m.site, e, r, now, (e.key, e.version_id) in disposed
+                    store,
+                    config.retention,
+                    m.site,
+                    e,
+                    r,
+                    now,
+                    disposed=(e.key, e.version_id) in disposed,
+                    placed=(e.key, e.version_id) in placed,
                 ),
             )
             report.verified += rehash
@@ -606,16 +657,18 @@ def _unlisted(store: ArchiveStore, prefix: str, listed: set[str]) -> list[Findin
 
 
 def _check_holds(store: ArchiveStore, trail: list[dict[str, Any]]) -> list[Finding]:
-    """Every hold the (trusted) audit trail says is in force is actually on the object."""
+    """Every object the (trusted) audit trail says someone holds is actually held."""
     found = []
-    for (key, version), record in sorted(required_holds(trail).items(), key=lambda kv: kv[0][0]):
+    for (key, version), holding in sorted(holders(trail).items(), key=lambda kv: kv[0][0]):
         try:
             held = store.get_legal_hold(key, version)
         except OBJECT_ERRORS as exc:
-            found.append(Finding(key, "legal-hold", f"held for {_holder(record)}, but unreadable: {one_line(exc)}"))
+            found.append(Finding(key, "legal-hold", f"held for {holding.describe()}, but unreadable: {one_line(exc)}"))
             continue
         if not held:
-            found.append(Finding(key, "legal-hold", f"held for {_holder(record)} in the audit trail, not in the store"))
+            found.append(
+                Finding(key, "legal-hold", f"held for {holding.describe()} in the audit trail, not in the store")
+            )
     return found
 
 
@@ -632,13 +685,6 @@ def _check_disposals(trail: list[dict[str, Any]]) -> list[Finding]:
                 Finding(str(record.get("key")), "disposal", f"disposed of at {at}, but retained until {until}")
             )
     return found
-
-
-def _holder(record: dict[str, Any]) -> str:
-    """Who holds an object, for people: the case names (else guids), or the manual reason."""
-    if record.get("cases"):
-        return f"case(s) {', '.join(record.get('case_names') or record['cases'])}"
-    return repr(record.get("reason", "manual"))
 
 
 def _audit_trail(store: ArchiveStore, verifier: Verifier, report: AuditReport, trail: list[dict[str, Any]]) -> None:
@@ -683,8 +729,12 @@ def _check(
     entry: ManifestEntry,
     deep: bool,
     now: datetime,
+    *,
     disposed: bool = False,
+    placed: bool = False,
 ) -> list[Finding]:
+    """One listed object against its entry and the policy. `disposed`: the trail records its
+    lawful disposal; `placed`: the trail says somebody holds it."""
     info = store.head(entry.key, entry.version_id)
     if info is None:
         # A lawful disposal is a signed record of the trail (`dispose`): that version is gone by design.
@@ -721,6 +771,10 @@ def _check(
             found.append(Finding(entry.key, "retention", f"retained until {have.until}, policy demands {want.until}"))
     if entry.legal_hold and not info.legal_hold:
         found.append(Finding(entry.key, "legal-hold", "the manifest records a hold the object no longer has"))
+    if info.legal_hold and not placed and not entry.legal_hold:
+        # Not destruction, but unaudited: whoever placed it did so around the pipeline, and no
+        # decision here (release, disposal) can know who to ask.
+        found.append(Finding(entry.key, "unplaced-hold", "held, but nobody in the signed audit trail placed this hold"))
     return found
 
 
@@ -808,7 +862,7 @@ def expired(
 def dispose(store: ArchiveStore, candidates: list[Expired], audit_log: AuditLog) -> int:
     """Delete expired versions for good, each re-checked just before and audited."""
     deleted = 0
-    held = required_holds(audit_log.trusted())
+    held = holders(audit_log.trusted())
     for item in candidates:
         info = store.head(item.key, item.version_id)
         if info is None or info.legal_hold or (item.key, item.version_id) in held:
@@ -858,11 +912,11 @@ def status(
 ) -> list[StatusRow]:
     """Per site, server, camera and local day: mode, retain-until, holds and who holds them,
     read from the store (each object's own state), not from what the pipeline intended.
-    `unreadable` receives the manifests that could not be read (junk, oversized): the rest
-    is still shown."""
-    holds = required_holds(audit_log.trusted())
+    Only verified manifests are shown; `unreadable` receives every other (junk, oversized,
+    unsigned, rolled back) with its problem: the rest is still shown."""
+    holds = holders(audit_log.trusted())
     rows: dict[tuple[str, str, int, str], StatusRow] = {}
-    for manifest in manifests(store, site, unreadable):
+    for manifest in manifests(store, audit_log.verifier, site, unreadable):
         zone = config.site(manifest.site).zone if manifest.site in {s.name for s in config.sites} else None
         for entry in manifest.exports():
             local = entry.start.astimezone(zone) if zone else entry.start
@@ -886,8 +940,8 @@ def status(
                 row.retain_until = min(filter(None, [row.retain_until, until]))
             if info.legal_hold:
                 row.held += 1
-                record = holds.get((entry.key, entry.version_id))
-                holder = _holder(record) if record else "a hold not placed by ev-ingest"
+                holding = holds.get((entry.key, entry.version_id))
+                holder = holding.describe() if holding else "a hold nobody in the audit trail placed"
                 if holder not in row.holders:
                     row.holders.append(holder)
     return sorted(rows.values(), key=lambda r: (r.site, r.server, r.camera_id, r.day))

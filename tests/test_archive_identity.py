@@ -152,3 +152,41 @@ def test_a_scheduled_runs_pendulum_interval_plans(sim):
     with archive.connect(config.sites[0].servers[0]) as client:
         planned = archive.plan(client, config, "HQ", "nvr1", start, end)
     assert len(planned.jobs) == 24 and planned.pending == 0
+
+
+def test_an_exports_recorded_start_is_its_earliest_clip_whatever_the_order() -> None:
+    """Issue 24: a server may list clips out of order; t = 0 of the export is the earliest."""
+    hour = datetime(2026, 11, 28, 9, tzinfo=UTC)
+    minute = timedelta(minutes=1)
+    clips = [
+        (hour + 30 * minute, hour + 40 * minute),
+        (hour + 5 * minute, hour + 10 * minute),
+        (hour + 8 * minute, hour + 12 * minute),  # overlaps the one before: counted once
+        (hour - 5 * minute, hour + 1 * minute),  # starts before the chunk: clipped to it
+        (hour + 70 * minute, hour + 80 * minute),  # after the chunk: not in it
+    ]
+    spans = archive.recorded_spans(clips, hour, hour + 60 * minute)
+    assert spans == [
+        (hour, hour + minute),
+        (hour + 5 * minute, hour + 12 * minute),
+        (hour + 30 * minute, hour + 40 * minute),
+    ]
+    assert sum((b - a).total_seconds() for a, b in spans) == 18 * 60
+
+
+def test_a_short_export_is_a_failure_the_next_run_retries(make_sim, make_store):
+    """Issue 24: an export that holds less than the server said it recorded is never stored
+    (so never locked as complete); once the server exports it whole, it is archived."""
+    short = make_sim(seed=1, short_exports=0.5, **SMALL)
+    store = make_store()
+    start = FROZEN_NOW.replace(minute=0) - timedelta(hours=3)
+    end = start + timedelta(hours=1)
+    result = run_nightly(config_for(("nvr1", short, {})), store, "HQ", start, end, summarize=False)
+    assert not result.manifest.exports() and len(result.failures) == 2
+    assert {f.kind for f in result.failures} == {"short"}
+    assert all("holds 1800.0 s of video, the server recorded 3600.0 s" in f.error for f in result.failures)
+    assert store.list_keys("exports/") == []  # nothing stored, nothing locked
+    assert not result.manifest.complete or result.manifest.failures  # never a clean night
+    whole = make_sim(seed=1, **SMALL)  # the same recordings, exported whole
+    again = run_nightly(config_for(("nvr1", whole, {})), store, "HQ", start, end, summarize=False)
+    assert not again.failures and len(again.manifest.exports()) == 2

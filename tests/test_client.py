@@ -9,6 +9,7 @@ import logging
 from datetime import timedelta
 
 import av
+import httpx
 import pytest
 
 from ev_ingest.client import (
@@ -239,6 +240,20 @@ def test_download_resumes_after_resets(make_client, make_sim, tmp_path):
         CAM, START, START + timedelta(minutes=5), io.BytesIO(), poll_interval=0.05
     )
     assert reference.sha256 == result.sha256
+
+
+def test_a_resume_answered_from_another_byte_starts_again(make_client, make_sim, tmp_path):
+    """Issue 24: a 206 whose Content-Range starts elsewhere than asked is never appended."""
+    server = make_sim(faults="reset=0.3,misrange=1.0,@action=download", seed=7)
+    client = make_client(server.url, max_retries=8)
+    target = tmp_path / "misranged.mp4"
+    result = client.exports.export(CAM, START, START + timedelta(minutes=5), target, poll_interval=0.05)
+    assert httpx.get(server.url + "/_sim/stats").json()["faults"].get("misrange", 0) >= 1  # it was attacked
+    reference = make_client(make_sim(seed=7).url).exports.export(
+        CAM, START, START + timedelta(minutes=5), io.BytesIO(), poll_interval=0.05
+    )
+    assert result.resumed >= 1 and result.size == reference.size
+    assert result.sha256 == reference.sha256 == hashlib.sha256(target.read_bytes()).hexdigest()
 
 
 def test_a_second_download_to_the_same_path_leaves_the_first_writers_file_alone(ev, tmp_path):

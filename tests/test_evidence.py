@@ -202,9 +202,10 @@ def test_attacks_are_audit_findings_never_a_crash(sim, tmp_path, capsys, monkeyp
         code, report, problems = audit()
         assert code == 1 and (result.manifest.key, "signature") in problems
         assert (Chain(store, AUDIT_CHAIN).claim_key(1), "gap") in problems
-        # `retention apply` skips what it cannot read, says so, exits 1; no traceback.
+        # `retention apply` never decides on the forged manifest: it reads the version the
+        # chain names (every export, the dropped one too), says the forgery, exits 1.
         code, out, err = run(capsys, "retention", "apply", "--json", *cfg)
-        assert code == 0 and json.loads(out)["unreadable"] == 0  # the forged manifest lists what exists
+        assert code == 1 and json.loads(out)["unreadable"] == 1 and "not trusted" in err
 
         # The master destroys the bucket's whole collection (no credentials asked).
         answer = httpx.get(f"http://127.0.0.1:{s3.ports.master}/col/delete?collection={store.bucket}")

@@ -119,7 +119,8 @@ def test_legal_holds_follow_cases(archived, sim):
             case=case.guid,
         )
         # The export, the two motion summaries and the event snapshots derived from it.
-        derived = [e for m in retention.manifests(store, "HQ") for e in m.entries if e.derived_from == entry.key]
+        listed = retention.manifests(store, log.verifier, "HQ")
+        derived = [e for m in listed for e in m.entries if e.derived_from == entry.key]
         snapshots = {e.key for e in derived if e.kind == "motion_snapshot"}
         held = 3 + len(snapshots)
         assert snapshots and retention.sync_legal_holds(ev, store, "nvr1", "HQ", log) == {**counts, "held": held}

@@ -606,6 +606,17 @@ class _NoHash:
         pass
 
 
+def content_range(value: str | None) -> tuple[int | None, int | None]:
+    """(first byte, total length) of a `Content-Range: bytes FIRST-LAST/TOTAL` (None where
+    absent or malformed; TOTAL may be `*`)."""
+    unit, _, spec = (value or "").strip().partition(" ")
+    span, _, total = spec.partition("/")
+    first = span.partition("-")[0]
+    if unit != "bytes" or not first.isdigit():
+        return None, None
+    return int(first), int(total) if total.isdigit() else None
+
+
 class DownloadTracker:
     """Size, SHA-256, pace and resume decisions of one export download: everything but the
     I/O, so the sync and async downloads are the same few lines around it."""
@@ -622,9 +633,10 @@ class DownloadTracker:
         self.filename = self.label.replace(" #", "_")  # the export id is a capability: not a file name
         self.content_type: str | None = None
         self.ranges = False
+        self.misranged = False  # a server that resumed elsewhere than asked is never asked to resume again
 
     def request_headers(self) -> dict[str, str]:
-        return {"Range": f"bytes={self.offset}-"} if self.offset and self.ranges else {}
+        return {"Range": f"bytes={self.offset}-"} if self.offset and self.ranges and not self.misranged else {}
 
     def begin(self, response: httpx.Response) -> bool:
         """Read the answer's headers; False when the bytes so far must be thrown away (restart)."""
@@ -636,25 +648,44 @@ class DownloadTracker:
         self.ranges = headers.get("accept-ranges", "").lower() == "bytes"
         length = headers.get("content-length")
         if response.status_code == 206:
-            total = headers.get("content-range", "").rpartition("/")[2]
-            self.total = int(total) if total.isdigit() else self.total
-            return True
+            first, total = content_range(headers.get("content-range"))
+            if first == self.offset and (total is None or self.total is None or total == self.total):
+                self.total = total if total is not None else self.total
+                return True
+            # Bytes from elsewhere than asked, or of another length: appending them would make a
+            # file that is not the server's, and a hash of the wrong bytes recorded as verified.
+            log.warning(
+                "%s: asked to resume at byte %d of %s, the server answered %r: starting again from byte 0",
+                self.label,
+                self.offset,
+                self.total if self.total is not None else "?",
+                headers.get("content-range"),
+            )
+            self.misranged = True
+            self._restart()
+            return False
         self.total = int(length) if length and length.isdigit() else None
         if self.offset:
             # The server ignored our Range: start over.
-            self.hasher.close()
-            self.hasher = self._hash_class()
-            self.offset = 0
+            self._restart()
             return False
         return True
 
+    def _restart(self) -> None:
+        self.hasher.close()
+        self.hasher = self._hash_class()
+        self.offset = 0
+
     def start(self, response: httpx.Response, rewind: Callable[[], None] | None) -> None:
-        """`begin`, rewinding what was written when the server restarts from byte 0."""
+        """`begin`, rewinding what was written when the server restarts from byte 0; a partial
+        answer from the wrong byte is dropped unread and asked for again, whole (a resume)."""
         if not self.begin(response):
             if rewind is None:
                 self.hasher.close()
                 raise DownloadError(f"{self.label}: the server cannot resume the download")
             rewind()
+            if response.status_code == 206:
+                raise TransportError("a resumed answer started at another byte than asked")
 
     def update(self, chunk: bytes) -> None:
         try:

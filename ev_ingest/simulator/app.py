@@ -517,6 +517,8 @@ def build_app(config: SimulatorConfig) -> Starlette:
         plays = tuple(state.site.plays(camera, start, end))
         if not plays:
             raise ApiError(404, "no video recorded in the requested range")
+        if state.config.short_exports:  # a server whose export stops before what it recorded
+            plays = plays[: max(1, int(len(plays) * (1 - state.config.short_exports)))]
         library = await asyncio.to_thread(state.library, camera)
         layout = ExportLayout(library, plays, scene.slot_start(plays[0].slot), fmt)
         name = q.get("name") or "Export"

@@ -37,6 +37,9 @@ class SimulatorConfig(BaseModel):
     export_rate: float = Field(3600.0, gt=0, description="Seconds of video an export prepares per second.")
     max_range_days: float = Field(31.0, gt=0, description="Longest time range a request may ask for.")
     download_rate: float = Field(0.0, ge=0, description="Export downloads' bytes per second (0: unlimited).")
+    short_exports: float = Field(
+        0.0, ge=0, lt=1, description="Share of an export's recorded plays left off its end (a short export)."
+    )
     tls_cert: Path | None = Field(None, description="PEM certificate: serve https (with tls_key).")
     tls_key: Path | None = Field(None, description="PEM private key of tls_cert.")
     clock_offset_s: float = Field(0.0, description="The server clock's offset from the real one (clock skew).")

@@ -11,6 +11,8 @@ reset      the answer's headers and a few bytes go out, then the connection drop
 truncate   the body stops short of its Content-Length (JSON bodies are cut in half)
 slow       the answer waits the argument (default 2 s) before it starts
 expire     the request's session is expired before the handler sees it
+misrange   a resumed download (``Range: bytes=N-``) is answered from byte N/2, with an
+           honest ``Content-Range``: a server that resumes elsewhere than asked
 =========  ====================================================================
 
 An item `@TEXT` limits the faults to requests whose path and query contain TEXT, e.g.
@@ -32,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-FAULT_KINDS = ("5xx", "reset", "truncate", "slow", "expire")
+FAULT_KINDS = ("5xx", "reset", "truncate", "slow", "expire", "misrange")  # new kinds last: same draws
 _SPEC_ITEM = re.compile(r"^(?P<kind>[a-z0-9]+)=(?P<p>[0-9.]+)(?::(?P<arg>[0-9.]+)(?P<unit>ms|s)?)?$")
 
 
@@ -155,11 +157,27 @@ class FaultInjector:
             session = parse_qs(scope.get("query_string", b"").decode()).get("s", [""])[0]
             if session and self.expire_session(session):
                 self.stats.faults["expire"] += 1
+        if hits["misrange"]:
+            scope = _misranged(scope, self.stats)
         if hits["reset"] or hits["truncate"]:
             kind = "reset" if hits["reset"] else "truncate"
             self.stats.faults[kind] += 1
             send = _cutting_send(send, kind, rng)
         await self.app(scope, receive, send)
+
+
+def _misranged(scope: dict, stats: Stats) -> dict:
+    """`scope` with a `Range: bytes=N-` (N > 0) asking for bytes=N/2- instead."""
+    headers = []
+    for name, value in scope.get("headers", []):
+        asked = value.decode("latin-1")
+        if name == b"range" and asked.startswith("bytes=") and asked.endswith("-") and asked[6:-1].isdigit():
+            offset = int(asked[6:-1])
+            if offset > 0:
+                stats.faults["misrange"] += 1
+                value = f"bytes={offset // 2}-".encode()
+        headers.append((name, value))
+    return {**scope, "headers": headers}
 
 
 def _cutting_send(send: Callable, kind: str, rng: random.Random) -> Callable:

@@ -19,7 +19,10 @@ from ev_ingest.store.records import (
     ManifestEntry,
     ManifestFailure,
     RecordIndex,
+    VerifiedManifests,
     read_manifest,
+    verified_manifest,
+    verified_manifests,
     write_manifest,
 )
 
@@ -41,6 +44,9 @@ __all__ = [
     "StoredObject",
     "Verification",
     "VersionInfo",
+    "VerifiedManifests",
     "read_manifest",
+    "verified_manifest",
+    "verified_manifests",
     "write_manifest",
 ]

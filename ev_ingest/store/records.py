@@ -194,8 +194,148 @@ def write_manifest(
 
 
 def read_manifest(store: ArchiveStore, key: str) -> Manifest:
-    """The latest version of a manifest, as stored (the audit checks its signature)."""
+    """The latest version of a manifest, as stored, NOT verified: for showing what is there
+    (the demo's summary). Every decision reads through `verified_manifests`."""
     return Manifest.model_validate(store.get_json(key, limit=MAX_RECORD_BYTES))
+
+
+@dataclass(frozen=True)
+class ManifestProblem:
+    """Why a manifest (or its latest version) was not trusted: reported, never decided on."""
+
+    key: str
+    problem: str
+
+
+@dataclass
+class VerifiedManifests:
+    """What the one verified reader found: the manifests decisions may rest on, and the
+    problems of every other it saw (for the caller to report)."""
+
+    manifests: list[Manifest]
+    problems: list[ManifestProblem]
+
+
+VERSIONS_SEARCHED = 50  # versions of one manifest key read to find the chained one
+
+
+def verified_manifests(
+    store: ArchiveStore, verifier: Verifier, site: str | None = None, on: datetime | None = None
+) -> VerifiedManifests:
+    """Every manifest (of one site, of one site's interval starting `on`) as its site's chain
+    names it: the version whose bytes the latest claim naming that key hashes, signed by a
+    trusted key, at that place. The one reader every decision uses (skip, hold, release,
+    dispose, package, summarise, status, analytics).
+
+    Not trusted, and reported instead: a manifest no claim names (unsigned or planted), one
+    whose chained version is gone, one not signed by a trusted key or not at its place. A
+    latest version that is not the chained one (a rollback to older signed bytes, an
+    unsigned rewrite) is reported and ignored; the chained version is what counts. A
+    manifest removed (a delete marker) while its claim remains is found from the claim."""
+    listed = set(list_manifests(store, site, on))
+    prefix = _manifest_prefix(site, on)
+    chains = [manifest_chain(site)] if site is not None else _manifest_chains(store)
+    named: dict[str, list[Claim]] = {}
+    for name in chains:
+        for claim in Chain(store, name).read_claims():
+            if claim.record and claim.sha256 and claim.record.startswith(prefix) and claim.record.endswith(".json"):
+                named.setdefault(claim.record, []).append(claim)
+    found = VerifiedManifests([], [])
+    for key in sorted(listed | set(named)):
+        if key not in named:
+            found.problems.append(ManifestProblem(key, "no claim of its site's chain names it (unchained)"))
+            continue
+        # The newest place a trusted record took decides; a newer place taken by bytes no
+        # trusted key signed (a stranger with write access) is reported, and hides nothing.
+        for claim in sorted(named[key], key=lambda c: c.sequence, reverse=True):
+            try:
+                manifest, problem = _chained_version(store, key, claim, verifier)
+            except (StoreError, ClientError, BotoCoreError) as exc:
+                manifest, problem = None, f"unreadable: {str(exc).splitlines()[0][:200]}"
+            if problem:
+                found.problems.append(ManifestProblem(key, problem))
+            if manifest is not None:
+                found.manifests.append(manifest)
+                break
+    for problem in found.problems:
+        log.error("manifest %s is not trusted: %s", problem.key, problem.problem)
+    return found
+
+
+def verified_manifest(store: ArchiveStore, verifier: Verifier, key: str) -> Manifest | None:
+    """The latest version of the manifest at `key` if a trusted key signed it and the claim of
+    the place it names holds exactly its bytes; None (logged) otherwise or when it is not
+    there. Three reads, for one key just committed (a rerun's "unchanged", the motion DAG's
+    trigger); a rollback to older committed bytes is what `verified_manifests` (which reads
+    the whole chain) and the audit find."""
+    if store.head(key) is None:
+        return None
+    chain = key.removeprefix("manifests/").split("/", 1)[0]
+    try:
+        record = read_version(store, key, None)
+        claim = Chain(store, chain).read_claim(record.sequence) if record.sequence else None
+    except (StoreError, ClientError, BotoCoreError) as exc:
+        log.error("manifest %s is not trusted: unreadable: %s", key, str(exc).splitlines()[0][:200])
+        return None
+    if claim is None or claim.record != key or claim.sha256 != record.sha256 or not chain.startswith("site="):
+        log.error("manifest %s is not trusted: no claim of its site's chain holds its bytes (unchained)", key)
+        return None
+    trouble = verifier.check(record.document or {})
+    if trouble:
+        log.error("manifest %s is not trusted: %s", key, trouble)
+        return None
+    try:
+        return Manifest.model_validate(record.document)
+    except ValueError as exc:
+        log.error("manifest %s is not a manifest: %s", key, str(exc).splitlines()[0][:200])
+        return None
+
+
+def _manifest_prefix(site: str | None, on: datetime | None) -> str:
+    if site is None:
+        return "manifests/"
+    if on is None:
+        return f"manifests/site={keys.safe_part(site)}/"
+    return keys.manifest_key(site, on, "_").rsplit("/", 1)[0] + "/"
+
+
+def _manifest_chains(store: ArchiveStore) -> list[str]:
+    """The sites' manifest chains: from the claims (a site whose manifests were all removed
+    still has them) and from the manifests (one with no claims at all still has a chain)."""
+    names = {p.removeprefix(CHAIN_PREFIX).rstrip("/") for p in store.list_prefixes(CHAIN_PREFIX)}
+    names |= {p.removeprefix("manifests/").rstrip("/") for p in store.list_prefixes("manifests/")}
+    return sorted(n for n in names if n.startswith("site="))
+
+
+def _chained_version(
+    store: ArchiveStore, key: str, claim: Claim, verifier: Verifier
+) -> tuple[Manifest | None, str | None]:
+    """(the manifest at the version `claim` names, or None; the problem to report, or None)."""
+    versions = store.versions(key)
+    for index, version in enumerate(versions[:VERSIONS_SEARCHED]):
+        record = read_version(store, key, version)
+        if record.sha256 != claim.sha256:
+            continue
+        if record.document is None:
+            return None, "its chained version is not a JSON record"
+        trouble = verifier.check(record.document)
+        if trouble:
+            return None, f"its chained version is not trusted: {trouble}"
+        if record.sequence != claim.sequence:
+            return None, f"its chained version says place {record.sequence}, its claim place {claim.sequence}"
+        try:
+            manifest = Manifest.model_validate(record.document)
+        except ValueError as exc:
+            return None, f"its chained version is not a manifest: {str(exc).splitlines()[0][:200]}"
+        if index:
+            return manifest, (
+                f"its latest version is not the one place {claim.sequence} names (rolled back or rewritten): "
+                "the chained version is used"
+            )
+        return manifest, None
+    if not versions:
+        return None, f"place {claim.sequence} of its chain names it, but no version of it is stored"
+    return None, f"the version place {claim.sequence} names is gone (rewritten or removed)"
 
 
 class RecordIndex:
@@ -211,16 +351,12 @@ class RecordIndex:
 
     @classmethod
     def of_day(cls, store: ArchiveStore, site: str, on: datetime, verifier: Verifier) -> RecordIndex:
-        """From the manifests of the site's interval that a trusted key signed; any other
-        (forged, or written without the key) vouches for nothing and is logged."""
+        """From the verified manifests of the site's interval (`verified_manifests`); any
+        other (forged, unchained, rolled back) vouches for nothing: what it lists counts as
+        not archived."""
         entries: dict[str, ManifestEntry] = {}
-        for key in list_manifests(store, site, on):
-            document = store.get_json(key)
-            trouble = verifier.check(document)
-            if trouble:
-                log.error("manifest %s is not trusted (%s): what it lists counts as not archived", key, trouble)
-                continue
-            for entry in Manifest.model_validate(document).entries:
+        for manifest in verified_manifests(store, verifier, site, on).manifests:
+            for entry in manifest.entries:
                 entries[entry.key] = entry
         return cls(entries)
 
@@ -236,13 +372,7 @@ class RecordIndex:
 
 def list_manifests(store: ArchiveStore, site: str | None = None, on: datetime | None = None) -> list[str]:
     """Manifest keys, of every site, of one site, or of one site's interval starting on `on`."""
-    if site is None:
-        prefix = "manifests/"
-    elif on is None:
-        prefix = f"manifests/site={keys.safe_part(site)}/"
-    else:
-        prefix = keys.manifest_key(site, on, "_").rsplit("/", 1)[0] + "/"
-    return sorted(k for k in store.list_keys(prefix) if k.endswith(".json"))
+    return sorted(k for k in store.list_keys(_manifest_prefix(site, on)) if k.endswith(".json"))
 
 
 class AuditLog:

@@ -1,0 +1,38 @@
+"""How much video a file holds, from its packets (demuxed, never decoded): what tells an
+export that covers what the server recorded from a short one.
+
+Counted as the sum of the video packets' durations, not the container's duration: an
+export keeps the recording's gaps on its timeline (the simulator's does; so may a real
+server's), so "last time stamp minus first" would count the gaps as video.
+"""
+
+from __future__ import annotations
+
+from typing import IO
+
+import av
+import av.error
+
+from pipelines.video.decode import VideoError
+
+
+def video_seconds(source: IO[bytes]) -> float:
+    """Seconds of video in `source` (read from its start; left at its end). A VideoError
+    when it is not a video PyAV can open."""
+    source.seek(0)
+    try:
+        with av.open(source, mode="r") as container:
+            if not container.streams.video:
+                raise VideoError("no video stream")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            frame = float(1 / rate) if rate else 0.0
+            base = stream.time_base
+            total = 0.0
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue  # the demuxer's flush packet
+                total += float(packet.duration * base) if packet.duration and base else frame
+            return total
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"not a readable video: {exc}") from exc
