@@ -95,6 +95,7 @@ def ev_nightly_archive() -> None:
             mine = [p for p in planned if p.site == site]
             site_jobs = [j for p in mine for j in p.jobs]
             entries, failures = archive.results_to_manifest(site_jobs, results)
+            failures = [f for p in mine for f in p.failures] + failures
             unplanned = {t["server"] for t in servers if t["site"] == site} - {p.server for p in mine}
             failures += [archive.plan_failure(server, start, end) for server in sorted(unplanned)]
             manifest = archive.commit_manifest(

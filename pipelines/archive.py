@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ev_ingest import clock
-from ev_ingest.client import ClientSettings, ExacqClient
+from ev_ingest.client import ClientSettings, ExacqClient, ExacqError
 from ev_ingest.store import ArchiveStore, Manifest, ManifestEntry, ManifestFailure, Retention, StoreSettings
 from ev_ingest.store import keys as store_keys
 from ev_ingest.store.records import verified_manifest, write_manifest
@@ -97,6 +97,7 @@ class Plan:
     server: str
     jobs: list[ExportJob] = field(default_factory=list)
     pending: int = 0
+    failures: list[ManifestFailure] = field(default_factory=list)  # cameras whose search failed (kind "plan")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -104,12 +105,14 @@ class Plan:
             "server": self.server,
             "jobs": [j.as_dict() for j in self.jobs],
             "pending": self.pending,
+            "failures": [f.model_dump(mode="json") for f in self.failures],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
         jobs = [ExportJob.from_dict(j) for j in data["jobs"]]
-        return cls(data["site"], data["server"], jobs, int(data["pending"]))
+        failures = [ManifestFailure.model_validate(f) for f in data.get("failures", [])]
+        return cls(data["site"], data["server"], jobs, int(data["pending"]), failures)
 
 
 def server_now(client: ExacqClient) -> datetime:
@@ -159,7 +162,22 @@ def plan(client: ExacqClient, config: PipelineConfig, site: str, server: str, st
     for camera in cameras:
         # The confirmed per-camera search (videoInfo[].clips), not the guessed metadata search:
         # an answer in a shape the models do not know raises instead of planning nothing.
-        clips = client.search.recordings(camera.id, start, ready[-1][1])
+        try:
+            clips = client.search.recordings(camera.id, start, ready[-1][1])
+        except ExacqError as exc:
+            # One camera's odd answer costs that camera, never its server's night (issue 25).
+            log.error("%s/%s: camera %s not planned: %s", site, server, camera.id, exc)
+            result.failures.append(
+                ManifestFailure(
+                    server=server,
+                    camera_id=camera.id,
+                    start=start,
+                    end=ready[-1][1],
+                    error=f"its recordings could not be searched: {exc}",
+                    kind="plan",
+                )
+            )
+            continue
         for chunk_start, chunk_end in ready:
             inside = recorded_spans([(c.start, c.end) for c in clips], chunk_start, chunk_end)
             if inside:

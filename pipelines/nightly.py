@@ -49,12 +49,14 @@ def run_nightly(
     jobs: list[ExportJob] = []
     results: list[JobResult] = []
     errors: dict[str, str] = {}
+    plan_failures: list[ManifestFailure] = []
     pending = 0
     for server in site_cfg.servers:
         with archive.connect(server) as client:
             planned = archive.plan(client, config, site, server.name, start, end)
             jobs += planned.jobs
             pending += planned.pending
+            plan_failures += planned.failures
             steps = Progress(f"export {server.name}", len(planned.jobs)) if progress else None
             for job in planned.jobs:
                 result = None
@@ -70,6 +72,7 @@ def run_nightly(
                     outcome = "FAILED" if result is None else f"{result.entry.size / 1e6:.1f} MB"
                     steps.step(f"camera {job.camera_id} {job.start_dt:%H:%M}-{job.end_dt:%H:%M}", outcome)
     entries, failures = archive.results_to_manifest(jobs, results, errors)
+    failures = plan_failures + failures
     manifest = archive.commit_manifest(store, config, site, run_id, start, end, entries, failures, len(jobs), pending)
     motion_manifest = None
     if summarize:

@@ -4,6 +4,7 @@ ends in one clear error, within the call's deadline, without holding what it is 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from ev_ingest import clock
-from ev_ingest.client import DownloadError, ProtocolError, RequestTimeout, ServerError, TransportError
+from ev_ingest.client import ApiError, DownloadError, ProtocolError, RequestTimeout, ServerError, TransportError
 from tests.hostile import (
     CAMERAS,
     HostileServer,
@@ -115,9 +116,10 @@ def test_search_answer_in_an_unknown_shape_raises_instead_of_finding_nothing(mak
             client.search.recordings(4593152, START, START + timedelta(hours=1))
 
 
-def test_planner_raises_on_an_unknown_search_shape():
-    """A search answer whose clips carry other field names plans nothing today on a guess;
-    here it is an error the nightly run reports, never an "archived" day with no exports."""
+def test_planner_isolates_a_camera_whose_search_answers_in_an_unknown_shape():
+    """A search answer whose clips carry other field names is that camera's failure (kind
+    "plan", with the reason), never an "archived" day with no exports, and never its
+    server's whole night (issue 25)."""
     from ev_ingest.client import ExacqClient
     from pipelines import archive
     from tests.conftest import pipeline_config
@@ -128,8 +130,59 @@ def test_planner_raises_on_an_unknown_search_shape():
         url = f"http://127.0.0.1:{server.port}"
         config = pipeline_config(SimpleNamespace(url=url))
         with ExacqClient(url, "admin", "pw") as client:
-            with pytest.raises(ProtocolError, match=r"unrecognised answer to search of camera 4593152: clips\.0"):
-                archive.plan(client, config, "HQ", "nvr1", day, day + timedelta(hours=1))
+            planned = archive.plan(client, config, "HQ", "nvr1", day, day + timedelta(hours=1))
+    assert planned.jobs == []
+    [failure] = planned.failures
+    assert (failure.kind, failure.camera_id, failure.server) == ("plan", 4593152, "nvr1")
+    assert "unrecognised answer to search of camera 4593152: clips.0" in failure.error
+    assert archive.Plan.from_dict(planned.as_dict()).failures == planned.failures  # survives XCom
+
+
+@pytest.mark.parametrize("empty", [{}, {"success": True}, {"videoInfo": [{}]}, {"success": True, "videoInfo": []}])
+def test_a_window_without_footage_is_no_recordings_not_an_error(make_client, empty, caplog):
+    """Real servers leave the search keys out when a window has no footage (ExacqMan 8746a95)."""
+    with HostileServer({"/search.web": json_answer(empty)}) as server:
+        client = make_client(server.url())
+        with caplog.at_level(logging.INFO, logger="ev_ingest.client.search"):
+            assert client.search.recordings(4593152, START, START + timedelta(hours=1)) == []
+    assert "camera 4593152: the server has no footage in the window" in caplog.text
+    assert "/logout.web" not in server.requests  # no search id: nothing to close
+
+
+@pytest.mark.parametrize(
+    ("refusal", "error", "reason"),
+    [
+        ({"success": False}, ApiError, "search of camera 4593152"),  # a refusal (after one re-login)
+        ({"success": "yes"}, ProtocolError, "not a successful search answer"),
+        ([], ProtocolError, "not a successful search answer"),
+        ({"cameras": {}}, ProtocolError, "not a search answer"),
+        ({"videoInfo": [{"recordings": []}]}, ProtocolError, "videoInfo is not a list of"),
+    ],
+)
+def test_a_refused_or_foreign_search_answer_is_still_an_error(make_client, refusal, error, reason):
+    with HostileServer({"/search.web": json_answer(refusal)}) as server:
+        client = make_client(server.url())
+        with pytest.raises(error, match=reason) as raised:
+            client.search.recordings(4593152, START, START + timedelta(hours=1))
+    assert type(raised.value) is error
+
+
+@pytest.mark.parametrize("status", ["404 Not Found", "400 Bad Request"])
+def test_a_failing_search_close_is_logged_never_fatal(make_client, status, caplog):
+    found = {
+        "search_id": "secret-search-7",
+        "frames": 10,
+        "videoInfo": [{"clips": [{"startTime": "2026-01-05T10:00:00Z", "endTime": "2026-01-05T10:30:00Z"}]}],
+    }
+    routes = {"/search.web": json_answer(found), "/logout.web?search_id": lambda s: answer(s, b"nope", status)}
+    with HostileServer(routes) as server:
+        client = make_client(server.url())
+        with caplog.at_level(logging.INFO):
+            clips = client.search.recordings(4593152, START, START + timedelta(hours=1))
+    assert [(c.start.hour, c.end.minute) for c in clips] == [(10, 30)]
+    assert "/logout.web" in server.requests  # the close was tried
+    assert "camera 4593152: closing its search failed" in caplog.text
+    assert "secret-search-7" not in caplog.text  # the search id is a capability
 
 
 @pytest.mark.parametrize("attack", ["giant", "endless", "deep"])

@@ -107,27 +107,40 @@ class Clip(_Tolerant):
 
 class SearchResult(_Tolerant):
     """A recorded-video search (`videoInfo[].clips`, confirmed by ExacqMan). `search_id` is
-    absent when nothing was recorded. Strict where the planner depends on it: an answer in
-    any other shape is an error, never "nothing recorded" (which would archive nothing)."""
+    absent when nothing was recorded.
+
+    A successful answer with no search keys at all (`{"success": true}`, `{}`) or a
+    `videoInfo` of empty entries (`[{}]`) is "no footage": a real server answers so for a
+    window without video (ExacqMan 8746a95; `exacq-api-evidence.md` 2.4), the common case
+    for a motion-triggered camera (`no_footage` says so, for the caller to log). Strict
+    elsewhere: `success: false`, a non-object, other keys and no search key, `videoInfo` of
+    another shape, or a search id or frame count with no clips is an error, never "nothing
+    recorded"."""
 
     search_id: str | None = None
     frames: int = 0
     video_info: list[dict[str, Any]] = Field(default_factory=list, alias="videoInfo")
     clips: list[Clip] = Field(default_factory=list, exclude=True)
+    no_footage: bool = Field(False, exclude=True)
 
     @model_validator(mode="before")
     @classmethod
     def _shape(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not {"search_id", "videoInfo", "frames"} & data.keys():
+        if not isinstance(data, dict) or data.get("success", True) is not True:
+            raise ValueError("not a successful search answer")
+        if not {"search_id", "videoInfo", "frames"} & data.keys() and data.keys() - {"success"}:
+            # Keys of something else (a metadata answer's `cameras`): not "no footage".
             raise ValueError("not a search answer (none of search_id, frames, videoInfo)")
         info = data.get("videoInfo") or []
-        shaped = isinstance(info, list) and all(isinstance(i, dict) and isinstance(i.get("clips"), list) for i in info)
+        shaped = isinstance(info, list) and all(
+            i == {} or (isinstance(i, dict) and isinstance(i.get("clips"), list)) for i in info
+        )
         if not shaped:
             raise ValueError("videoInfo is not a list of {clips: [...]}")
-        clips = [c for i in info for c in i["clips"]]
+        clips = [c for i in info for c in i.get("clips", [])]
         if (data.get("search_id") or data.get("frames")) and not clips:
             raise ValueError("a search id or frames but no clips in videoInfo")
-        return {**data, "clips": clips}
+        return {**data, "clips": clips, "no_footage": not clips}
 
 
 class MetadataSearch(_Tolerant):

@@ -7,12 +7,16 @@ playback search with a play head: reference time, playspeed, stepping, frames.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
 from ev_ingest.client import paths
 from ev_ingest.client._base import Call, check_range
+from ev_ingest.client._exceptions import ExacqError
 from ev_ingest.client.models import Clip, MetadataSearch, SearchResult, SearchStatus, ThumbnailSearch, parse_utc
+
+log = logging.getLogger(__name__)
 
 
 class _SearchCalls:
@@ -227,13 +231,29 @@ class AsyncSearchSession(_SessionCalls):
         await self.close()
 
 
+def _close_failed(camera_id: int, exc: ExacqError) -> None:
+    # The search id is a capability: the exception's text may carry it, so only its kind is logged.
+    log.warning("camera %s: closing its search failed (%s); the server frees it idle", camera_id, type(exc).__name__)
+
+
+def _answered(camera_id: int, result: SearchResult) -> list[Clip]:
+    if result.no_footage:
+        log.info("camera %s: the server has no footage in the window", camera_id)
+    return result.clips
+
+
 class Search(_SearchCalls):
     def recordings(self, camera_id: int, start: datetime, end: datetime) -> list[Clip]:
-        """Recorded clips of a camera within [start, end) (empty when nothing was recorded)."""
+        """Recorded clips of a camera within [start, end) (empty when nothing was recorded).
+        The search is closed best effort: a close that fails is logged, never the caller's
+        failure (the close is evidenced only as a call whose answer a vendor app ignores)."""
         result = self._client.call(self._create(camera_id, start, end, paused=True))
         if result.search_id:
-            self._client.call(self._close(result.search_id))
-        return result.clips
+            try:
+                self._client.call(self._close(result.search_id))
+            except ExacqError as exc:
+                _close_failed(camera_id, exc)
+        return _answered(camera_id, result)
 
     def open(self, camera_id: int, start: datetime, end: datetime, paused: bool = False) -> SearchSession:
         """A playback search session; raises ValueError when nothing is recorded."""
@@ -268,8 +288,11 @@ class AsyncSearch(_SearchCalls):
     async def recordings(self, camera_id: int, start: datetime, end: datetime) -> list[Clip]:
         result = await self._client.call(self._create(camera_id, start, end, paused=True))
         if result.search_id:
-            await self._client.call(self._close(result.search_id))
-        return result.clips
+            try:
+                await self._client.call(self._close(result.search_id))
+            except ExacqError as exc:
+                _close_failed(camera_id, exc)
+        return _answered(camera_id, result)
 
     async def open(self, camera_id: int, start: datetime, end: datetime, paused: bool = False) -> AsyncSearchSession:
         result = await self._client.call(self._create(camera_id, start, end, paused))
