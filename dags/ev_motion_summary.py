@@ -2,8 +2,9 @@
 
 Scheduled on the nightly manifest Asset; mapped over the manifest's exports; writes the
 per-second timeline and the events as Parquet, then the HTML report of the run and
-the motion manifest that links it. A manual run
-takes `{"manifest": "<key>"}`.
+the motion manifest that links it. Each run also catches up the nights of the last
+`motion.CATCH_UP_DAYS` that have no motion manifest yet (a motion run that failed or
+never ran). A manual run takes `{"manifest": "<key>"}` (that night only).
 """
 
 from __future__ import annotations
@@ -31,18 +32,20 @@ def ev_motion_summary() -> None:
         """The exports listed by the manifests that triggered this run."""
         from ev_ingest.store.records import verified_manifest
         from pipelines import keys as signing_keys
+        from pipelines import motion
 
-        keys = (
-            [context["params"]["manifest"]]
-            if context["params"].get("manifest")
-            else [
+        config = load()
+        store = store_for(config)
+        if context["params"].get("manifest"):
+            keys = [context["params"]["manifest"]]
+        else:
+            keys = [
                 key
                 for event in context["triggering_asset_events"].get(NIGHTLY_MANIFEST, [])
                 for key in (event.extra or {}).get("manifests", [])
             ]
-        )
-        config = load()
-        store = store_for(config)
+            # A night whose motion run failed or never ran is summarised by the next run.
+            keys += [k for k in motion.unsummarised(store, [s.name for s in config.sites]) if k not in keys]
         verifier = signing_keys.verifier_for(config)
         items = []
         for key in keys:

@@ -202,6 +202,34 @@ def motion_run_id(archive_run_id: str) -> str:
     return f"{archive_run_id}{MOTION_SUFFIX}"
 
 
+# How far back the motion DAG looks for nights without summaries, counted back from each
+# site's newest night in the archive (not from today: the catch-up must not depend on the clock).
+CATCH_UP_DAYS = 7
+
+
+def unsummarised(store: ArchiveStore, sites: list[str], days: int = CATCH_UP_DAYS) -> list[str]:
+    """Nightly manifest keys of the last `days` archived nights of each site that have no
+    motion manifest beside them: the nights whose summaries a failed or missed motion run
+    never wrote (issue 25: a failure costs what it touches, so the next run catches up).
+    Keys only; whoever summarises them reads them verified."""
+    found: list[str] = []
+    for site in sites:
+        keys = set(store.list_keys(f"manifests/site={store_keys.safe_part(site)}/"))
+        nightly = sorted(k for k in keys if k.rsplit("/", 1)[-1].startswith("nightly-") and MOTION_SUFFIX not in k)
+        if not nightly:
+            continue
+        newest = datetime.fromisoformat(_date_of(nightly[-1]))
+        for key in nightly:
+            recent = newest - datetime.fromisoformat(_date_of(key)) < timedelta(days=days)
+            if recent and key.removesuffix(".json") + f"{MOTION_SUFFIX}.json" not in keys:
+                found.append(key)
+    return found
+
+
+def _date_of(manifest_key: str) -> str:
+    return next(part for part in manifest_key.split("/") if part.startswith("date=")).removeprefix("date=")
+
+
 def event_count(entries: list[ManifestEntry]) -> dict[tuple[str, int], int]:
     """Motion events per (server, camera)."""
     counts: dict[tuple[str, int], int] = {}

@@ -37,7 +37,8 @@ def test_dag_folder_imports_cleanly(dagbag):
 
 def test_nightly_structure(dagbag):
     dag = dagbag.get_dag("ev_nightly_archive")
-    assert set(dag.task_dict) == {"targets", "plan", "jobs", "export", "commit"}
+    assert set(dag.task_dict) == {"targets", "plan", "jobs", "export", "commit", "night_failures"}
+    assert dag.task_dict["night_failures"].upstream_task_ids == {"commit"}
     export = dag.task_dict["export"]
     assert export.partial_kwargs["pool"] == "exacqvision_exports"
     assert dag.task_dict["commit"].trigger_rule == "all_done" and dag.task_dict["jobs"].trigger_rule == "all_done"
@@ -342,9 +343,16 @@ def test_a_retry_resumes_the_export_an_earlier_try_started(site, dagbag, s3_serv
 
 def test_a_failed_plan_is_recorded_and_the_other_servers_archived(site, dagbag, s3_server, tmp_path, monkeypatch):
     """One server unreachable: its plan fails, the other server's exports still run, and the
-    commit records the failed plan in the manifest (it used to crash on the missing plan:
-    no manifest, no Asset event). The run is marked failed so operators see it."""
+    commit records the failed plan in the manifest and succeeds, so the asset event that
+    starts the motion summaries is emitted for what was archived (a commit that raised
+    emitted none: 8 exports, 0 events). The run is still marked failed, by night_failures,
+    and the EV_ON_FAILURE alert fires for it."""
     import os
+
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    from tests import alert_sink
 
     config = yaml.safe_load(Path(os.environ["EV_CONFIG"]).read_text())
     config["sites"][0]["servers"].append({"name": "nvr2"})
@@ -354,13 +362,20 @@ def test_a_failed_plan_is_recorded_and_the_other_servers_archived(site, dagbag, 
         "AIRFLOW_CONN_EXACQVISION_NVR2",
         json.dumps({"conn_type": "exacqvision", "host": "127.0.0.1", "port": 9, "login": "admin", "password": "x"}),
     )
+    monkeypatch.setenv("EV_ON_FAILURE", "tests.alert_sink:record")
+    alert_sink.ALERTED.clear()
     day = datetime.fromisoformat(DAY).replace(tzinfo=UTC) - timedelta(days=2)
+    key = f"manifests/site=HQ/date={day:%Y-%m-%d}/nightly-{day:%Y%m%dT%H%M%SZ}.json"
     with captured():
         run = dagbag.get_dag("ev_nightly_archive").test(run_conf={"date": f"{day:%Y-%m-%d}"})
     assert run.state == "failed"
     states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
-    assert states[("plan", 0)] == "success" and states[("plan", 1)] == "failed" and states[("commit", -1)] == "failed"
-    key = f"manifests/site=HQ/date={day:%Y-%m-%d}/nightly-{day:%Y%m%dT%H%M%SZ}.json"
+    assert states[("plan", 0)] == "success" and states[("plan", 1)] == "failed"
+    assert states[("commit", -1)] == "success" and states[("night_failures", -1)] == "failed"
+    assert "night_failures" in alert_sink.ALERTED
+    with create_session() as session:
+        emitted = [k for e in session.query(AssetEvent).all() for k in (e.extra or {}).get("manifests", [])]
+    assert key in emitted
     manifest = read_manifest(store(s3_server), key)
     assert len(manifest.exports()) == 8 and {e.server for e in manifest.exports()} == {"nvr1"}
     assert [(f.server, f.kind) for f in manifest.failures] == [("nvr2", "plan")]

@@ -247,3 +247,26 @@ def test_the_heatmap_averages_over_every_second_of_the_hour():
     grid = figure.axes[0].images[0].get_array()
     assert abs(grid[0, 9] - grid[1, 9]) < 1e-9 and abs(grid[0, 9] - 10.0) < 1e-6  # 10 % moving, both
     assert grid.mask[0, 8]  # an hour with nothing recorded is blank, not "no motion"
+
+
+def test_the_motion_catch_up_finds_nights_without_summaries(store):
+    """Nights whose motion run failed or never ran are found from the archive alone (no clock):
+    the last CATCH_UP_DAYS nights of each site before its newest, without a `-motion` manifest."""
+    from pipelines.motion import CATCH_UP_DAYS, unsummarised
+
+    def night(site: str, on: str, motion: bool) -> str:
+        key = f"manifests/site={site}/date={on}/nightly-{on.replace('-', '')}T000000Z.json"
+        store.put_json(key, {"planted": True})
+        if motion:
+            store.put_json(key.replace(".json", "-motion.json"), {"planted": True})
+        return key
+
+    old = night("HQ", "2026-01-01", motion=False)  # CATCH_UP_DAYS or more before the newest night
+    summarised = night("HQ", "2026-01-06", motion=True)
+    missed = night("HQ", "2026-01-07", motion=False)
+    newest = night("HQ", f"2026-01-{1 + CATCH_UP_DAYS:02d}", motion=False)
+    other_site = night("Annex", "2025-06-01", motion=False)
+    store.put_json("manifests/site=HQ/date=2026-01-07/thumbnails-20260107T000000Z.json", {"planted": True})
+    found = unsummarised(store, ["HQ", "Annex", "Empty"])
+    assert sorted(found) == sorted([missed, newest, other_site])
+    assert old not in found and summarised not in found
