@@ -15,7 +15,15 @@ from types import SimpleNamespace
 import pytest
 
 from ev_ingest import clock
-from ev_ingest.client import ApiError, DownloadError, ProtocolError, RequestTimeout, ServerError, TransportError
+from ev_ingest.client import (
+    ApiError,
+    DownloadError,
+    ProtocolError,
+    RequestTimeout,
+    ServerError,
+    SessionExpiredError,
+    TransportError,
+)
 from tests.hostile import (
     CAMERAS,
     HostileServer,
@@ -206,3 +214,45 @@ def test_the_command_stays_small_against_a_hostile_server(attack, tmp_path):
     assert code == 1 and len(out[1:]) == 1 and out[1].startswith("ev-ingest cameras: error: "), out
     assert peak_kb < 300 * 1024, f"peak RSS {peak_kb / 1024:.0f} MB"
     assert json.dumps(CAMERAS) not in out[1]
+
+
+def _redirect(sock, location: str = "/login.web") -> None:
+    answer(sock, b"", "302 Found", {"Location": location})  # no HTML to hint at a login page
+
+
+def test_a_bare_redirect_to_the_login_page_logs_in_again(make_client):
+    """A real server says "session gone" with a 302 to login.web (issue 25): log in once more, replay."""
+    sent = iter([_redirect])
+    routes = {"/config.web": lambda sock: next(sent, json_answer(CAMERAS))(sock)}
+    with HostileServer(routes) as server:
+        client = make_client(server.url())
+        assert [c.id for c in client.cameras.list()] == [4593152]
+    assert server.requests.count("/login.web") == 2
+    assert server.requests.count("/config.web") == 2
+
+
+def test_a_session_always_sent_to_the_login_page_is_expired_not_malformed(make_client):
+    with HostileServer({"/config.web": _redirect}) as server:
+        client = make_client(server.url())
+        with pytest.raises(SessionExpiredError, match="sends a fresh session to its login page"):
+            client.cameras.list()
+    assert server.requests.count("/login.web") == 2  # one re-login, not a loop
+
+
+def test_a_redirect_elsewhere_is_a_protocol_error(make_client):
+    with HostileServer({"/config.web": lambda sock: _redirect(sock, "https://elsewhere.example/x")}) as server:
+        client = make_client(server.url())
+        with pytest.raises(ProtocolError, match=r"answered a redirect \(HTTP 302\)") as raised:
+            client.cameras.list()
+    assert type(raised.value) is ProtocolError
+    assert server.requests.count("/login.web") == 1
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_body_that_does_not_decode_is_a_client_error_not_an_httpx_one(make_client, encoding):
+    garbage = lambda sock: answer(sock, b"\x1f\x8b not compressed at all", headers={"Content-Encoding": encoding})  # noqa: E731
+    with HostileServer({"/config.web": garbage}) as server:
+        client = make_client(server.url())
+        with pytest.raises(ProtocolError, match="could not be decoded") as raised:
+            client.cameras.list()
+    assert type(raised.value) is ProtocolError

@@ -196,6 +196,19 @@ def parse_answer(call: Call[T], body: Any, method: str = "GET", where: str | Non
         ) from None
 
 
+def _sent_to_login(response: httpx.Response) -> bool:
+    return 300 <= response.status_code < 400 and "login.web" in httpx.URL(response.headers.get("location", "")).path
+
+
+def decoding_error(exc: httpx.DecodingError, response: httpx.Response) -> ProtocolError:
+    """An answer whose Content-Encoding does not decode, as a client error (never a raw httpx one)."""
+    return ProtocolError(
+        f"the answer could not be decoded ({type(exc).__name__}: its Content-Encoding is damaged)",
+        method=response.request.method,
+        url=redact_url(response.request.url),
+    )
+
+
 def translate_transport(exc: httpx.TransportError, method: str, url: str, reading: str | None = None) -> TransportError:
     """The one place httpx transport errors become client errors; `reading` names the stream
     whose answer was being read when the connection failed."""
@@ -343,6 +356,21 @@ class BaseClient:
                 return Retry(backoff(attempt, _retry_after(response)), f"HTTP {status}")
             raise ServerError(
                 f"the server failed with HTTP {status} (retries exhausted)", status=status, method=method, url=where
+            )
+        if call.session and call.expect != "none" and _sent_to_login(response):
+            # A bare 3xx to the login page is how a real server says the session is gone
+            # (issue 25): log in once and replay; sent there again, the session cannot be had.
+            if not relogged:
+                return EXPIRED
+            raise SessionExpiredError(
+                f"{call.what or call.path}: the server sends a fresh session to its login page",
+                method=method,
+                url=where,
+            )
+        if 300 <= status < 400 and call.expect != "none":
+            # Never followed (the client does not follow redirects): a redirect elsewhere is not an answer.
+            raise ProtocolError(
+                f"{call.path} answered a redirect (HTTP {status}), not an answer", method=method, url=where
             )
         is_html = "html" in content_type or response.content[:1] == b"<"
         if call.session and (status in (401, 403) or (is_html and call.expect != "none")):

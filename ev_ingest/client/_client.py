@@ -30,6 +30,7 @@ from ev_ingest.client._base import (
     Pause,
     Relogin,
     Send,
+    decoding_error,
     is_stream,
     stream_error,
 )
@@ -146,6 +147,8 @@ class ExacqClient(BaseClient, _Areas):
             for chunk in response.iter_bytes():
                 body.feed(chunk)
             return body.result()
+        except httpx.DecodingError as exc:
+            raise decoding_error(exc, response) from None
         finally:
             response.close()
             self._limit.release()
@@ -283,6 +286,8 @@ class AsyncExacqClient(BaseClient, _Areas):
             async for chunk in response.aiter_bytes():
                 body.feed(chunk)
             return body.result()
+        except httpx.DecodingError as exc:
+            raise decoding_error(exc, response) from None
         finally:
             await response.aclose()
             self._limit.release()
