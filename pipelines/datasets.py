@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,7 +33,10 @@ import pyarrow.fs as pafs
 
 from ev_ingest.store import ArchiveStore, ManifestEntry, StoreSettings
 from ev_ingest.store import keys as store_keys
+from ev_ingest.store.signing import decode
 from pipelines.video.summary import EVENTS_SCHEMA, TIMELINE_SCHEMA
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -220,7 +224,14 @@ class Archive:
         root = f"{self.base}/manifests/site={store_keys.safe_part(site)}"
         found = self.filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True, recursive=True))
         keys = sorted(f.path[len(self.base) + 1 :] for f in found if f.path.endswith(".json"))
-        return [json.loads(self._bytes(key)) | {"key": key} for key in keys]
+        found = []
+        for key in keys:
+            document = decode(json.loads(self._bytes(key)))  # the record inside its envelope
+            if document is None:
+                log.warning("%s is not a manifest record: skipped", key)
+                continue
+            found.append(document | {"key": key})
+        return found
 
     def exports(self, site: str) -> pd.DataFrame:
         """Every archived export of the site, from its manifests (one row per object; `server`

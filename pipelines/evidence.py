@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import io
 import json
+import struct
 import zipfile
 import zlib
 from collections.abc import Iterable
@@ -35,7 +36,18 @@ from ev_ingest.client import Bookmark, Case
 from ev_ingest.store import ArchiveStore, ManifestEntry
 from ev_ingest.store import keys as store_keys
 from ev_ingest.store.records import read_version
-from ev_ingest.store.signing import Signer, Verifier, fingerprint, load_public_key, public_pem, sha256_hex
+from ev_ingest.store.signing import (
+    AUDIT,
+    MANIFEST,
+    PACKAGE_INDEX,
+    Signer,
+    Verifier,
+    decode,
+    fingerprint,
+    load_public_key,
+    public_pem,
+    sha256_hex,
+)
 from pipelines import retention
 
 PACKAGE_FORMAT = "ev-ingest-evidence/1"
@@ -109,15 +121,16 @@ def build_package(
             package.records += 1
         keys_of = {k for k, _ in wanted}
         for key in sorted(store.list_keys("audit/")):
-            data = store.get_bytes(key)
-            record = json.loads(data)
+            data = store.get_bytes(key, limit=MAX_RECORD_BYTES)
+            record = decode(json.loads(data)) or {}
             if record.get("key") in keys_of:
                 add(f"records/{key}", data)
                 package.records += 1
         add("public_key.pem", public_pem(signer.public))
         custody = _custody(case, entries, signer)
         add("CHAIN_OF_CUSTODY.txt", custody.encode())
-        index = signer.sign(
+        index = signer.seal(
+            PACKAGE_INDEX,
             {
                 "format": PACKAGE_FORMAT,
                 "case": {"guid": case.guid, "name": case.name, "description": case.description},
@@ -125,7 +138,7 @@ def build_package(
                 "key": signer.fingerprint,
                 "files": files,
                 "footage": vouches,
-            }
+            },
         )
         archive.writestr("index.json", json.dumps(index, indent=1, sort_keys=True))
     partial.replace(output)
@@ -246,7 +259,81 @@ def format_problems(archive: zipfile.ZipFile, max_record_bytes: int = MAX_RECORD
             problems.append(f"{name}: {info.file_size} bytes inflated, more than a record may be ({max_record_bytes})")
     if infos and min(i.header_offset for i in infos) != 0:
         problems.append("data before the first entry (another zip glued in front?)")
+    return problems + layout_problems(archive)
+
+
+LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # APPNOTE 4.3.7
+ZIP64_EXTRA = 0x0001
+DESCRIPTOR_SIGNATURE = b"PK\x07\x08"
+
+
+def layout_problems(archive: zipfile.ZipFile) -> list[str]:
+    """What a streaming reader (one that walks the local headers, as `unzip` of a pipe or a
+    browser's extractor does) would see differently from the central directory: a local
+    header whose name, method, flags or sizes disagree with its directory entry, and bytes
+    between entries or between the last entry and the directory (a member hidden from the
+    directory, or a trailer no reader accounts for). Entries must tile the file exactly."""
+    problems: list[str] = []
+    fp = archive.fp
+    if fp is None:
+        return ["the zip is not open"]
+    expected = 0
+    for info in sorted(archive.infolist(), key=lambda i: i.header_offset):
+        name = info.filename
+        if info.header_offset != expected:
+            gap = info.header_offset - expected
+            problems.append(
+                f"{name}: {gap} bytes between entries no directory entry accounts for (a hidden member?)"
+                if gap > 0
+                else f"{name}: overlaps the entry before it"
+            )
+        fp.seek(info.header_offset)
+        raw = fp.read(LOCAL_HEADER.size)
+        if len(raw) != LOCAL_HEADER.size or raw[:4] != b"PK\x03\x04":
+            problems.append(f"{name}: no local header where the directory says")
+            return problems  # the layout is unknowable past this point
+        _, _, flags, method, _, _, crc, csize, usize, name_len, extra_len = LOCAL_HEADER.unpack(raw)
+        local_name = fp.read(name_len)
+        extra = fp.read(extra_len)
+        zip64 = csize == 0xFFFFFFFF or usize == 0xFFFFFFFF
+        if zip64:
+            usize, csize = _zip64_sizes(extra, usize, csize)
+        if local_name != info.orig_filename.encode("utf-8" if flags & 0x800 else "cp437", "replace"):
+            problems.append(f"{name}: its local header names {local_name[:80]!r}")
+        if method != info.compress_type or (flags & 0x41) != (info.flag_bits & 0x41):
+            problems.append(f"{name}: its local header's method or flags differ from the directory's")
+        descriptor = 0
+        if flags & 0x08:  # sizes follow the data (a streamed writer): they must agree there
+            fp.seek(info.header_offset + LOCAL_HEADER.size + name_len + extra_len + info.compress_size)
+            signed = fp.read(4) == DESCRIPTOR_SIGNATURE
+            descriptor = (4 if signed else 0) + (20 if zip64 else 12)
+        elif (crc, csize, usize) != (info.CRC, info.compress_size, info.file_size):
+            problems.append(f"{name}: its local header's CRC or sizes differ from the directory's")
+        expected = info.header_offset + LOCAL_HEADER.size + name_len + extra_len + info.compress_size + descriptor
+    if archive.infolist() and archive.start_dir != expected:
+        gap = archive.start_dir - expected
+        problems.append(
+            f"{gap} bytes between the last entry and the directory (a hidden member?)"
+            if gap > 0
+            else "the last entry overlaps the directory"
+        )
     return problems
+
+
+def _zip64_sizes(extra: bytes, usize: int, csize: int) -> tuple[int, int]:
+    """The 64-bit sizes of a local header's ZIP64 extra field (APPNOTE 4.5.3)."""
+    at = 0
+    while at + 4 <= len(extra):
+        kind, length = struct.unpack_from("<HH", extra, at)
+        if kind == ZIP64_EXTRA:
+            fields = extra[at + 4 : at + 4 + length]
+            if usize == 0xFFFFFFFF and len(fields) >= 8:
+                usize, fields = struct.unpack_from("<Q", fields)[0], fields[8:]
+            if csize == 0xFFFFFFFF and len(fields) >= 8:
+                csize = struct.unpack_from("<Q", fields)[0]
+            break
+        at += 4 + length
+    return usize, csize
 
 
 def _verify(path: Path, pin: str | None, trusted_keys: list[Any]) -> PackageCheck:
@@ -260,12 +347,13 @@ def _verify(path: Path, pin: str | None, trusted_keys: list[Any]) -> PackageChec
             return PackageCheck("", problems=refused)
         try:
             public = load_public_key(archive.read("public_key.pem"))
-            index = json.loads(archive.read("index.json"))
+            stored_index = json.loads(archive.read("index.json"))
         except (KeyError, ValueError) as exc:
             return PackageCheck("", problems=[f"not an evidence package: {exc}"])
-        if not isinstance(index, dict):
+        shown = decode(stored_index)  # unchecked: names the case in the report, decides nothing
+        if shown is None:
             return PackageCheck(fingerprint(public), problems=["index.json: not a JSON object"])
-        case = index.get("case")
+        case = shown.get("case")
         check = PackageCheck(fingerprint(public), case=str(case.get("name", "")) if isinstance(case, dict) else "")
         anchors = {fingerprint(k): k for k in trusted_keys}
         if pin is not None and hmac.compare_digest(check.fingerprint[: len(pin)], pin):
@@ -280,9 +368,12 @@ def _verify(path: Path, pin: str | None, trusted_keys: list[Any]) -> PackageChec
             verifier = Verifier(list(anchors.values()) or [public])
         else:
             verifier = Verifier([public])  # consistency only: the signer stays unknown
-        trouble = verifier.check(index)
-        if trouble:
-            check.problems.append(f"index.json: {trouble}")
+        opened = verifier.open(stored_index, PACKAGE_INDEX)
+        if opened.problem:
+            check.problems.append(f"index.json: {opened.problem}")
+        # What is compared is what the signature covers; an index whose signature fails is
+        # still compared (each difference is reported), but can never verify.
+        index = opened.document if opened.document is not None else shown
         listed = {
             f["path"]: f for f in index.get("files", []) if isinstance(f, dict) and isinstance(f.get("path"), str)
         }
@@ -337,11 +428,14 @@ def _signed_manifest_entries(
         except ValueError:
             check.problems.append(f"{name}: not JSON")
             continue
-        trouble = verifier.check(record)
-        if trouble:
-            check.problems.append(f"{name}: {trouble}")
+        kind = AUDIT if name.startswith("records/audit/") else MANIFEST
+        opened = verifier.open(record, kind)
+        if opened.document is None:
+            check.problems.append(f"{name}: {opened.problem}")
             continue
-        for entry in record.get("entries") or []:
+        if kind == AUDIT:
+            continue  # the audit trail rides along for the reader; manifests vouch for footage
+        for entry in opened.document.get("entries") or []:
             if not isinstance(entry, dict):
                 continue
             vouched[(entry.get("key"), entry.get("version_id"))] = entry

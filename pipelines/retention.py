@@ -56,7 +56,7 @@ from ev_ingest.store.records import (
     verified_manifests,
     verify_chain,
 )
-from ev_ingest.store.signing import Verifier
+from ev_ingest.store.signing import AUDIT, MANIFEST, Verifier, decode
 from pipelines import keys
 from pipelines.config import PipelineConfig, RetentionPolicy
 
@@ -568,7 +568,7 @@ def _audit_records(
     for version in _versions(store, prefix, report):  # oldest first per key
         chain = "site=" + version.key.split("site=", 1)[1].split("/", 1)[0] if "site=" in version.key else "?"
         by_chain.setdefault(chain, []).append(version)
-        if version.document is not None and verifier.check(version.document) is None:
+        if version.check(verifier, MANIFEST) is None:
             by_key.setdefault(version.key, []).append(version)
     # A chain whose records are all gone still has its claims: list the chains too.
     names = {manifest_chain(site)} if site else set()
@@ -691,7 +691,8 @@ def _audit_trail(store: ArchiveStore, verifier: Verifier, report: AuditReport, t
     """The audit records' chain; `trail` receives the trusted records (what the hold and
     truncation checks rely on), before the chain is checked: a broken chain hides no hold."""
     versions = list(_versions(store, "audit/", report))
-    trail.extend(v.document for v in versions if v.document and verifier.check(v.document) is None)
+    opened = (v.open(verifier, AUDIT) for v in versions)
+    trail.extend(o.document for o in opened if o.document is not None)
     report.guard(f"{CHAIN_PREFIX}{AUDIT_CHAIN}/", lambda: _check_chain(store, AUDIT_CHAIN, versions, verifier, report))
 
 
@@ -817,9 +818,10 @@ def checkpoint_lines(checkpoint: dict[str, Any] | None, kept: Path | None) -> li
     """The checkpoint for people: each chain's size, head and tree hash (worth writing down)."""
     if checkpoint is None:
         return ["no checkpoint: the audit needs the signing key to sign one"]
-    chains = checkpoint.get("chains") or {}
+    document = decode(checkpoint) or {}  # the audit signed it a moment ago
+    chains = document.get("chains") or {}
     lines = [
-        f"checkpoint {checkpoint.get('at')}: "
+        f"checkpoint {document.get('at')}: "
         + (f"written to {kept}" if kept else "not kept (--checkpoint-out FILE, or retention.checkpoint_file)")
     ]
     lines += [f"  {name:<16} size {c['size']:>6}  root {c['root']}" for name, c in sorted(chains.items())]

@@ -29,7 +29,7 @@ from ev_ingest.store import ArchiveStore, AuditLog, Manifest, ManifestEntry, wri
 from ev_ingest.store import records as store_records
 from ev_ingest.store.checkpoint import tree_hash
 from ev_ingest.store.records import AUDIT_CHAIN, Chain, missing_places
-from ev_ingest.store.signing import Verifier
+from ev_ingest.store.signing import CHECKPOINT, MANIFEST, Verifier, decode
 from pipelines import retention
 from pipelines.cli import main
 from pipelines.config import PipelineConfig
@@ -133,7 +133,7 @@ def test_checkpoint_finds_a_tail_cut_a_rollback_and_a_rewrite(store, cli, tmp_pa
     code, out, _ = cli("retention", "audit", "--checkpoint-out", str(kept))
     assert code == 0 and "OK" in out and f"written to {kept}" in out
     checkpoint = json.loads(kept.read_text())
-    assert VERIFIER.check(checkpoint) is None and checkpoint["chains"]["site=HQ"]["size"] == 3
+    assert VERIFIER.check(checkpoint, CHECKPOINT) is None and decode(checkpoint)["chains"]["site=HQ"]["size"] == 3
     code, _, _ = cli("retention", "audit", "--checkpoint", str(kept))
     assert code == 0  # nothing changed since: proved
 
@@ -154,7 +154,7 @@ def test_checkpoint_finds_a_tail_cut_a_rollback_and_a_rewrite(store, cli, tmp_pa
 
     # A record rewritten together with its claim (consistent links, other bytes).
     first = chain.record(1)
-    forged = SIGNER.sign({**first.document, "entries": []})  # even with the key: the checkpoint holds
+    forged = SIGNER.seal(MANIFEST, {**first.document, "entries": []})  # even with the key: the checkpoint holds
     remove(store, first.key)
     store.put(first.key, store_records.json_bytes(forged))
     remove(store, chain.claim_key(1))

@@ -22,6 +22,7 @@ import yaml
 
 from ev_ingest.client import ExacqClient
 from ev_ingest.store import ArchiveStore, StoreSettings, read_manifest
+from ev_ingest.store.signing import decode
 from tests.conftest import PASSWORD, S3_SECRET, day, sim_config
 
 pytestmark = pytest.mark.airflow
@@ -426,5 +427,5 @@ def test_the_audit_runs_when_the_hold_sync_fails(nightly_run, site, dagbag, s3_s
         run = dagbag.get_dag("ev_retention").test()
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert states == {"legal_holds": "failed", "apply_policy": "success", "audit": "success"}
-    audits = [archive.get_json(k) for k in set(archive.list_keys("audit/")) - before]
+    audits = [decode(archive.get_json(k)) for k in set(archive.list_keys("audit/")) - before]
     assert [a["findings"] for a in audits if a["action"] == "audit"] == [[]]

@@ -28,6 +28,7 @@ from botocore.exceptions import ClientError
 from ev_ingest.client import ExacqClient
 from ev_ingest.store import ArchiveStore, EmbeddedS3, Retention, StoreSettings
 from ev_ingest.store.records import AUDIT_CHAIN, Chain
+from ev_ingest.store.signing import AUDIT, MANIFEST, PACKAGE_INDEX
 from pipelines import retention
 from pipelines.cli import main
 from pipelines.nightly import run_nightly
@@ -147,6 +148,9 @@ def test_the_officers_verbs_on_a_nightly_archive(sim, s3_server, cli_env, tmp_pa
         names = z.namelist()
         assert [n for n in names if n.startswith("footage/")] == [f"footage/nvr1/4593408/{entry.key.rsplit('/', 1)[1]}"]
         assert "CHAIN_OF_CUSTODY.txt" in names and any(n.startswith("records/manifests/") for n in names)
+        # Written as typed envelopes over exact bytes (issue 24 item 3): the index, and every record.
+        assert json.loads(z.read("index.json"))["payloadType"] == PACKAGE_INDEX
+        assert {json.loads(z.read(n))["payloadType"] for n in names if n.startswith("records/")} == {MANIFEST, AUDIT}
     with ExacqClient(sim.url, "admin", PASSWORD) as ev:  # the simulator is shared: leave no open case
         ev.cases.delete(case.guid)
     code, out, _ = run(capsys, "verify", str(package), "--fingerprint", SIGNER.fingerprint)

@@ -207,3 +207,59 @@ def test_an_unknown_method_and_a_bad_crc_are_findings(capsys, tmp_path) -> None:
     package.write_bytes(bytes(flipped))
     code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
     assert code == 1 and "FAILED" in out and "CRC" in out, out
+
+
+def hide(package: Path, name: str) -> None:
+    """Drop `name`'s central-directory record (its bytes stay where they are): a member that
+    directory readers never see and a streaming reader extracts."""
+    import struct
+
+    data = package.read_bytes()
+    eocd = data.rindex(b"PK\x05\x06")
+    count, _, offset = struct.unpack_from("<HII", data, eocd + 10)
+    kept, at = [], offset
+    while data[at : at + 4] == b"PK\x01\x02":
+        n, e, c = struct.unpack_from("<HHH", data, at + 28)
+        if data[at + 46 : at + 46 + n].decode() != name:
+            kept.append(data[at : at + 46 + n + e + c])
+        at += 46 + n + e + c
+    directory = b"".join(kept)
+    tail = bytearray(data[eocd:])
+    struct.pack_into("<HHI", tail, 8, count - 1, count - 1, len(directory))
+    package.write_bytes(data[:offset] + directory + bytes(tail))
+
+
+@pytest.mark.parametrize("where", ["between entries", "after the last entry"])
+def test_a_member_hidden_from_the_directory_is_refused(capsys, tmp_path, where) -> None:
+    package = tmp_path / "hidden.zip"
+    hidden = "footage/nvr1/4593408/hidden.mp4"
+    with zipfile.ZipFile(LEGACY) as old, zipfile.ZipFile(package, "w") as new:
+        items = old.infolist()
+        at = 1 if where == "between entries" else len(items)
+        for index, item in enumerate([*items, None]):
+            if index == at:
+                new.writestr(hidden, b"the footage a streaming reader extracts")
+            if item is not None:
+                new.writestr(item, old.read(item.filename))
+    hide(package, hidden)
+    with zipfile.ZipFile(package) as z:
+        assert hidden not in z.namelist()  # a directory reader sees the genuine package only
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "FAILED" in out and "a hidden member?" in out, out
+
+
+@pytest.mark.parametrize(("field", "finding"), [("name", "its local header names"), ("crc", "CRC or sizes differ")])
+def test_a_local_header_that_disagrees_with_the_directory_is_refused(capsys, tmp_path, field, finding) -> None:
+    import struct
+
+    data = bytearray(LEGACY.read_bytes())
+    with zipfile.ZipFile(LEGACY) as z:
+        at = z.getinfo(FOOTAGE).header_offset
+    if field == "name":  # same length, so the layout is otherwise intact
+        data[at + 30 + len(FOOTAGE) - 1] = ord("5")
+    else:
+        struct.pack_into("<I", data, at + 14, struct.unpack_from("<I", data, at + 14)[0] ^ 1)  # its CRC
+    package = tmp_path / "disagrees.zip"
+    package.write_bytes(bytes(data))
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "FAILED" in out and finding in out, out

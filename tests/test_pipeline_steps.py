@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ev_ingest.client import ExacqClient
+from ev_ingest.store.signing import decode
 from pipelines import archive, retention
 from pipelines.config import ConfigError, PipelineConfig, load_config
 from pipelines.datasets import Archive
@@ -90,7 +91,7 @@ def test_audit_is_clean_then_flags_tampering(archived):
     store.s3.put_object(Bucket=store.bucket, Key=victim.key, Body=b"not the evidence")  # behind our back
     report = retention.audit(store, config, "HQ", audit_log=log)
     assert [f.problem for f in report.findings] == ["superseded"] and report.findings[0].key == victim.key
-    assert store.get_json(report.audit_key)["findings"][0]["problem"] == "superseded"
+    assert decode(store.get_json(report.audit_key))["findings"][0]["problem"] == "superseded"
     assert store.get_retention(report.audit_key) is not None  # the audit trail is locked too
     # Readers show the version the manifest recorded, not what replaced it ...
     archive = Archive.from_store(store)

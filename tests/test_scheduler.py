@@ -27,7 +27,7 @@ import yaml
 from ev_ingest.simulator import SimulatorServer
 from ev_ingest.simulator.server import free_port
 from ev_ingest.store import ArchiveStore, StoreSettings, read_manifest
-from ev_ingest.store.signing import Verifier
+from ev_ingest.store.signing import MANIFEST, Verifier
 from tests.airflow_deployment import Deployment
 from tests.conftest import PASSWORD, S3_SECRET, SIGNER, SIGNING_KEY, sim_config
 
@@ -138,7 +138,7 @@ def check_scheduled_nights(airflow: Deployment, sim: Any, s3_server: Any, bucket
         manifest = read_manifest(store, key)
         assert manifest.complete and not manifest.failures and len(manifest.exports()) == 2
         # Signed with the key the tasks read from the ev_signing connection, chained in order.
-        assert Verifier([SIGNER.public]).check(store.get_json(key)) is None and manifest.sequence
+        assert Verifier([SIGNER.public]).check(store.get_json(key), MANIFEST) is None and manifest.sequence
         assert len(store.versions(key)) == 1
         for entry in manifest.exports():
             assert entry.start == day and entry.end == day + timedelta(days=1)

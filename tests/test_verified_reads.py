@@ -19,7 +19,7 @@ import pytest
 from ev_ingest.client import ExacqClient
 from ev_ingest.store import ArchiveStore, RecordIndex, verified_manifest, verified_manifests
 from ev_ingest.store.records import Chain, manifest_chain
-from ev_ingest.store.signing import Signer, Verifier
+from ev_ingest.store.signing import MANIFEST, Signer, Verifier, decode
 from pipelines import retention
 from pipelines.nightly import run_nightly
 from tests.conftest import PASSWORD, SIGNER, START, pipeline_config
@@ -77,9 +77,8 @@ def test_a_planted_manifest_is_never_read(archived: tuple[Any, Any], store: Arch
     planted = manifest.key.replace(".json", "-planted.json")
     store.s3.put_object(Bucket=store.bucket, Key=planted, Body=dropped(manifest))
     # Even signed by the archive's own key, a manifest no claim names is not a commit.
-    store.s3.put_object(
-        Bucket=store.bucket, Key=planted.replace("-planted", "-signed"), Body=json.dumps(SIGNER.sign({})).encode()
-    )
+    signed = json.dumps(SIGNER.seal(MANIFEST, {})).encode()
+    store.s3.put_object(Bucket=store.bucket, Key=planted.replace("-planted", "-signed"), Body=signed)
     found = verified_manifests(store, VERIFIER, "HQ")
     assert [m.key for m in found.manifests] == [manifest.key]
     assert {p.key for p in found.problems} == {planted, planted.replace("-planted", "-signed")}
@@ -92,7 +91,7 @@ def test_a_rollback_and_a_strangers_place_are_reported(archived: tuple[Any, Any]
     first = store.get_bytes(manifest.key)
     # A later commit of the same key (a rerun that found more), then the first bytes again.
     chain = Chain(store, manifest_chain("HQ"))
-    document = json.loads(first)
+    document = decode(json.loads(first))
     newer = {k: v for k, v in document.items() if k not in ("sequence", "previous", "signature")}
     newer["run_id"] = "rerun"
     chain.append(manifest.key, newer, SIGNER, None)

@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ev_ingest.store.signing import Signer, Verifier
+from ev_ingest.store.signing import CHECKPOINT, Signer, Verifier, decode
 
 CHECKPOINT_TYPE = "ev-ingest/checkpoint/v1"
 MAX_CHECKPOINT_BYTES = 16 << 20
@@ -68,40 +68,45 @@ class ChainState:
 
 
 def make(bucket: str, at: str, audit_key: str | None, states: list[ChainState], signer: Signer) -> dict[str, Any]:
-    """The signed checkpoint of `states`."""
-    return signer.sign(
+    """The signed checkpoint of `states` (a DSSE envelope of type `CHECKPOINT`)."""
+    return signer.seal(
+        CHECKPOINT,
         {
             "type": CHECKPOINT_TYPE,
             "bucket": bucket,
             "at": at,
             "audit_key": audit_key,
             "chains": {s.name: s.as_json() for s in sorted(states, key=lambda s: s.name)},
-        }
+        },
     )
 
 
 def load(data: bytes) -> dict[str, Any]:
-    """A checkpoint file's document; `ValueError` (one line) for anything that is not one."""
+    """A checkpoint file as stored (an envelope, or a legacy signed checkpoint), not yet
+    checked; `ValueError` (one line) for anything that is not one."""
     if len(data) > MAX_CHECKPOINT_BYTES:
         raise ValueError(f"not a checkpoint: {len(data)} bytes")
     try:
-        document = json.loads(data)
+        stored = json.loads(data)
     except (ValueError, RecursionError):
         raise ValueError("not a checkpoint: not JSON") from None
-    if not isinstance(document, dict) or document.get("type") != CHECKPOINT_TYPE:
+    document = decode(stored)
+    if not isinstance(stored, dict) or document is None or document.get("type") != CHECKPOINT_TYPE:
         raise ValueError(f"not a checkpoint: its type is not {CHECKPOINT_TYPE}")
-    return document
+    return stored
 
 
 def check(
-    document: dict[str, Any], bucket: str, verifier: Verifier, current: dict[str, dict[int, str | None]]
+    stored: dict[str, Any], bucket: str, verifier: Verifier, current: dict[str, dict[int, str | None]]
 ) -> list[tuple[str, str, str]]:
-    """What changed since the checkpoint, as (chain, problem, detail): nothing when every
-    checkpointed chain still starts with exactly the places it had. `current`: chain ->
-    sequence -> claimed SHA-256, of the chains in scope (others are not judged)."""
-    trouble = verifier.check(document)
-    if trouble:
-        return [("", "checkpoint", f"the checkpoint is not trusted ({trouble}): nothing was compared")]
+    """What changed since the checkpoint (`stored`, as `load` read it), as (chain, problem,
+    detail): nothing when every checkpointed chain still starts with exactly the places it
+    had. `current`: chain -> sequence -> claimed SHA-256, of the chains in scope (others are
+    not judged)."""
+    opened = verifier.open(stored, CHECKPOINT)
+    document = opened.document
+    if document is None:
+        return [("", "checkpoint", f"the checkpoint is not trusted ({opened.problem}): nothing was compared")]
     if document.get("bucket") != bucket:
         return [("", "checkpoint", f"the checkpoint is of bucket {document.get('bucket')!r}, not {bucket!r}")]
     at = document.get("at")

@@ -9,8 +9,10 @@ failure names its recording server: camera ids are only unique within one server
 The audit log records every retention change, legal hold, verification and failure,
 one small JSON object per action.
 
-Every record is signed (`signing.Signer`) and takes the next place in a `Chain`: the
-site's manifests form one chain, the audit log another. A record names its `sequence`
+Every record is stored as a signed DSSE envelope (`signing`: the signature covers the
+payload's exact bytes and its type, `MANIFEST` or `AUDIT`) and takes the next place in a
+`Chain`: the site's manifests form one chain, the audit log another. Records written
+before that (legacy signed JSON) are still read and verified. A record names its `sequence`
 and the SHA-256 of its predecessor's stored bytes (`previous`), so a removed, rewritten,
 reordered or forged record is found offline by anyone with the public key
 (`verify_chain`).
@@ -31,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ev_ingest import clock
 from ev_ingest.store import keys
 from ev_ingest.store.archive import ArchiveStore, Retention, StoredObject, StoreError, json_bytes
-from ev_ingest.store.signing import Signer, Verifier, sha256_hex
+from ev_ingest.store.signing import AUDIT, MANIFEST, Opened, Signer, Verifier, decode, sha256_hex
 
 log = logging.getLogger(__name__)
 CHAIN_PREFIX = "chain/"
@@ -196,7 +198,10 @@ def write_manifest(
 def read_manifest(store: ArchiveStore, key: str) -> Manifest:
     """The latest version of a manifest, as stored, NOT verified: for showing what is there
     (the demo's summary). Every decision reads through `verified_manifests`."""
-    return Manifest.model_validate(store.get_json(key, limit=MAX_RECORD_BYTES))
+    document = decode(store.get_json(key, limit=MAX_RECORD_BYTES))
+    if document is None:
+        raise ValueError(f"{key}: not a manifest record")
+    return Manifest.model_validate(document)
 
 
 @dataclass(frozen=True)
@@ -280,12 +285,12 @@ def verified_manifest(store: ArchiveStore, verifier: Verifier, key: str) -> Mani
     if claim is None or claim.record != key or claim.sha256 != record.sha256 or not chain.startswith("site="):
         log.error("manifest %s is not trusted: no claim of its site's chain holds its bytes (unchained)", key)
         return None
-    trouble = verifier.check(record.document or {})
-    if trouble:
-        log.error("manifest %s is not trusted: %s", key, trouble)
+    opened = record.open(verifier, MANIFEST)
+    if opened.document is None:
+        log.error("manifest %s is not trusted: %s", key, opened.problem)
         return None
     try:
-        return Manifest.model_validate(record.document)
+        return Manifest.model_validate(opened.document)
     except ValueError as exc:
         log.error("manifest %s is not a manifest: %s", key, str(exc).splitlines()[0][:200])
         return None
@@ -318,13 +323,13 @@ def _chained_version(
             continue
         if record.document is None:
             return None, "its chained version is not a JSON record"
-        trouble = verifier.check(record.document)
-        if trouble:
-            return None, f"its chained version is not trusted: {trouble}"
+        opened = record.open(verifier, MANIFEST)
+        if opened.document is None:
+            return None, f"its chained version is not trusted: {opened.problem}"
         if record.sequence != claim.sequence:
             return None, f"its chained version says place {record.sequence}, its claim place {claim.sequence}"
         try:
-            manifest = Manifest.model_validate(record.document)
+            manifest = Manifest.model_validate(opened.document)
         except ValueError as exc:
             return None, f"its chained version is not a manifest: {str(exc).splitlines()[0][:200]}"
         if index:
@@ -394,33 +399,59 @@ class AuditLog:
         Chain(self.store, AUDIT_CHAIN).append(key, document, self.signer, self.retention)
         return key
 
-    def entries(self, day: str | None = None) -> list[dict[str, Any]]:
-        """Every record (of one UTC day), oldest first, as stored: not checked."""
+    def records(self, day: str | None = None) -> list[RecordVersion]:
+        """Every record (of one UTC day), oldest first, as stored: not checked. Each is read
+        alone: junk planted under audit/ (not JSON, a list, huge) must not stop the readers
+        of the trail; it reads as a version without a document, naming its problem."""
         prefix = f"audit/date={day}/" if day else "audit/"
-        return [self._read(k) for k in sorted(self.store.list_keys(prefix))]
+        found = []
+        for key in sorted(self.store.list_keys(prefix)):
+            try:
+                found.append(read_version(self.store, key, None))
+            except (StoreError, ClientError, BotoCoreError) as exc:
+                found.append(RecordVersion(key, None, "", None, problem=str(exc).splitlines()[0][:300]))
+        return found
 
-    def _read(self, key: str) -> dict[str, Any]:
-        # Each record alone: junk planted under audit/ (not JSON, a list, huge) must not stop
-        # the readers of the trail; it reads as an unsigned record naming its problem.
-        try:
-            document = read_version(self.store, key, None).document
-        except (StoreError, ClientError, BotoCoreError) as exc:
-            return {"key": key, "unreadable": str(exc).splitlines()[0][:300]}
-        return document if document is not None else {"key": key, "unreadable": "not a JSON record"}
+    def entries(self, day: str | None = None) -> list[dict[str, Any]]:
+        """Every record's document (of one UTC day), oldest first: not checked (for display)."""
+        return [r.shown() for r in self.records(day)]
 
     def trusted(self) -> list[dict[str, Any]]:
-        """The records whose signature a trusted key made (what decisions rest on)."""
-        return [r for r in self.entries() if self.verifier.check(r) is None]
+        """The records a trusted key signed, as it signed them (what decisions rest on)."""
+        opened = (r.open(self.verifier, AUDIT) for r in self.records())
+        return [o.document for o in opened if o.document is not None]
 
 
 @dataclass(frozen=True)
 class RecordVersion:
-    """One stored version of a chained record, as read back."""
+    """One stored version of a chained record, as read back: `stored` is what the bytes
+    hold (an envelope, a legacy record, or junk), `document` the record inside, unchecked."""
 
     key: str
     version_id: str | None
     sha256: str  # of the stored bytes: what the next record's `previous` names
-    document: dict[str, Any] | None  # None when the bytes are not a JSON object
+    stored: Any  # the parsed bytes; None when they are not JSON
+    problem: str | None = None  # why it could not be read at all
+
+    @property
+    def document(self) -> dict[str, Any] | None:
+        """The record inside (an envelope's payload, a legacy record), NOT verified; None when
+        the bytes hold neither."""
+        return decode(self.stored)
+
+    def open(self, verifier: Verifier, payload_type: str) -> Opened:
+        """The record as a trusted key signed it, or why not (`signing.open_envelope`)."""
+        return verifier.open(self.stored, payload_type)
+
+    def check(self, verifier: Verifier, payload_type: str) -> str | None:
+        return self.open(verifier, payload_type).problem
+
+    def shown(self) -> dict[str, Any]:
+        """The document for display; a record that has none names its problem."""
+        document = self.document
+        if document is not None:
+            return document
+        return {"key": self.key, "unreadable": self.problem or "not a JSON record"}
 
     @property
     def sequence(self) -> int | None:
@@ -437,10 +468,10 @@ def read_version(store: ArchiveStore, key: str, version_id: str | None) -> Recor
     JSON object (junk, or nested past the parser's depth) read as a version without a document."""
     data = store.get_bytes(key, version_id, limit=MAX_RECORD_BYTES)
     try:
-        document = json.loads(data)
+        stored = json.loads(data)
     except (ValueError, RecursionError):
-        document = None
-    return RecordVersion(key, version_id, sha256_hex(data), document if isinstance(document, dict) else None)
+        stored = None
+    return RecordVersion(key, version_id, sha256_hex(data), stored)
 
 
 @dataclass(frozen=True)
@@ -491,6 +522,7 @@ class Chain:
         self.store = store
         self.name = name
         self.prefix = f"{CHAIN_PREFIX}{name}/"
+        self.payload_type = payload_type_of(name)
 
     def claim_key(self, sequence: int) -> str:
         return self.claim_key_of(self.name, sequence)
@@ -585,12 +617,13 @@ class Chain:
     def append(
         self, key: str, document: dict[str, Any], signer: Signer, retention: Retention | None
     ) -> tuple[StoredObject, dict[str, Any]]:
-        """Store `document` at `key` as the chain's next record: (what was stored, the signed record)."""
+        """Store `document` at `key` as the chain's next record, sealed in an envelope of the
+        chain's payload type: (what was stored, the record as signed)."""
         conditional = self.store.conditional_create()
         for _ in range(100):  # each lost race means another record was appended: bounded by writers
             sequence, previous = self.head()
-            signed = signer.sign({**document, "sequence": sequence + 1, "previous": previous})
-            body = json_bytes(signed)
+            signed = {**document, "sequence": sequence + 1, "previous": previous}
+            body = json_bytes(signer.seal(self.payload_type, signed))
             claim = json_bytes({"key": key, "sha256": sha256_hex(body), "chain": self.name})
             if self.store.create_once(self.claim_key(sequence + 1), claim, retention=retention) and (
                 conditional or self._owns(sequence + 1, claim)
@@ -605,6 +638,11 @@ class Chain:
         `If-None-Match`, a "created" claim may be a second version of someone else's)."""
         versions = self.store.versions(self.claim_key(sequence))
         return bool(versions) and self.store.get_bytes(self.claim_key(sequence), versions[-1]) == claim
+
+
+def payload_type_of(chain: str) -> str:
+    """The kind of record a chain holds: the audit log's, or a site's manifests."""
+    return AUDIT if chain == AUDIT_CHAIN else MANIFEST
 
 
 @dataclass(frozen=True)
@@ -629,7 +667,7 @@ def verify_chain(
         if version.document is None:
             problems.append(ChainProblem(version.key, "unreadable", f"{where} is not a JSON record"))
             continue
-        trouble = verifier.check(version.document)
+        trouble = version.check(verifier, payload_type_of(name))
         if trouble:
             problems.append(ChainProblem(version.key, "signature", f"{where}: {trouble}"))
         if version.sequence is None or version.sequence < 1:

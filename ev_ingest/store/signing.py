@@ -19,7 +19,8 @@ never decide anything).
 Records written before issue 24 are signed JSON (`{..., "signature": {"alg": "ed25519",
 "key": <fingerprint>, "sig": ...}}` over the record's canonical form, `canonical()`).
 They are still read and verified (they carry no type: one is accepted only as a kind
-whose members it has, `LEGACY_SHAPES`); nothing writes them any more.
+whose members it has, `LEGACY_SHAPES`); nothing writes them any more (`Signer.sign` stays,
+so that tests can make the old records an archive already holds).
 
 Where the keys live:
 - The private key never comes from the store: a PEM file of mode 0600 or stricter
@@ -65,6 +66,7 @@ LEGACY_SHAPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # type ->
     MANIFEST: (("run_id", "entries"), ("action", "files")),
     AUDIT: (("action", "at"), ("entries", "files")),
     PACKAGE_INDEX: (("format", "files", "footage"), ("action", "entries")),
+    CHECKPOINT: (("type", "bucket", "chains"), ("action", "entries", "files")),
 }
 
 
@@ -186,7 +188,7 @@ def _open_legacy(record: dict[str, Any], payload_type: str, verifier: Verifier) 
         key.verify(base64.b64decode(str(signature.get("sig")), validate=True), canonical(record))
     except (InvalidSignature, ValueError):
         return Opened(None, problem="signature does not match the content", legacy=True)
-    required, forbidden = LEGACY_SHAPES.get(payload_type, (("payloadType",), ()))  # no legacy checkpoints
+    required, forbidden = LEGACY_SHAPES[payload_type]
     if any(k not in record for k in required) or any(k in record for k in forbidden):
         return Opened(
             None, keyid, f"a legacy signed record that is not of the kind {kind_name(payload_type)}", legacy=True
@@ -247,8 +249,8 @@ class Signer:
         }
 
     def sign(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Legacy signed JSON: `record` with its `signature` member. Still what the writers
-        use until they move to `seal` (issue 24, item 3 in progress)."""
+        """Legacy signed JSON (`record` with its `signature` member), as records were written
+        before issue 24. No writer uses it; tests make the old records an archive holds."""
         signature = self.private.sign(canonical(record))
         body = {k: v for k, v in record.items() if k != "signature"}
         return {
@@ -315,25 +317,6 @@ class Verifier:
         """`open_envelope(stored, payload_type, self)`."""
         return open_envelope(stored, payload_type, self)
 
-    def check(self, stored: Any, payload_type: str | None = None) -> str | None:
-        """None when `stored` is a record of `payload_type` signed by a trusted key; else the
-        problem. Without a type (callers not yet moved to envelopes): legacy records only."""
-        if payload_type is None:
-            if is_envelope(stored):
-                return "an envelope read without its expected payload type"
-            if not isinstance(stored, dict):
-                return "not a JSON object"
-            signature = stored.get("signature")
-            if not isinstance(signature, dict):
-                return "unsigned"
-            if signature.get("alg") != ALGORITHM:
-                return f"signed with unknown algorithm {str(signature.get('alg'))[:40]!r}"
-            key = self.keys.get(str(signature.get("key")))
-            if key is None:
-                return f"signed by an untrusted key {str(signature.get('key'))[:16]}"
-            try:
-                key.verify(base64.b64decode(str(signature.get("sig")), validate=True), canonical(stored))
-            except (InvalidSignature, ValueError):
-                return "signature does not match the content"
-            return None
+    def check(self, stored: Any, payload_type: str) -> str | None:
+        """None when `stored` is a record of `payload_type` signed by a trusted key; else the problem."""
         return open_envelope(stored, payload_type, self).problem
