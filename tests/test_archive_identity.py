@@ -80,6 +80,7 @@ def test_two_servers_whose_camera_ids_coincide_are_both_archived(make_sim, make_
     assert versions(store) == before and again.manifest.same_content(result.manifest)
 
 
+@pytest.mark.slow  # out of `make check`'s inner loop; `make test` runs it
 def test_a_day_that_has_not_ended_is_archived_in_part_and_completed_later(make_sim, make_store):
     sim = make_sim(frozen_now=None, cameras=1, width=160, height=120, fps=5, export_rate=1e7)
     config = config_for(("nvr1", sim, {}), timezone="UTC", chunk_minutes=240, settle_s=60)

@@ -272,6 +272,7 @@ def test_a_second_download_to_the_same_path_leaves_the_first_writers_file_alone(
     assert target.stat().st_size > 1000 and not partial.exists()
 
 
+@pytest.mark.slow  # out of `make check`'s inner loop; `make test` runs it
 def test_truncated_download_leaves_no_file(make_client, make_sim, tmp_path):
     server = make_sim(faults="truncate=1.0,@action=download")  # every download cut, nothing else
     client = make_client(server.url, max_retries=1)

@@ -166,6 +166,7 @@ def test_the_officers_verbs_on_a_nightly_archive(sim, s3_server, cli_env, tmp_pa
     assert code == 1 and "FAILED" in out and "footage/nvr1/4593408" in out
 
 
+@pytest.mark.slow  # out of `make check`'s inner loop; `make test` runs it
 def test_attacks_are_audit_findings_never_a_crash(sim, tmp_path, capsys, monkeypatch) -> None:
     with EmbeddedS3(tmp_path / "s3", secret_key=S3_SECRET) as s3:
         reaper.registered(s3)

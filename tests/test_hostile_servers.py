@@ -193,6 +193,7 @@ def test_a_failing_search_close_is_logged_never_fatal(make_client, status, caplo
     assert "secret-search-7" not in caplog.text  # the search id is a capability
 
 
+@pytest.mark.slow  # out of `make check`'s inner loop; `make test` runs it
 @pytest.mark.parametrize("attack", ["giant", "endless", "deep"])
 def test_the_command_stays_small_against_a_hostile_server(attack, tmp_path):
     """`ev-ingest cameras` in a process of its own: one clear line, exit 1, peak RSS < 300 MB."""

@@ -117,6 +117,7 @@ def test_region_mask_ignores_motion_outside_it(recordings):
     assert analyze(data, mode="full", start=start, config=top_strip, workers=1).events == []
 
 
+@pytest.mark.slow  # out of `make check`'s inner loop; `make test` runs it
 def test_mog2_detector_finds_the_same_events(recordings):
     data, start, truth = recordings[1]
     summary = analyze(data, mode="full", start=start, config=MotionConfig(detector="mog2"), workers=1)
@@ -124,6 +125,7 @@ def test_mog2_detector_finds_the_same_events(recordings):
     assert hit >= len([t for t in truth if t[2] != "blip"]) - 1
 
 
+@pytest.mark.slow  # out of `make check`'s inner loop; `make test` runs it
 @pytest.mark.parametrize("mode", ["full", "gated", "keyframe"])
 def test_two_workers_give_exactly_what_one_gives(recordings, mode):
     """GOPs decoded on two threads, scored in order by one detector: not an approximation."""

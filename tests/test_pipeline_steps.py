@@ -105,6 +105,7 @@ def test_audit_is_clean_then_flags_tampering(archived):
         Archive(archive.filesystem, archive.base).event_frame(event)
 
 
+@pytest.mark.slow  # out of `make check`'s inner loop; `make test` runs it
 def test_legal_holds_follow_cases(archived, sim):
     config, store, result = archived
     entry = next(e for e in result.manifest.exports() if e.camera_id == 4593408)

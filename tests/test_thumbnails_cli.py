@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from ev_ingest.store import ArchiveStore, StoreSettings
 from tests.conftest import FROZEN_NOW, S3_SECRET
 from tests.test_cli_errors import config_file, run  # noqa: F401  (config_file is a fixture)
 
 
+@pytest.mark.slow  # out of `make check`'s inner loop; `make test` runs it
 def test_a_days_thumbnails_and_contact_sheet(capsys, config_file, tmp_path, s3_server) -> None:  # noqa: F811
     day = f"{FROZEN_NOW - timedelta(days=1):%Y-%m-%d}"
     argv = ("thumbnails", "--config", str(config_file), "--date", day, "--camera", "4593152", "-o", str(tmp_path))
