@@ -31,7 +31,6 @@ connection.
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -42,6 +41,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ev_ingest import clock
+from ev_ingest.store.signing import strict_loads
 from pipelines.video.detect import MotionConfig
 
 if TYPE_CHECKING:
@@ -358,19 +358,10 @@ def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
 
 
-def _unique_pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    found: dict[str, object] = {}
-    for key, value in pairs:
-        if key in found:
-            raise ValueError(f"the key {key!r} is given twice")
-        found[key] = value
-    return found
-
-
 def parse_text(text: str, json_format: bool) -> object:
     """The document in `text`; a key given twice in one mapping is an error (never the last wins)."""
     if json_format:
-        return json.loads(text, object_pairs_hook=_unique_pairs)
+        return strict_loads(text)
     return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 

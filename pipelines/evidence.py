@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import json
 import struct
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +47,7 @@ from ev_ingest.store.signing import (
     load_public_key,
     public_pem,
     sha256_hex,
+    strict_loads,
 )
 from pipelines import retention
 
@@ -253,26 +254,36 @@ def format_problems(archive: zipfile.ZipFile, max_record_bytes: int = MAX_RECORD
             problems.append(f"{name}: not a regular file (a link or device, mode {kind:o})")
         if info.flag_bits & 0x41:
             problems.append(f"{name}: encrypted")
+        if info.flag_bits & DATA_DESCRIPTOR:
+            # A package is written to a seekable file, so its sizes are in the local header;
+            # sizes after the data let a streaming reader find its own end of the member.
+            problems.append(f"{name}: sizes given after the data (a data descriptor), which packages never use")
         if info.compress_type not in (STORED, DEFLATED):
             problems.append(f"{name}: unknown compression method {info.compress_type}")
         if not name.startswith("footage/") and info.file_size > max_record_bytes:
             problems.append(f"{name}: {info.file_size} bytes inflated, more than a record may be ({max_record_bytes})")
     if infos and min(i.header_offset for i in infos) != 0:
         problems.append("data before the first entry (another zip glued in front?)")
-    return problems + layout_problems(archive)
+    if archive.comment:  # packages carry none; a comment can hold another zip
+        problems.append(f"a zip comment of {len(archive.comment)} bytes (packages carry none)")
+    # A zip already refused is not inflated to find more (a bomb costs nothing to refuse).
+    return problems + layout_problems(archive, inflate=not problems)
 
 
 LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # APPNOTE 4.3.7
 ZIP64_EXTRA = 0x0001
-DESCRIPTOR_SIGNATURE = b"PK\x07\x08"
+DATA_DESCRIPTOR = 0x08  # general-purpose flag bit 3: CRC and sizes follow the data
+END_RECORD = b"PK\x05\x06"
+END_RECORD_SIZE = 22  # with no comment (APPNOTE 4.3.16)
 
 
-def layout_problems(archive: zipfile.ZipFile) -> list[str]:
-    """What a streaming reader (one that walks the local headers, as `unzip` of a pipe or a
-    browser's extractor does) would see differently from the central directory: a local
-    header whose name, method, flags or sizes disagree with its directory entry, and bytes
-    between entries or between the last entry and the directory (a member hidden from the
-    directory, or a trailer no reader accounts for). Entries must tile the file exactly."""
+def layout_problems(archive: zipfile.ZipFile, *, inflate: bool = True) -> list[str]:
+    """What a streaming reader (one that walks the local headers, as `unzip` of a pipe,
+    `jar x <` or a browser's extractor does) would see differently from the central
+    directory: a local header whose name, method, flags or sizes disagree with its directory
+    entry; bytes between entries, between the last entry and the directory, or after the end
+    record; a deflate stream that ends before its compressed size (with `inflate`). Entries
+    must tile the file exactly, so every byte belongs to what the directory lists."""
     problems: list[str] = []
     fp = archive.fp
     if fp is None:
@@ -302,14 +313,14 @@ def layout_problems(archive: zipfile.ZipFile) -> list[str]:
             problems.append(f"{name}: its local header names {local_name[:80]!r}")
         if method != info.compress_type or (flags & 0x41) != (info.flag_bits & 0x41):
             problems.append(f"{name}: its local header's method or flags differ from the directory's")
-        descriptor = 0
-        if flags & 0x08:  # sizes follow the data (a streamed writer): they must agree there
-            fp.seek(info.header_offset + LOCAL_HEADER.size + name_len + extra_len + info.compress_size)
-            signed = fp.read(4) == DESCRIPTOR_SIGNATURE
-            descriptor = (4 if signed else 0) + (20 if zip64 else 12)
-        elif (crc, csize, usize) != (info.CRC, info.compress_size, info.file_size):
+        if (crc, csize, usize) != (info.CRC, info.compress_size, info.file_size):
             problems.append(f"{name}: its local header's CRC or sizes differ from the directory's")
-        expected = info.header_offset + LOCAL_HEADER.size + name_len + extra_len + info.compress_size + descriptor
+        start = info.header_offset + LOCAL_HEADER.size + name_len + extra_len
+        if method == DEFLATED and inflate:
+            problem = _deflate_problem(fp, start, info)
+            if problem:
+                problems.append(f"{name}: {problem}")
+        expected = start + info.compress_size
     if archive.infolist() and archive.start_dir != expected:
         gap = archive.start_dir - expected
         problems.append(
@@ -317,7 +328,42 @@ def layout_problems(archive: zipfile.ZipFile) -> list[str]:
             if gap > 0
             else "the last entry overlaps the directory"
         )
+    size = fp.seek(0, 2)
+    fp.seek(size - END_RECORD_SIZE)
+    if not archive.comment and fp.read(4) != END_RECORD:
+        problems.append("bytes after the end of the zip (its end record is not the file's last bytes)")
     return problems
+
+
+def _deflate_problem(fp: Any, start: int, info: zipfile.ZipInfo) -> str | None:
+    """A deflated member's stream must end exactly at its compressed size and inflate to
+    exactly its size. A directory reader stops at the compressed size; a streaming reader
+    stops where the stream ends and reads what follows as the next entry, so bytes after
+    the stream are a member only one of them sees. Inflated output is counted, never kept."""
+    fp.seek(start)
+    inflater = zlib.decompressobj(-15)
+    left, inflated = info.compress_size, 0
+    while left and not inflater.eof:
+        data = fp.read(min(left, 1 << 20))
+        if not data:
+            return "its compressed data is cut short"
+        left -= len(data)
+        while not inflater.eof:
+            got = inflater.decompress(data, 1 << 20)
+            inflated += len(got)
+            if inflated > info.file_size:
+                return f"inflates to more than the {info.file_size} bytes its directory entry says"
+            data = inflater.unconsumed_tail
+            if not data and not got:
+                break
+    if not inflater.eof:
+        return "its deflate stream does not end within its compressed size"
+    trailing = left + len(inflater.unused_data)
+    if trailing:
+        return f"{trailing} bytes after its deflate stream, inside its compressed size (a hidden member?)"
+    if inflated != info.file_size:
+        return f"inflates to {inflated} bytes, not the {info.file_size} its directory entry says"
+    return None
 
 
 def _zip64_sizes(extra: bytes, usize: int, csize: int) -> tuple[int, int]:
@@ -347,7 +393,7 @@ def _verify(path: Path, pin: str | None, trusted_keys: list[Any]) -> PackageChec
             return PackageCheck("", problems=refused)
         try:
             public = load_public_key(archive.read("public_key.pem"))
-            stored_index = json.loads(archive.read("index.json"))
+            stored_index = strict_loads(archive.read("index.json"))
         except (KeyError, ValueError) as exc:
             return PackageCheck("", problems=[f"not an evidence package: {exc}"])
         shown = decode(stored_index)  # unchecked: names the case in the report, decides nothing
@@ -374,9 +420,11 @@ def _verify(path: Path, pin: str | None, trusted_keys: list[Any]) -> PackageChec
         # What is compared is what the signature covers; an index whose signature fails is
         # still compared (each difference is reported), but can never verify.
         index = opened.document if opened.document is not None else shown
-        listed = {
-            f["path"]: f for f in index.get("files", []) if isinstance(f, dict) and isinstance(f.get("path"), str)
-        }
+        files = [f for f in index.get("files", []) if isinstance(f, dict) and isinstance(f.get("path"), str)]
+        listed = {f["path"]: f for f in files}
+        for twice, times in sorted(Counter(f["path"] for f in files).items()):
+            if times > 1:  # which entry counts would depend on the reader
+                check.problems.append(f"{twice}: listed {times} times in the index")
         names = set(archive.namelist()) - {"index.json"}
         for extra in sorted(names - set(listed)):
             check.problems.append(f"{extra}: not in the signed index")
@@ -391,10 +439,13 @@ def _verify(path: Path, pin: str | None, trusted_keys: list[Any]) -> PackageChec
                     f"{name}: {size} bytes hashing to {digest}; the index says {meta.get('size')}, {meta.get('sha256')}"
                 )
         vouched = _signed_manifest_entries(archive, names, verifier, check)
-        for item in index.get("footage", []):
-            if not isinstance(item, dict):
-                check.problems.append("index.json: a footage item is not an object")
-                continue
+        items = [item for item in index.get("footage", []) if isinstance(item, dict)]
+        if len(items) != len(index.get("footage", [])):
+            check.problems.append("index.json: a footage item is not an object")
+        vouched_paths = {item.get("path") for item in items}
+        for unvouched in sorted(n for n in names if n.startswith("footage/") and n not in vouched_paths):
+            check.problems.append(f"{unvouched}: footage that no footage item of the index vouches for")
+        for item in items:
             check.footage += 1
             entry = vouched.get((item.get("key"), item.get("version_id")))
             meta = listed.get(item.get("path"), {})
@@ -424,7 +475,7 @@ def _signed_manifest_entries(
         check.records += 1
         try:
             with archive.open(name) as member:
-                record = json.load(io.BytesIO(member.read(MAX_RECORD_BYTES + 1)))
+                record = strict_loads(member.read(MAX_RECORD_BYTES + 1))
         except ValueError:
             check.problems.append(f"{name}: not JSON")
             continue

@@ -102,6 +102,15 @@ def test_re_serialised_bytes_or_a_swapped_type_do_not_verify() -> None:
         SIGNER.public.verify(base64.b64decode(envelope["signatures"][0]["sig"]), base64.b64decode(envelope["payload"]))
 
 
+def test_a_signed_payload_giving_a_key_twice_is_refused() -> None:
+    """Bytes a first-wins reader and a last-wins reader read differently never open, even
+    when the trusted key signed them."""
+    body = b'{"run_id":"run1","entries":[],"run_id":"run2"}'
+    envelope = SIGNER.envelope(MANIFEST, body)
+    assert VERIFIER.check(envelope, MANIFEST) == "signed payload is not JSON (or gives a key twice)"
+    assert VERIFIER.check(SIGNER.envelope(MANIFEST, body.replace(b',"run_id":"run2"', b"")), MANIFEST) is None
+
+
 def test_a_manifest_planted_as_an_audit_record_is_not_trusted(store: ArchiveStore) -> None:
     """A real manifest envelope (the archive's own key) claimed into the audit chain."""
     _, stored = write_manifest(store, manifest(1), None, SIGNER)

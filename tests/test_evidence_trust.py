@@ -263,3 +263,174 @@ def test_a_local_header_that_disagrees_with_the_directory_is_refused(capsys, tmp
     package.write_bytes(bytes(data))
     code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
     assert code == 1 and "FAILED" in out and finding in out, out
+
+
+def patched_method(package: Path, name: str, crc: int, size: int) -> None:
+    """Mark the stored member `name` as deflated, with the CRC and inflated size given (its
+    bytes, and so every offset, stay as they are): both headers say the same."""
+    import struct
+
+    data = bytearray(package.read_bytes())
+    with zipfile.ZipFile(package) as z:
+        at, central = z.getinfo(name).header_offset, z.start_dir
+    struct.pack_into("<H", data, at + 8, 8)
+    struct.pack_into("<I", data, at + 14, crc)
+    struct.pack_into("<I", data, at + 22, size)
+    while data[central + 46 : central + 46 + len(name)] != name.encode():  # its central-directory entry
+        n, e, c = struct.unpack_from("<HHH", data, central + 28)
+        central += 46 + n + e + c
+    struct.pack_into("<H", data, central + 10, 8)
+    struct.pack_into("<I", data, central + 16, crc)
+    struct.pack_into("<I", data, central + 24, size)
+    package.write_bytes(bytes(data))
+
+
+def test_a_member_hidden_after_a_deflate_stream_is_refused(capsys, tmp_path) -> None:
+    """The custody text deflated, a forged footage member after the end of its stream but
+    inside its compressed size: a directory reader inflates the genuine text (the index's
+    hash holds), a streaming reader (`jar x <`) goes on to extract the forgery."""
+    import zlib
+
+    with zipfile.ZipFile(LEGACY) as z:
+        custody = z.read("CHAIN_OF_CUSTODY.txt")
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, -15)
+    stream = squeeze.compress(custody) + squeeze.flush()
+    hidden = tmp_path / "hidden-member.zip"
+    with zipfile.ZipFile(hidden, "w") as z:
+        z.writestr(FOOTAGE, b"forged footage")
+    raw = stream + hidden.read_bytes()
+
+    package = rewrite(LEGACY, tmp_path / "deflated.zip", lambda n, d: raw if n == "CHAIN_OF_CUSTODY.txt" else d)
+    patched_method(package, "CHAIN_OF_CUSTODY.txt", zlib.crc32(custody), len(custody))
+    with zipfile.ZipFile(package) as z:
+        assert z.read("CHAIN_OF_CUSTODY.txt") == custody  # a directory reader sees the genuine text
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "FAILED" in out and "bytes after its deflate stream" in out, out
+
+    honest = rewrite(LEGACY, tmp_path / "honest.zip", lambda n, d: stream if n == "CHAIN_OF_CUSTODY.txt" else d)
+    patched_method(honest, "CHAIN_OF_CUSTODY.txt", zlib.crc32(custody), len(custody))
+    code, out, _ = run(capsys, "verify", str(honest), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 0 and "VERIFIED" in out, out  # a deflated member that ends where it says is fine
+
+
+class Unseekable:
+    """A write-only stream that cannot seek or tell: zipfile writes sizes after the data."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.data += data
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_sizes_after_the_data_are_refused(capsys, tmp_path) -> None:
+    out_stream = Unseekable()
+    with zipfile.ZipFile(LEGACY) as old, zipfile.ZipFile(out_stream, "w") as new:  # type: ignore[arg-type]
+        for item in old.infolist():
+            new.writestr(item.filename, old.read(item.filename))
+    package = tmp_path / "streamed.zip"
+    package.write_bytes(bytes(out_stream.data))
+    with zipfile.ZipFile(package) as z:
+        assert all(i.flag_bits & 0x08 for i in z.infolist())
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "FAILED" in out and "a data descriptor" in out, out
+
+
+def test_bytes_after_the_end_and_a_comment_are_refused(capsys, tmp_path) -> None:
+    trailing = tmp_path / "trailing.zip"
+    trailing.write_bytes(LEGACY.read_bytes() + b"PK\x03\x04 a second story")
+    code, out, _ = run(capsys, "verify", str(trailing), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "FAILED" in out and "bytes after the end of the zip" in out, out
+
+    commented = rewrite(LEGACY, tmp_path / "commented.zip", lambda n, d: d)
+    with zipfile.ZipFile(commented, "a") as z:
+        z.comment = b"a note only some readers show"
+    code, out, _ = run(capsys, "verify", str(commented), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "FAILED" in out and "a zip comment of 29 bytes" in out, out
+
+    # A whole zip in the comment: readers that take the last end record read it instead.
+    with zipfile.ZipFile(commented, "a") as z:
+        z.comment = add_member(tmp_path, "x", b"another zip").read_bytes()[:60000]
+    code, out, _ = run(capsys, "verify", str(commented), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "FAILED" in out and "before the first entry" in out, out
+
+
+def test_a_public_key_of_an_unknown_algorithm_is_a_finding(capsys, tmp_path) -> None:
+    import base64
+
+    # SubjectPublicKeyInfo with the algorithm 1.2.3.4, which no library knows
+    der = bytes.fromhex("300c" + "3005" + "06032a0304" + "0303000102")
+    pem = b"-----BEGIN PUBLIC KEY-----\n" + base64.b64encode(der) + b"\n-----END PUBLIC KEY-----\n"
+    package = rewrite(LEGACY, tmp_path / "odd-key.zip", lambda n, d: pem if n == "public_key.pem" else d)
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "FAILED" in out and "not a PEM public key" in out, out
+    key = tmp_path / "odd.pem"
+    key.write_bytes(pem)
+    code, out, err = run(capsys, "verify", str(LEGACY), "--key", str(key))
+    assert code != 0 and "VERIFIED" not in out and "not a PEM public key" in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_key_given_twice_in_the_index_is_refused(capsys, tmp_path) -> None:
+    def change(name: str, data: bytes | None):
+        if name != "index.json":
+            return data
+        assert data is not None and data.startswith(b"{")
+        return b'{"case": {"name": "another case"}, ' + data[1:]  # first-wins readers see another case
+
+    package = rewrite(LEGACY, tmp_path / "twice.zip", change)
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "FAILED" in out and "given twice" in out, out
+
+
+def resigned(tmp_path: Path, extra: dict[str, bytes], edit) -> tuple[Path, Path]:
+    """The legacy package with `extra` members, listed in an index passed through `edit`
+    and signed by a key of our own (whose public key file is returned): what the signer
+    itself could put in a package, so the signature alone cannot catch it."""
+    signer = Signer.generate()
+    with zipfile.ZipFile(LEGACY) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    for name in members:
+        if name.startswith("records/"):
+            members[name] = json.dumps(signer.sign(json.loads(members[name]))).encode()
+    members.update(extra, **{"public_key.pem": public_pem(signer.public)})
+    index = json.loads(members["index.json"])
+    index["files"] = [
+        {"path": n, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()}
+        for n, d in members.items()
+        if n != "index.json"
+    ]
+    members["index.json"] = json.dumps(signer.sign(edit({**index, "key": signer.fingerprint}))).encode()
+    package = tmp_path / "resigned.zip"
+    with zipfile.ZipFile(package, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    key = tmp_path / "signer.pem"
+    key.write_bytes(public_pem(signer.public))
+    return package, key
+
+
+def test_the_resigned_control_verifies(capsys, tmp_path) -> None:
+    package, key = resigned(tmp_path, {}, lambda index: index)
+    code, out, _ = run(capsys, "verify", str(package), "--key", str(key))
+    assert code == 0 and "VERIFIED" in out, out
+
+
+def test_footage_no_footage_item_vouches_for_is_refused(capsys, tmp_path) -> None:
+    package, key = resigned(tmp_path, {"footage/nvr1/4593408/unvouched.mp4": b"footage"}, lambda index: index)
+    code, out, _ = run(capsys, "verify", str(package), "--key", str(key))
+    assert code == 1 and "FAILED" in out and "unvouched.mp4: footage that no footage item" in out, out
+
+
+def test_a_path_listed_twice_is_refused(capsys, tmp_path) -> None:
+    def twice(index: dict) -> dict:
+        first = next(f for f in index["files"] if f["path"] == FOOTAGE)
+        return {**index, "files": [{**first, "sha256": "0" * 64}, *index["files"]]}
+
+    package, key = resigned(tmp_path, {}, twice)
+    code, out, _ = run(capsys, "verify", str(package), "--key", str(key))
+    assert code == 1 and "FAILED" in out and f"{FOOTAGE}: listed 2 times in the index" in out, out

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -78,6 +78,22 @@ def canonical(record: dict[str, Any]) -> bytes:
     """The bytes a legacy signature covers: the record without `signature`, canonical JSON."""
     body = {k: v for k, v in record.items() if k != "signature"}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object hook that refuses a key given twice (readers disagree on which counts)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"the key {key!r} is given twice")
+        found[key] = value
+    return found
+
+
+def strict_loads(data: bytes | str) -> Any:
+    """JSON as a record is read: a key given twice in one object is a ValueError, never
+    "the last one wins" (another reader may take the first)."""
+    return json.loads(data, object_pairs_hook=unique_pairs)
 
 
 def pae(payload_type: str, body: bytes) -> bytes:
@@ -163,9 +179,9 @@ def open_envelope(obj: Any, payload_type: str, verifier: Verifier) -> Opened:
         except (InvalidSignature, ValueError):
             continue
         try:
-            document = json.loads(body)
+            document = strict_loads(body)
         except ValueError:
-            return Opened(None, keyid, "signed payload is not JSON")
+            return Opened(None, keyid, "signed payload is not JSON (or gives a key twice)")
         if not isinstance(document, dict):
             return Opened(None, keyid, "signed payload is not a JSON object")
         return Opened(document, keyid)
@@ -213,8 +229,8 @@ def public_pem(public: Ed25519PublicKey) -> bytes:
 def load_public_key(pem: bytes) -> Ed25519PublicKey:
     try:
         key = serialization.load_pem_public_key(pem)
-    except ValueError as exc:
-        raise SigningError(f"not a PEM public key: {exc}") from None
+    except (ValueError, UnsupportedAlgorithm) as exc:  # the latter: a key of an algorithm not supported here
+        raise SigningError(f"not a PEM public key: {str(exc)[:200]}") from None
     if not isinstance(key, Ed25519PublicKey):
         raise SigningError("the public key is not an Ed25519 key")
     return key
