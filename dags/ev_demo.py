@@ -375,7 +375,10 @@ def report(manifest_key: str, began: float) -> None:
         f"in {time.monotonic() - began:.0f} s"
     )
     print(f"  cameras          {len(cameras)}")
-    print(f"  exports          {len(exports)} archived of {manifest.planned} planned, {len(manifest.failures)} failed")
+    print(
+        f"  exports          {len(exports)} archived of {manifest.planned} planned, {len(manifest.failures)} failed, "
+        f"{len(manifest.no_footage)} chunks without footage"
+    )
     print(f"  bytes            {sum(e.size for e in exports) / 1e6:.1f} MB in s3://{store.bucket}/")
     print(f"  verified hashes  {verified}/{len(exports)} (re-read from S3 and re-hashed)")
     print(

@@ -81,8 +81,9 @@ def ev_nightly_archive() -> None:
         exported: list[dict[str, Any] | None],
         **context: Any,
     ) -> dict[str, Any]:
-        """Write each site's manifest: archived entries, every planned job that failed, and
-        every server whose plan failed (its exports were never even listed)."""
+        """Write each site's manifest: archived entries, chunks the server recorded nothing
+        in, every planned job that failed, and every server whose plan failed (its exports
+        were never even listed)."""
         from pipelines import archive
         from pipelines.export_job import JobResult
 
@@ -110,8 +111,14 @@ def ev_nightly_archive() -> None:
                 failures,
                 len(site_jobs),
                 sum(p.pending for p in mine),
+                [q for p in mine for q in p.no_footage],
             )
-            summary[site] = {"manifest": manifest.key, "archived": len(entries), "failed": len(failures)}
+            summary[site] = {
+                "manifest": manifest.key,
+                "archived": len(entries),
+                "failed": len(failures),
+                "no_footage": len(manifest.no_footage),
+            }
         context["outlet_events"][NIGHTLY_MANIFEST].extra = {"manifests": [s["manifest"] for s in summary.values()]}
         # Succeeds whenever the signed manifests were written, failures or not: Airflow emits
         # the asset event only from a successful task, and the motion summaries and report

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from ev_ingest import clock
 from ev_ingest.client import ClientSettings, ExacqClient, ExacqError
-from ev_ingest.store import ArchiveStore, Manifest, ManifestEntry, ManifestFailure, Retention, StoreSettings
+from ev_ingest.store import ArchiveStore, Manifest, ManifestEntry, ManifestFailure, NoFootage, Retention, StoreSettings
 from ev_ingest.store import keys as store_keys
 from ev_ingest.store.records import verified_manifest, write_manifest
 from pipelines import keys
@@ -98,6 +98,7 @@ class Plan:
     jobs: list[ExportJob] = field(default_factory=list)
     pending: int = 0
     failures: list[ManifestFailure] = field(default_factory=list)  # cameras whose search failed (kind "plan")
+    no_footage: list[NoFootage] = field(default_factory=list)  # chunks the server said it recorded nothing in
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -106,13 +107,15 @@ class Plan:
             "jobs": [j.as_dict() for j in self.jobs],
             "pending": self.pending,
             "failures": [f.model_dump(mode="json") for f in self.failures],
+            "no_footage": [q.model_dump(mode="json") for q in self.no_footage],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
         jobs = [ExportJob.from_dict(j) for j in data["jobs"]]
         failures = [ManifestFailure.model_validate(f) for f in data.get("failures", [])]
-        return cls(data["site"], data["server"], jobs, int(data["pending"]), failures)
+        quiet = [NoFootage.model_validate(q) for q in data.get("no_footage", [])]
+        return cls(data["site"], data["server"], jobs, int(data["pending"]), failures, quiet)
 
 
 def server_now(client: ExacqClient) -> datetime:
@@ -178,9 +181,17 @@ def plan(client: ExacqClient, config: PipelineConfig, site: str, server: str, st
                 )
             )
             continue
+        quiet = 0
         for chunk_start, chunk_end in ready:
             inside = recorded_spans([(c.start, c.end) for c in clips], chunk_start, chunk_end)
-            if inside:
+            if not inside:  # the server said so: accounted for in the manifest, not a failure
+                quiet += 1
+                result.no_footage.append(
+                    NoFootage(
+                        server=server, camera_id=camera.id, camera_name=camera.name, start=chunk_start, end=chunk_end
+                    )
+                )
+            else:
                 result.jobs.append(
                     ExportJob(
                         site=site,
@@ -194,6 +205,8 @@ def plan(client: ExacqClient, config: PipelineConfig, site: str, server: str, st
                         format=config.export.format,
                     )
                 )
+        if quiet:
+            log.info("%s/%s: camera %s recorded nothing in %d of %d chunks", site, server, camera.id, quiet, len(ready))
     log.info(
         "planned %d exports for %s/%s over %s .. %s%s",
         len(result.jobs),
@@ -249,11 +262,11 @@ def results_to_manifest(
     return entries, failures
 
 
-def plan_failure(server: str, start: datetime, end: datetime) -> ManifestFailure:
+def plan_failure(
+    server: str, start: datetime, end: datetime, error: str = "planning failed (see the plan task's log)"
+) -> ManifestFailure:
     """A server whose plan failed: none of its exports were even listed (camera 0: all)."""
-    return ManifestFailure(
-        server=server, camera_id=0, start=start, end=end, error="planning failed (see the plan task's log)", kind="plan"
-    )
+    return ManifestFailure(server=server, camera_id=0, start=start, end=end, error=error, kind="plan")
 
 
 def failure(job: ExportJob, error: str, kind: str = "export") -> ManifestFailure:
@@ -273,8 +286,10 @@ def commit_manifest(
     failures: list[ManifestFailure],
     planned: int,
     pending: int = 0,
+    no_footage: list[NoFootage] | None = None,
 ) -> Manifest:
-    """Write the run's manifest last: the record that these objects are archived."""
+    """Write the run's manifest last: the record that these objects are archived, these
+    chunks recorded nothing, and these failed."""
     manifest = Manifest(
         run_id=run_id,
         site=site,
@@ -283,6 +298,7 @@ def commit_manifest(
         planned=planned,
         entries=entries,
         failures=failures,
+        no_footage=no_footage or [],
         complete=pending == 0,
         pending=pending,
     )

@@ -51,6 +51,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
         "manifest": manifest.key,
         "objects": len(manifest.entries),
         "failures": [f.model_dump(mode="json") for f in result.failures],
+        "no_footage": [q.model_dump(mode="json") for q in manifest.no_footage],
         "complete": manifest.complete,
         "pending": manifest.pending,
         "motion_manifest": result.motion_manifest.key if result.motion_manifest else None,
@@ -66,7 +67,8 @@ def cmd_archive(args: argparse.Namespace) -> int:
     else:
         say(
             f"{site} {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC: {len(manifest.entries)} exports "
-            f"archived, {len(result.failures)} failed",
+            f"archived, {len(manifest.no_footage)} chunks without footage (the server recorded none), "
+            f"{len(result.failures)} failed",
             f"manifest: {manifest.key}",
             *partial.strip().splitlines(),
         )

@@ -72,11 +72,14 @@ def cmd_retention(args: argparse.Namespace) -> int:
             f"{'mode':<11} {'retained until':<25} held"
         ]
         for r in rows:
+            mode = "+".join(r.modes) or ("NONE" if r.objects else "-")  # "-": nothing archived to protect
             lines.append(
                 f"{r.site:<8} {r.server:<8} {f'{r.camera_id} {r.camera_name}'[:24]:<24} {r.day:<10} {r.objects:>7} "
-                f"{r.size / 1e9:>6.2f}  {'+'.join(r.modes) or 'NONE':<11} {r.retain_until or '-':<25} "
+                f"{r.size / 1e9:>6.2f}  {mode:<11} {r.retain_until or '-':<25} "
                 f"{r.held}{' by ' + ', '.join(r.holders) if r.holders else ''}"
                 f"{f'  MISSING {r.missing}' if r.missing else ''}"
+                f"{f'  FAILED {r.failed} chunks' if r.failed else ''}"
+                f"{f'  no footage in {r.no_footage} chunks (the server recorded none)' if r.no_footage else ''}"
             )
         if not rows:
             lines = ["nothing archived" + (f" on {args.date}" if args.date else "")]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ev_ingest.client import ExacqError
-from ev_ingest.store import ArchiveStore, Manifest, ManifestEntry, ManifestFailure, RecordIndex, StoreError
+from ev_ingest.store import ArchiveStore, Manifest, ManifestEntry, ManifestFailure, NoFootage, RecordIndex, StoreError
 from pipelines import archive, export_job, keys, motion, report
 from pipelines.config import PipelineConfig
 from pipelines.export_job import ExportJob, JobResult
@@ -50,13 +50,24 @@ def run_nightly(
     results: list[JobResult] = []
     errors: dict[str, str] = {}
     plan_failures: list[ManifestFailure] = []
+    no_footage: list[NoFootage] = []
     pending = 0
     for server in site_cfg.servers:
-        with archive.connect(server) as client:
-            planned = archive.plan(client, config, site, server.name, start, end)
+        try:
+            client = archive.connect(server)
+        except ExacqError as exc:
+            plan_failures.append(_unplanned(site, server.name, start, end, exc))
+            continue
+        with client:
+            try:
+                planned = archive.plan(client, config, site, server.name, start, end)
+            except ExacqError as exc:
+                plan_failures.append(_unplanned(site, server.name, start, end, exc))
+                continue
             jobs += planned.jobs
             pending += planned.pending
             plan_failures += planned.failures
+            no_footage += planned.no_footage
             steps = Progress(f"export {server.name}", len(planned.jobs)) if progress else None
             for job in planned.jobs:
                 result = None
@@ -73,7 +84,9 @@ def run_nightly(
                     steps.step(f"camera {job.camera_id} {job.start_dt:%H:%M}-{job.end_dt:%H:%M}", outcome)
     entries, failures = archive.results_to_manifest(jobs, results, errors)
     failures = plan_failures + failures
-    manifest = archive.commit_manifest(store, config, site, run_id, start, end, entries, failures, len(jobs), pending)
+    manifest = archive.commit_manifest(
+        store, config, site, run_id, start, end, entries, failures, len(jobs), pending, no_footage
+    )
     motion_manifest = None
     if summarize:
         summaries: list[ManifestEntry] = []
@@ -89,3 +102,10 @@ def run_nightly(
             store, config, site, motion_run, start, end, summaries, [], len(manifest.exports())
         )
     return NightlyResult(manifest, motion_manifest, manifest.failures)
+
+
+def _unplanned(site: str, server: str, start: datetime, end: datetime, exc: ExacqError) -> ManifestFailure:
+    """A server that is down, refuses us or answers nonsense costs its own cameras, never the
+    site's night (issue 25): its failure is in the manifest and the other servers are archived."""
+    log.error("%s/%s: not planned: %s", site, server, exc)
+    return archive.plan_failure(server, start, end, f"planning failed: {exc}")

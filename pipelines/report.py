@@ -74,17 +74,26 @@ def _labelled(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(camera=[_label(s, int(c)) for s, c in zip(servers, frame["camera_id"], strict=True)])
 
 
-def _camera_table(exports: pd.DataFrame, events: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
-    cameras = sorted(set(exports.get("camera", pd.Series(dtype=str))) | set(events["camera"]))
+def _camera_table(
+    exports: pd.DataFrame, events: pd.DataFrame, quiet: pd.DataFrame, names: dict[str, str]
+) -> pd.DataFrame:
+    """One row per camera the manifests account for, including those that recorded nothing."""
+    cameras = sorted(
+        set(exports.get("camera", pd.Series(dtype=str)))
+        | set(events["camera"])
+        | set(quiet.get("camera", pd.Series(dtype=str)))
+    )
     rows = []
     for camera in cameras:
         mine = exports[exports["camera"] == camera] if not exports.empty else exports
         theirs = events[events["camera"] == camera]
+        silent = int((quiet["camera"] == camera).sum()) if not quiet.empty else 0
         busiest = theirs["start"].dt.hour.mode() if not theirs.empty else pd.Series(dtype=int)
         rows.append(
             {
                 "camera": f"{camera} {names.get(camera, '')}".strip(),
                 "exports": len(mine),
+                "chunks without footage": silent,
                 "MB archived": round(float(mine["size"].sum()) / 1e6, 1) if not mine.empty else 0.0,
                 "motion events": len(theirs),
                 "busiest hour (UTC)": f"{int(busiest.iloc[0]):02d}:00" if not busiest.empty else "",
@@ -130,11 +139,12 @@ def render(archive: Archive, site: str, start: datetime, end: datetime) -> str:
     ]
     entries = [e for m in runs for e in m["entries"]]
     failures = [f for m in runs for f in m.get("failures", [])]
+    silent = [q for m in runs for q in m.get("no_footage", [])]  # the server said: nothing recorded
     exports = _labelled(pd.DataFrame([e for e in entries if e["kind"] == "export"]))
+    quiet = _labelled(pd.DataFrame(silent))
     names = {
         _label(e.get("server") or "", int(e["camera_id"])): e.get("camera_name", "")
-        for e in entries
-        if e["kind"] == "export"
+        for e in [*silent, *(e for e in entries if e["kind"] == "export")]
     }
     # Motion partitions are UTC days; a site's local day spans two of them.
     days = ((end - timedelta(microseconds=1)).date() - start.date()).days + 1
@@ -150,6 +160,7 @@ def render(archive: Archive, site: str, start: datetime, end: datetime) -> str:
             {"": "exports planned", "value": planned},
             {"": "exports archived (SHA-256 recorded)", "value": len(exports)},
             {"": "exports failed", "value": len([f for f in failures if f.get("kind") == "export"])},
+            {"": "chunks without footage (the server recorded none)", "value": len(silent)},
             {"": "GB archived", "value": f"{total_bytes / 1e9:.3f}"},
             {"": "cameras", "value": len(names)},
             {"": "motion events", "value": len(events)},
@@ -178,7 +189,7 @@ def render(archive: Archive, site: str, start: datetime, end: datetime) -> str:
         else '<p class="bad">no manifest of this interval in the archive</p>',
         "<h2>Archive</h2>",
         _table(summary),
-        _table(_camera_table(exports, events, names)) if names or not events.empty else "",
+        _table(_camera_table(exports, events, quiet, names)) if names or not events.empty else "",
     ]
     if failures:
         parts += [

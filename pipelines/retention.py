@@ -33,7 +33,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -902,6 +902,28 @@ class StatusRow:
     held: int = 0
     holders: list[str] = field(default_factory=list)  # cases (or manual reasons) holding them
     missing: int = 0
+    no_footage: int = 0  # chunks the server said it recorded nothing in (accounted for, not archived)
+    failed: int = 0  # chunks a run planned and did not archive (see the manifest's failures)
+
+
+@dataclass
+class _CameraDays:
+    """The status row of a camera's local day (made on first use), or None for another day."""
+
+    rows: dict[tuple[str, str, int, str], StatusRow]
+    site: str
+    zone: tzinfo | None
+    day: str | None
+
+    def __call__(self, server: str, camera_id: int, camera_name: str, start: datetime) -> StatusRow | None:
+        local = (start.astimezone(self.zone) if self.zone else start).strftime("%Y-%m-%d")
+        if self.day and local != self.day:
+            return None
+        row = self.rows.setdefault(
+            (self.site, server, camera_id, local), StatusRow(self.site, server, camera_id, camera_name, local)
+        )
+        row.camera_name = row.camera_name or camera_name
+        return row
 
 
 def status(
@@ -920,12 +942,20 @@ def status(
     rows: dict[tuple[str, str, int, str], StatusRow] = {}
     for manifest in manifests(store, audit_log.verifier, site, unreadable):
         zone = config.site(manifest.site).zone if manifest.site in {s.name for s in config.sites} else None
+        camera_day = _CameraDays(rows, manifest.site, zone, day)
+        for quiet in manifest.no_footage:
+            row = camera_day(quiet.server, quiet.camera_id, quiet.camera_name, quiet.start)
+            if row is not None:
+                row.no_footage += 1
+        for failed in manifest.failures:
+            if failed.kind != "conflict":  # a conflict is a finding about a stored object, not a chunk lost
+                row = camera_day(failed.server, failed.camera_id, "", failed.start)
+                if row is not None:
+                    row.failed += 1
         for entry in manifest.exports():
-            local = entry.start.astimezone(zone) if zone else entry.start
-            if day and local.strftime("%Y-%m-%d") != day:
+            row = camera_day(entry.server, entry.camera_id, entry.camera_name, entry.start)
+            if row is None:
                 continue
-            group = (manifest.site, entry.server, entry.camera_id, local.strftime("%Y-%m-%d"))
-            row = rows.setdefault(group, StatusRow(*group[:3], entry.camera_name, group[3]))
             try:
                 info = store.head(entry.key, entry.version_id)
             except OBJECT_ERRORS:

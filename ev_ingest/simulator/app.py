@@ -109,6 +109,7 @@ class SimulatorState:
         self.site = scene.Site(
             seed=config.seed,
             cameras=config.cameras,
+            idle_cameras=config.idle_cameras,
             width=config.width,
             height=config.height,
             fps=config.fps,
@@ -327,7 +328,9 @@ def build_app(config: SimulatorConfig) -> Starlette:
         start, end = state.interval(request)
         clips = state.site.clips(camera, start, end)
         if not clips:
-            return _json({"frames": 0, "videoInfo": []})
+            # What a real server answers for a window with no footage (ExacqMan 8746a95):
+            # success, no search id, no videoInfo; the full profile keeps an empty list.
+            return _json({"success": True} if strict else {"frames": 0, "videoInfo": []})
         frames = int(sum((b - a).total_seconds() for a, b in clips) * camera.fps)
         found = Search(state.new_id(), camera, start, end, frames, clips[0][0])
         found.speed = 0 if request.query_params.get("start_paused") in ("1", "true") else 100

@@ -26,6 +26,7 @@ class SimulatorConfig(BaseModel):
     host: str = Field("127.0.0.1", description="Address to bind; loopback unless told otherwise.")
     port: int = Field(8780, ge=0, le=65535, description="TCP port; 0 picks a free one.")
     cameras: int = Field(4, ge=1, le=256)
+    idle_cameras: int = Field(0, ge=0, le=256, description="The last this many cameras recorded nothing at all.")
     seed: int = Field(1, ge=0)
     width: int = Field(1280, ge=64, le=3840, multiple_of=2)
     height: int = Field(720, ge=64, le=2160, multiple_of=2)

@@ -72,6 +72,7 @@ class Camera:
     fps: int
     continuous: bool
     event_probability: float  # chance that a cell holds an event
+    records: bool = True  # False: a camera that recorded nothing (unplugged, or never triggered)
 
     @property
     def gop_frames(self) -> int:
@@ -172,6 +173,7 @@ class Site:
     retention_days: float = 7.0
     now: datetime | None = None  # frozen clock for tests; None means the wall clock
     clock_offset_s: float = 0.0  # a server clock that is off (clock skew), added to either
+    idle_cameras: int = 0  # the last this many cameras recorded nothing at all
     server_name: str = "ev-ingest simulator"
     serial: str = "18-62-66-32-4E-AF"
     version: str = "24.09.1.0"
@@ -194,6 +196,7 @@ class Site:
             fps=self.fps,
             continuous=index % 4 != 3,  # every fourth camera records on motion only
             event_probability=0.2 + 0.25 * keyed_unit(self.seed, index, "activity"),
+            records=index < self.cameras - self.idle_cameras,
         )
 
     # --- clock and coverage -------------------------------------------------------
@@ -227,7 +230,9 @@ class Site:
     def events(self, camera: Camera, start: datetime, end: datetime) -> list[MotionEvent]:
         """Ground-truth motion events whose visible span overlaps [start, end) and was recorded."""
         first, last = self.coverage()
-        out = []
+        out: list[MotionEvent] = []
+        if not camera.records:
+            return out
         for cell in range(int(start.timestamp() // CELL_SECONDS) - 1, int(end.timestamp() // CELL_SECONDS) + 1):
             found = self._event_in_cell(camera, cell)
             if found is None:
@@ -247,7 +252,7 @@ class Site:
     def play(self, camera: Camera, slot: int) -> SlotPlay | None:
         """The library variant recorded in `slot`, or None where nothing was recorded."""
         first, last = self.coverage()
-        if not first <= slot < last:
+        if not first <= slot < last or not camera.records:
             return None
         gops_per_cell = CELL_SECONDS // GOP_SECONDS
         cell = slot // gops_per_cell

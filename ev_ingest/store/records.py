@@ -138,7 +138,25 @@ class ManifestFailure(BaseModel):
     _legacy = model_validator(mode="before")(_legacy_server)
 
 
+class NoFootage(BaseModel):
+    """A camera's chunk in which the server said it recorded nothing (its search found no
+    clip there): accounted for, so a quiet camera's completeness can be proven, and neither
+    archived nor a failure."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    server: str
+    camera_id: int
+    camera_name: str = ""
+    start: datetime
+    end: datetime
+
+
 class Manifest(BaseModel):
+    """One run's record. Every planned camera and chunk is in exactly one of `entries`
+    (archived), `no_footage` (the server said so) or `failures` (why), except a server
+    whose plan failed, which is one failure for all its cameras (camera 0)."""
+
     model_config = ConfigDict(extra="forbid")
 
     schema_version: int = MANIFEST_SCHEMA
@@ -149,6 +167,7 @@ class Manifest(BaseModel):
     created_at: datetime = Field(default_factory=clock.now)
     entries: list[ManifestEntry] = Field(default_factory=list)
     failures: list[ManifestFailure] = Field(default_factory=list)
+    no_footage: list[NoFootage] = Field(default_factory=list)
     planned: int = 0  # export chunks the run planned
     # False when part of the interval had not ended on the server's clock: a later run of
     # the same interval archives the rest (`pending` chunks were left for it).
@@ -175,9 +194,13 @@ class Manifest(BaseModel):
         def failed(m: Manifest) -> set[tuple[str, int, datetime, str]]:
             return {(f.server, f.camera_id, f.start, f.kind) for f in m.failures}
 
+        def quiet(m: Manifest) -> set[tuple[str, int, datetime]]:
+            return {(q.server, q.camera_id, q.start) for q in m.no_footage}
+
         return (
             objects(self) == objects(other)
             and failed(self) == failed(other)
+            and quiet(self) == quiet(other)
             and (self.complete, self.pending) == (other.complete, other.pending)
         )
 

@@ -1,0 +1,95 @@
+"""Issue 25 item 2: every camera accounted for.
+
+For each camera and chunk a manifest says one of: archived, no footage (the server said
+so) or failed (why); a server that is down is a failure of its own cameras, never of the
+night. Against the real simulator in its strict profile (an empty window is answered as a
+real server answers it: success, no search id, no videoInfo) and SeaweedFS.
+"""
+
+from __future__ import annotations
+
+import socket
+from datetime import timedelta
+
+import yaml
+
+from pipelines import report
+from pipelines.cli import main
+from pipelines.config import PipelineConfig
+from pipelines.datasets import Archive
+from pipelines.nightly import run_nightly
+from tests.conftest import FROZEN_NOW, S3_SECRET
+
+LOBBY, PARKING, DOCK = 4593152, 4593408, 4593664  # the third records nothing (idle_cameras=1)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: a recording server that is down."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def config_for(sim, store) -> PipelineConfig:
+    return PipelineConfig.model_validate(
+        {
+            "sites": [
+                {
+                    "name": "HQ",
+                    "servers": [
+                        {"name": "nvr1", "url": f"exacqvision://admin@{sim.url.split('://')[1]}"},
+                        {"name": "nvr2", "url": f"exacqvision://admin@127.0.0.1:{closed_port()}"},  # down
+                    ],
+                }
+            ],
+            "store": {"bucket": store.bucket, "endpoint_url": store.settings.endpoint_url},
+            "export": {"format": "mp4", "chunk_minutes": 60, "poll_interval_s": 0.05},
+            "retention": {"mode": "GOVERNANCE", "days": 7},
+        }
+    )
+
+
+def test_every_camera_and_chunk_is_archived_silent_or_failed(make_sim, make_store, capsys, monkeypatch, tmp_path):
+    sim = make_sim(profile="strict", cameras=3, idle_cameras=1, width=160, height=120, fps=5)
+    store = make_store()
+    config = config_for(sim, store)
+    start = FROZEN_NOW.replace(minute=0) - timedelta(hours=4)
+    end = start + timedelta(hours=2)
+
+    result = run_nightly(config, store, "HQ", start, end, summarize=False)
+    manifest = result.manifest
+    chunks = {start, start + timedelta(hours=1)}
+    archived = {(e.server, e.camera_id, e.start) for e in manifest.exports()}
+    silent = {(q.server, q.camera_id, q.start) for q in manifest.no_footage}
+    failed = {(f.server, f.camera_id, f.kind) for f in manifest.failures}
+    assert archived == {("nvr1", camera, chunk) for camera in (LOBBY, PARKING) for chunk in chunks}
+    assert silent == {("nvr1", DOCK, chunk) for chunk in chunks}  # accounted for: not archived, not failed
+    assert failed == {("nvr2", 0, "plan")}  # the server that is down: all its cameras, one failure
+    [down] = manifest.failures
+    assert down.error.startswith("planning failed: ")
+    assert all(q.camera_name == "Loading Dock" for q in manifest.no_footage)
+
+    # The signed manifest carries it: a rerun that changes nothing writes nothing new.
+    before = {k: store.versions(k) for k in store.list_keys("")}
+    again = run_nightly(config, store, "HQ", start, end, summarize=False)
+    assert again.manifest.same_content(manifest) and {k: store.versions(k) for k in store.list_keys("")} == before
+
+    # `retention status` shows the quiet camera as such, and the server that failed.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", store.settings.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+    path = tmp_path / "ev.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_defaults=True)))
+    code = main(["retention", "status", "--config", str(path)])
+    lines = capsys.readouterr().out.splitlines()
+    [dock] = [line for line in lines if f" {DOCK} " in line]
+    assert "no footage in 2 chunks (the server recorded none)" in dock and "NONE" not in dock
+    [lobby] = [line for line in lines if f" {LOBBY} " in line]
+    assert "no footage" not in lobby and "FAILED" not in lobby and "GOVERNANCE" in lobby
+    [nvr2] = [line for line in lines if " nvr2 " in line]
+    assert "FAILED 1 chunks" in nvr2
+    assert code == 0
+
+    # The report: a row for the camera that recorded nothing, and the count.
+    html = report.render(Archive.from_store(store), "HQ", start, end)
+    assert "chunks without footage (the server recorded none)" in html
+    assert f"nvr1/{DOCK} Loading Dock" in html
