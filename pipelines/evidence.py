@@ -50,6 +50,7 @@ from ev_ingest.store.signing import (
     strict_loads,
 )
 from pipelines import retention
+from pipelines.package_zip import MAX_RECORD_BYTES, format_problems
 
 PACKAGE_FORMAT = "ev-ingest-evidence/1"
 
@@ -179,7 +180,7 @@ MIN_FINGERPRINT_HEX = 32  # 128 bits: no key can be ground to match a pin this l
 # What reading a hostile zip can raise; each is a finding, never a traceback.
 READ_ERRORS = (
     OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError, NotImplementedError, EOFError, zlib.error,
-    zipfile.BadZipFile, zipfile.LargeZipFile,
+    zipfile.BadZipFile, zipfile.LargeZipFile, struct.error, IndexError, OverflowError,
 )  # fmt: skip
 
 
@@ -230,158 +231,6 @@ def verify_package(
         return PackageCheck("", problems=[f"unreadable package: {type(exc).__name__}: {str(exc)[:200]}"])
 
 
-MAX_RECORD_BYTES = 64 << 20  # index, records, key, custody text: read into memory, so bounded
-STORED, DEFLATED = 0, 8
-
-
-def format_problems(archive: zipfile.ZipFile, max_record_bytes: int = MAX_RECORD_BYTES) -> list[str]:
-    """What makes a zip mean different things to different readers, or cost unbounded memory:
-    duplicate names, data before the first entry (a zip glued after another), unsafe names,
-    links, encryption, methods other than stored/deflated, oversized records."""
-    problems = []
-    infos = archive.infolist()
-    seen: set[str] = set()
-    for info in infos:
-        name = info.filename
-        if name in seen:
-            problems.append(f"{name}: duplicate name (readers disagree on which copy counts)")
-        seen.add(name)
-        parts = name.split("/")
-        if name.startswith("/") or "\\" in name or ".." in parts or ":" in parts[0] or "\0" in name:
-            problems.append(f"{name!r}: unsafe name (absolute, backslash, .. or drive)")
-        kind = (info.external_attr >> 16) & 0o170000
-        if info.create_system == 3 and kind not in (0, 0o100000, 0o040000):
-            problems.append(f"{name}: not a regular file (a link or device, mode {kind:o})")
-        if info.flag_bits & 0x41:
-            problems.append(f"{name}: encrypted")
-        if info.flag_bits & DATA_DESCRIPTOR:
-            # A package is written to a seekable file, so its sizes are in the local header;
-            # sizes after the data let a streaming reader find its own end of the member.
-            problems.append(f"{name}: sizes given after the data (a data descriptor), which packages never use")
-        if info.compress_type not in (STORED, DEFLATED):
-            problems.append(f"{name}: unknown compression method {info.compress_type}")
-        if not name.startswith("footage/") and info.file_size > max_record_bytes:
-            problems.append(f"{name}: {info.file_size} bytes inflated, more than a record may be ({max_record_bytes})")
-    if infos and min(i.header_offset for i in infos) != 0:
-        problems.append("data before the first entry (another zip glued in front?)")
-    if archive.comment:  # packages carry none; a comment can hold another zip
-        problems.append(f"a zip comment of {len(archive.comment)} bytes (packages carry none)")
-    # A zip already refused is not inflated to find more (a bomb costs nothing to refuse).
-    return problems + layout_problems(archive, inflate=not problems)
-
-
-LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # APPNOTE 4.3.7
-ZIP64_EXTRA = 0x0001
-DATA_DESCRIPTOR = 0x08  # general-purpose flag bit 3: CRC and sizes follow the data
-END_RECORD = b"PK\x05\x06"
-END_RECORD_SIZE = 22  # with no comment (APPNOTE 4.3.16)
-
-
-def layout_problems(archive: zipfile.ZipFile, *, inflate: bool = True) -> list[str]:
-    """What a streaming reader (one that walks the local headers, as `unzip` of a pipe,
-    `jar x <` or a browser's extractor does) would see differently from the central
-    directory: a local header whose name, method, flags or sizes disagree with its directory
-    entry; bytes between entries, between the last entry and the directory, or after the end
-    record; a deflate stream that ends before its compressed size (with `inflate`). Entries
-    must tile the file exactly, so every byte belongs to what the directory lists."""
-    problems: list[str] = []
-    fp = archive.fp
-    if fp is None:
-        return ["the zip is not open"]
-    expected = 0
-    for info in sorted(archive.infolist(), key=lambda i: i.header_offset):
-        name = info.filename
-        if info.header_offset != expected:
-            gap = info.header_offset - expected
-            problems.append(
-                f"{name}: {gap} bytes between entries no directory entry accounts for (a hidden member?)"
-                if gap > 0
-                else f"{name}: overlaps the entry before it"
-            )
-        fp.seek(info.header_offset)
-        raw = fp.read(LOCAL_HEADER.size)
-        if len(raw) != LOCAL_HEADER.size or raw[:4] != b"PK\x03\x04":
-            problems.append(f"{name}: no local header where the directory says")
-            return problems  # the layout is unknowable past this point
-        _, _, flags, method, _, _, crc, csize, usize, name_len, extra_len = LOCAL_HEADER.unpack(raw)
-        local_name = fp.read(name_len)
-        extra = fp.read(extra_len)
-        zip64 = csize == 0xFFFFFFFF or usize == 0xFFFFFFFF
-        if zip64:
-            usize, csize = _zip64_sizes(extra, usize, csize)
-        if local_name != info.orig_filename.encode("utf-8" if flags & 0x800 else "cp437", "replace"):
-            problems.append(f"{name}: its local header names {local_name[:80]!r}")
-        if method != info.compress_type or (flags & 0x41) != (info.flag_bits & 0x41):
-            problems.append(f"{name}: its local header's method or flags differ from the directory's")
-        if (crc, csize, usize) != (info.CRC, info.compress_size, info.file_size):
-            problems.append(f"{name}: its local header's CRC or sizes differ from the directory's")
-        start = info.header_offset + LOCAL_HEADER.size + name_len + extra_len
-        if method == DEFLATED and inflate:
-            problem = _deflate_problem(fp, start, info)
-            if problem:
-                problems.append(f"{name}: {problem}")
-        expected = start + info.compress_size
-    if archive.infolist() and archive.start_dir != expected:
-        gap = archive.start_dir - expected
-        problems.append(
-            f"{gap} bytes between the last entry and the directory (a hidden member?)"
-            if gap > 0
-            else "the last entry overlaps the directory"
-        )
-    size = fp.seek(0, 2)
-    fp.seek(size - END_RECORD_SIZE)
-    if not archive.comment and fp.read(4) != END_RECORD:
-        problems.append("bytes after the end of the zip (its end record is not the file's last bytes)")
-    return problems
-
-
-def _deflate_problem(fp: Any, start: int, info: zipfile.ZipInfo) -> str | None:
-    """A deflated member's stream must end exactly at its compressed size and inflate to
-    exactly its size. A directory reader stops at the compressed size; a streaming reader
-    stops where the stream ends and reads what follows as the next entry, so bytes after
-    the stream are a member only one of them sees. Inflated output is counted, never kept."""
-    fp.seek(start)
-    inflater = zlib.decompressobj(-15)
-    left, inflated = info.compress_size, 0
-    while left and not inflater.eof:
-        data = fp.read(min(left, 1 << 20))
-        if not data:
-            return "its compressed data is cut short"
-        left -= len(data)
-        while not inflater.eof:
-            got = inflater.decompress(data, 1 << 20)
-            inflated += len(got)
-            if inflated > info.file_size:
-                return f"inflates to more than the {info.file_size} bytes its directory entry says"
-            data = inflater.unconsumed_tail
-            if not data and not got:
-                break
-    if not inflater.eof:
-        return "its deflate stream does not end within its compressed size"
-    trailing = left + len(inflater.unused_data)
-    if trailing:
-        return f"{trailing} bytes after its deflate stream, inside its compressed size (a hidden member?)"
-    if inflated != info.file_size:
-        return f"inflates to {inflated} bytes, not the {info.file_size} its directory entry says"
-    return None
-
-
-def _zip64_sizes(extra: bytes, usize: int, csize: int) -> tuple[int, int]:
-    """The 64-bit sizes of a local header's ZIP64 extra field (APPNOTE 4.5.3)."""
-    at = 0
-    while at + 4 <= len(extra):
-        kind, length = struct.unpack_from("<HH", extra, at)
-        if kind == ZIP64_EXTRA:
-            fields = extra[at + 4 : at + 4 + length]
-            if usize == 0xFFFFFFFF and len(fields) >= 8:
-                usize, fields = struct.unpack_from("<Q", fields)[0], fields[8:]
-            if csize == 0xFFFFFFFF and len(fields) >= 8:
-                csize = struct.unpack_from("<Q", fields)[0]
-            break
-        at += 4 + length
-    return usize, csize
-
-
 def _verify(path: Path, pin: str | None, trusted_keys: list[Any]) -> PackageCheck:
     try:
         archive = zipfile.ZipFile(path)
@@ -393,7 +242,7 @@ def _verify(path: Path, pin: str | None, trusted_keys: list[Any]) -> PackageChec
             return PackageCheck("", problems=refused)
         try:
             public = load_public_key(archive.read("public_key.pem"))
-            stored_index = strict_loads(archive.read("index.json"))
+            stored_index = load_record(archive.read("index.json"))
         except (KeyError, ValueError) as exc:
             return PackageCheck("", problems=[f"not an evidence package: {exc}"])
         shown = decode(stored_index)  # unchecked: names the case in the report, decides nothing
@@ -426,6 +275,7 @@ def _verify(path: Path, pin: str | None, trusted_keys: list[Any]) -> PackageChec
             if times > 1:  # which entry counts would depend on the reader
                 check.problems.append(f"{twice}: listed {times} times in the index")
         names = set(archive.namelist()) - {"index.json"}
+        intact: set[str] = set()  # members whose bytes are what the index lists
         for extra in sorted(names - set(listed)):
             check.problems.append(f"{extra}: not in the signed index")
         for name, meta in sorted(listed.items()):
@@ -438,7 +288,9 @@ def _verify(path: Path, pin: str | None, trusted_keys: list[Any]) -> PackageChec
                 check.problems.append(
                     f"{name}: {size} bytes hashing to {digest}; the index says {meta.get('size')}, {meta.get('sha256')}"
                 )
-        vouched = _signed_manifest_entries(archive, names, verifier, check)
+            else:
+                intact.add(name)
+        vouched = _signed_manifest_entries(archive, intact, verifier, check)
         items = [item for item in index.get("footage", []) if isinstance(item, dict)]
         if len(items) != len(index.get("footage", [])):
             check.problems.append("index.json: a footage item is not an object")
@@ -456,6 +308,21 @@ def _verify(path: Path, pin: str | None, trusted_keys: list[Any]) -> PackageChec
     return check
 
 
+MAX_JSON_CONTAINERS = 1_000_000  # objects and arrays in one record: about 100 MB parsed, at most
+
+
+def load_record(data: bytes) -> Any:
+    """A record's JSON, bounded before it is parsed: each object or array costs Python
+    about 60 bytes, so 64 MB of `[[],[],...` would take 1.8 GB. A key given twice is refused."""
+    containers = data.count(b"{") + data.count(b"[")  # an upper bound: brackets in strings count too
+    if containers > MAX_JSON_CONTAINERS:
+        raise ValueError(f"{containers} JSON objects and arrays, more than a record may hold ({MAX_JSON_CONTAINERS})")
+    try:
+        return strict_loads(data)
+    except ValueError as exc:
+        raise ValueError(f"not JSON: {str(exc)[:120]}") from None
+
+
 def _hash_member(archive: zipfile.ZipFile, name: str) -> tuple[str, int]:
     hasher = hashlib.sha256()
     size = 0
@@ -467,17 +334,19 @@ def _hash_member(archive: zipfile.ZipFile, name: str) -> tuple[str, int]:
 
 
 def _signed_manifest_entries(
-    archive: zipfile.ZipFile, names: set[str], verifier: Verifier, check: PackageCheck
+    archive: zipfile.ZipFile, intact: set[str], verifier: Verifier, check: PackageCheck
 ) -> dict[tuple[Any, Any], dict[str, Any]]:
-    """(key, version) -> entry, from every record in the package whose signature holds."""
+    """(key, version) -> entry, from every record in the package whose signature holds.
+    Only records the index lists with their exact bytes are parsed (any other is already a
+    problem): a record nobody listed costs nothing to refuse."""
     vouched: dict[tuple[Any, Any], dict[str, Any]] = {}
-    for name in sorted(n for n in names if n.startswith("records/")):
+    for name in sorted(n for n in intact if n.startswith("records/")):
         check.records += 1
         try:
             with archive.open(name) as member:
-                record = strict_loads(member.read(MAX_RECORD_BYTES + 1))
-        except ValueError:
-            check.problems.append(f"{name}: not JSON")
+                record = load_record(member.read(MAX_RECORD_BYTES + 1))
+        except ValueError as exc:
+            check.problems.append(f"{name}: {exc}")
             continue
         kind = AUDIT if name.startswith("records/audit/") else MANIFEST
         opened = verifier.open(record, kind)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 import warnings
 import zipfile
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 from ev_ingest.store.signing import Signer, public_pem
 from pipelines.cli import main
+from tests import zipkit
 
 LEGACY = Path(__file__).parent / "data" / "legacy-package.zip"
 LEGACY_FINGERPRINT = "f5943c4a0f86ff04609331d75d45c5558c2e8fe7d8ffd405422c7c459fcf9068"
@@ -162,8 +164,6 @@ def test_a_zip_bomb_in_records_is_refused_without_inflating_it(capsys, tmp_path)
     package = add_member(tmp_path, "records/bomb.json", b"{}")
     data = package.read_bytes()
     # Replace the first member's body ("{}" stored) with the deflated stream, sizes and CRC patched.
-    import struct
-
     name_len, extra_len = struct.unpack("<HH", data[26:30])
     body_at = 30 + name_len + extra_len
     local = bytearray(data[:body_at])
@@ -192,8 +192,6 @@ def test_a_zip_bomb_in_records_is_refused_without_inflating_it(capsys, tmp_path)
 
 
 def test_an_unknown_method_and_a_bad_crc_are_findings(capsys, tmp_path) -> None:
-    import struct
-
     package = add_member(tmp_path, "records/odd.json", b"{}")
     data = bytearray(package.read_bytes())
     struct.pack_into("<H", data, 8, 99)  # the first member's method, local header and central directory
@@ -212,8 +210,6 @@ def test_an_unknown_method_and_a_bad_crc_are_findings(capsys, tmp_path) -> None:
 def hide(package: Path, name: str) -> None:
     """Drop `name`'s central-directory record (its bytes stay where they are): a member that
     directory readers never see and a streaming reader extracts."""
-    import struct
-
     data = package.read_bytes()
     eocd = data.rindex(b"PK\x05\x06")
     count, _, offset = struct.unpack_from("<HII", data, eocd + 10)
@@ -250,8 +246,6 @@ def test_a_member_hidden_from_the_directory_is_refused(capsys, tmp_path, where) 
 
 @pytest.mark.parametrize(("field", "finding"), [("name", "its local header names"), ("crc", "CRC or sizes differ")])
 def test_a_local_header_that_disagrees_with_the_directory_is_refused(capsys, tmp_path, field, finding) -> None:
-    import struct
-
     data = bytearray(LEGACY.read_bytes())
     with zipfile.ZipFile(LEGACY) as z:
         at = z.getinfo(FOOTAGE).header_offset
@@ -268,8 +262,6 @@ def test_a_local_header_that_disagrees_with_the_directory_is_refused(capsys, tmp
 def patched_method(package: Path, name: str, crc: int, size: int) -> None:
     """Mark the stored member `name` as deflated, with the CRC and inflated size given (its
     bytes, and so every offset, stay as they are): both headers say the same."""
-    import struct
-
     data = bytearray(package.read_bytes())
     with zipfile.ZipFile(package) as z:
         at, central = z.getinfo(name).header_offset, z.start_dir
@@ -434,3 +426,105 @@ def test_a_path_listed_twice_is_refused(capsys, tmp_path) -> None:
     package, key = resigned(tmp_path, {}, twice)
     code, out, _ = run(capsys, "verify", str(package), "--key", str(key))
     assert code == 1 and "FAILED" in out and f"{FOOTAGE}: listed 2 times in the index" in out, out
+
+
+def _raw(tmp_path: Path, data: bytes) -> Path:
+    package = tmp_path / "raw.zip"
+    package.write_bytes(data)
+    return package
+
+
+def _custody(entries: list[zipkit.Entry]) -> zipkit.Entry:
+    return next(e for e in entries if e.name == b"CHAIN_OF_CUSTODY.txt")
+
+
+def test_the_raw_writer_control_verifies(capsys, tmp_path) -> None:
+    """The attacks below start from this: the genuine members, written by tests/zipkit.py."""
+    package = _raw(tmp_path, zipkit.build(zipkit.entries_of(LEGACY)))
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 0 and "VERIFIED" in out, out
+
+
+def swap_names(where: str):
+    """`unzip` names the footage after the custody text and the other way round."""
+
+    def attack(entries: list[zipkit.Entry]) -> None:
+        footage = next(e for e in entries if e.name == FOOTAGE.encode())
+        custody = _custody(entries)
+        for entry, shown in ((footage, custody.name), (custody, footage.name)):
+            field = zipkit.unicode_path(entry.name, shown)
+            if where in ("central", "both"):
+                entry.central_extra = field
+            if where in ("local", "both"):
+                entry.local_extra = field
+
+    return attack
+
+
+def set_on_custody(**fields):
+    def attack(entries: list[zipkit.Entry]) -> None:
+        for name, value in fields.items():
+            setattr(_custody(entries), name, value)
+
+    return attack
+
+
+@pytest.mark.parametrize(
+    ("attack", "finding"),
+    [
+        (swap_names("central"), "its directory entry's extra field 0x7075"),
+        (swap_names("both"), "its local header's extra field 0x7075"),
+        (swap_names("local"), "its local header's extra field 0x7075"),
+        (set_on_custody(local_flags=0x08), "its local header's method or flags differ"),
+        (set_on_custody(name=b"CHAIN_OF_CUSTODY.txt\0/../../../tmp/evil"), "unsafe name"),
+        (set_on_custody(comment=b"PK\x03\x04 anything at all " * 100), "an entry comment of 2100 bytes"),
+        (set_on_custody(central_extra=struct.pack("<HHI", 0x6C78, 4, 0o120777 << 16)), "extra field 0x6c78"),
+        (set_on_custody(local_extra=struct.pack("<HH", 0x0001, 40)), "local header's extra field 0x0001 runs past"),
+    ],
+    ids=["unicode-path", "unicode-path-both", "unicode-path-local", "local-flags", "nul", "comment", "mode-extra",
+         "overlong-extra"],
+)  # fmt: skip
+def test_a_member_another_reader_reads_otherwise_is_refused(capsys, tmp_path, attack, finding) -> None:
+    entries = zipkit.entries_of(LEGACY)
+    attack(entries)
+    package = _raw(tmp_path, zipkit.build(entries))
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "FAILED" in out and finding in out, out
+
+
+@pytest.mark.parametrize(
+    ("options", "finding"),
+    [({"count": 5}, "the end record counts 5 entries; the directory holds 6"), ({"disk": 1}, "another disk")],
+)
+def test_an_end_record_that_lies_is_refused(capsys, tmp_path, options, finding) -> None:
+    package = _raw(tmp_path, zipkit.build(zipkit.entries_of(LEGACY), **options))
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "FAILED" in out and finding in out, out
+
+
+def test_two_end_records_naming_two_directories_are_refused(capsys, tmp_path) -> None:
+    """Python reads the genuine directory (through the ZIP64 end record), `unzip` the one
+    the classic end record names, whose footage entry points at a forgery."""
+    entries = zipkit.entries_of(LEGACY)
+    forged = zipkit.Entry(FOOTAGE.encode(), b"FORGED FOOTAGE: not what the manifest vouches for\n")
+    package = _raw(tmp_path, zipkit.two_directories(entries, forged))
+    with zipfile.ZipFile(package) as z:
+        assert z.read(FOOTAGE) != forged.data  # what Python (and so verify) would have hashed
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "FAILED" in out and "(two directories?)" in out, out
+
+
+def test_a_json_bomb_is_not_parsed(capsys, tmp_path) -> None:
+    """Each JSON array costs Python ~60 bytes: 64 MB of `[[],[],...` would take 1.8 GB. A
+    record the index does not list is never parsed; one it lists is bounded by its count
+    of objects and arrays before it is parsed."""
+    bomb = b"[" + b"[]," * 1_000_001 + b"[]]"
+    entries = [*zipkit.entries_of(LEGACY), zipkit.Entry(b"records/junk.json", bomb, method=8)]
+    package = _raw(tmp_path, zipkit.build(entries))
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "records/junk.json: not in the signed index" in out, out
+    assert "JSON" not in out  # refused by name, unread
+
+    package, key = resigned(tmp_path, {"records/manifests/bomb.json": bomb}, lambda index: index)
+    code, out, _ = run(capsys, "verify", str(package), "--key", str(key))
+    assert code == 1 and "records/manifests/bomb.json: 1000003 JSON objects and arrays, more than" in out, out
