@@ -145,7 +145,10 @@ def plan(client: ExacqClient, config: PipelineConfig, site: str, server: str, st
     error. Reruns plan the same keys.
     """
     server_cfg = config.server(site, server)
-    cameras = [c for c in client.cameras.list() if server_cfg.wants(c.id)]
+    listed = client.cameras.list()
+    cameras = [c for c in listed if server_cfg.wants(c.id)]
+    # A camera the config names and the server does not list is a failure, never absent.
+    unlisted = sorted(set(server_cfg.include_cameras or []) - {c.id for c in listed})
     check_clock(client, config, server, end)
     now = server_now(client)
     if start >= now:
@@ -153,12 +156,25 @@ def plan(client: ExacqClient, config: PipelineConfig, site: str, server: str, st
             f"{site}/{server}: the interval {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC has not started "
             f"on the server's clock ({now:%Y-%m-%d %H:%M} UTC): there is nothing to archive yet"
         )
+    missing = [
+        ManifestFailure(
+            server=server,
+            camera_id=camera_id,
+            start=start,
+            end=end,
+            error="the server does not list this camera (the config's include_cameras names it)",
+            kind="plan",
+        )
+        for camera_id in unlisted
+    ]
+    for failed in missing:
+        log.error("%s/%s: camera %s not planned: %s", site, server, failed.camera_id, failed.error)
     if not cameras:
-        return Plan(site, server)
+        return Plan(site, server, failures=missing)
     grid = chunk_grid(start, end, config.export.chunk_minutes)
     ended_by = now - timedelta(seconds=config.export.settle_s)
     ready = [(a, b) for a, b in grid if b <= ended_by]
-    result = Plan(site, server, pending=(len(grid) - len(ready)) * len(cameras))
+    result = Plan(site, server, pending=(len(grid) - len(ready)) * len(cameras), failures=missing)
     if not ready:
         log.warning("%s/%s: no chunk of the interval has ended on the server's clock yet", site, server)
         return result

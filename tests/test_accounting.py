@@ -93,3 +93,19 @@ def test_every_camera_and_chunk_is_archived_silent_or_failed(make_sim, make_stor
     html = report.render(Archive.from_store(store), "HQ", start, end)
     assert "chunks without footage (the server recorded none)" in html
     assert f"nvr1/{DOCK} Loading Dock" in html
+
+
+def test_a_configured_camera_the_server_does_not_list_is_a_failure(make_sim, make_store):
+    """Named in include_cameras, absent from the server's camera list: a `plan` failure of
+    that camera (never silently missing from the night), the named camera it lists archived."""
+    sim = make_sim(profile="strict", cameras=1, width=160, height=120, fps=5)
+    store = make_store()
+    config = config_for(sim, store)
+    data = config.model_dump(mode="json")
+    data["sites"][0]["servers"] = [{**data["sites"][0]["servers"][0], "include_cameras": [LOBBY, 4599040]}]
+    config = PipelineConfig.model_validate(data)
+    start = FROZEN_NOW.replace(minute=0) - timedelta(hours=4)
+    result = run_nightly(config, store, "HQ", start, start + timedelta(hours=1), summarize=False)
+    assert {(e.camera_id, e.server) for e in result.manifest.exports()} == {(LOBBY, "nvr1")}
+    [failed] = result.manifest.failures
+    assert (failed.camera_id, failed.kind) == (4599040, "plan") and "does not list this camera" in failed.error
