@@ -29,7 +29,7 @@ from ev_ingest.simulator.server import free_port
 from ev_ingest.store import ArchiveStore, StoreSettings, read_manifest
 from ev_ingest.store.signing import MANIFEST, Verifier
 from tests.airflow_deployment import Deployment
-from tests.conftest import PASSWORD, S3_SECRET, SIGNER, SIGNING_KEY, sim_config
+from tests.conftest import PASSWORD, ROOT, S3_SECRET, SIGNER, SIGNING_KEY, sim_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.airflow]
 BUCKET = "scheduled-nights"
@@ -46,13 +46,22 @@ def nights_due(now: datetime, nights: int) -> list[datetime]:
 
 
 @contextlib.contextmanager
-def deployed(home, s3_server, bucket: str, nights: int, **deployment: Any) -> Iterator[tuple[Deployment, Any, Any]]:
+def deployed(
+    home, s3_server, bucket: str, nights: int, *, imperfect: bool = False, **deployment: Any
+) -> Iterator[tuple[Deployment, Any, Any]]:
     """The simulator (on the product's clock), a config file, and an Airflow deployment whose
     nightly DAG catches up `nights` missed nights, all due already; the DAGs unpaused as
-    docs/deploy.md says. Yields the deployment, the simulator and the nights."""
-    sim = SimulatorServer(sim_config(cameras=2, width=160, height=120, fps=5, frozen_now=None)).start()
+    docs/deploy.md says. Yields the deployment, the simulator and the nights.
+
+    `imperfect`: a real site's night (issue 25): a third camera that recorded nothing, and
+    a second recording server, `nvr2`, that is down; failure alerts go to `home/alerts`."""
+    cameras = 3 if imperfect else 2
+    sim = SimulatorServer(
+        sim_config(cameras=cameras, idle_cameras=int(imperfect), width=160, height=120, fps=5, frozen_now=None)
+    ).start()
+    servers = [{"name": "nvr1"}, {"name": "nvr2"}] if imperfect else [{"name": "nvr1"}]
     config = {
-        "sites": [{"name": "HQ", "timezone": "UTC", "servers": [{"name": "nvr1"}]}],
+        "sites": [{"name": "HQ", "timezone": "UTC", "servers": servers}],
         "export": {"format": "mp4", "chunk_minutes": 1440, "poll_interval_s": 0.2},
         "store": {"bucket": bucket, "endpoint_url": s3_server.endpoint_url},
         "retention": {"mode": "GOVERNANCE", "days": 30},
@@ -79,6 +88,17 @@ def deployed(home, s3_server, bucket: str, nights: int, **deployment: Any) -> It
         "AWS_ACCESS_KEY_ID": s3_server.access_key,
         "AWS_SECRET_ACCESS_KEY": S3_SECRET,
     }
+    if imperfect:
+        settings.update(
+            {  # port 9 (discard): nothing listens, the server is down
+                "AIRFLOW_CONN_EXACQVISION_NVR2": json.dumps(
+                    {"conn_type": "exacqvision", "host": "127.0.0.1", "port": 9, "login": "admin", "password": "x"}
+                ),
+                "EV_ON_FAILURE": "tests.alert_sink:to_file",
+                "EV_TEST_ALERTS": str(home / "alerts"),
+                "PYTHONPATH": str(ROOT),  # for tests.alert_sink in the task processes
+            }
+        )
     airflow = Deployment(home, free_port(), settings, **deployment)
     try:
         airflow.start()
@@ -99,10 +119,14 @@ def deployed(home, s3_server, bucket: str, nights: int, **deployment: Any) -> It
         sim.stop()
 
 
-def check_scheduled_nights(airflow: Deployment, sim: Any, s3_server: Any, bucket: str, days: list[datetime]) -> None:
+def check_scheduled_nights(
+    airflow: Deployment, sim: Any, s3_server: Any, bucket: str, days: list[datetime], *, imperfect: bool = False
+) -> None:
     """Each night in `days` archived once by a scheduled run, its exports deferred, the pool
     bounding open exports at the recorder, the manifests matching the store, and the
-    Asset-triggered motion summaries done."""
+    Asset-triggered motion summaries done. `imperfect` (see `deployed`): each run fails
+    and alerts (nvr2 is down), and still the manifest accounts for every camera and the
+    motion summaries and report are made for what was archived."""
     export_states: set[str] = set()
 
     def all_nights_done():
@@ -116,7 +140,8 @@ def check_scheduled_nights(airflow: Deployment, sim: Any, s3_server: Any, bucket
 
     assert days, "no night to wait for"
     runs = airflow.wait_for(f"{len(days)} scheduled nightly runs", all_nights_done, timeout=900)
-    assert [(kind, state) for _, kind, state in runs] == [("scheduled", "success")] * len(days), runs
+    outcome = "failed" if imperfect else "success"
+    assert [(kind, state) for _, kind, state in runs] == [("scheduled", outcome)] * len(days), runs
     assert "deferred" in export_states  # each export's wait ran in the triggerer, not a worker
     stats = httpx.get(sim.url + "/_sim/stats").json()
     # Pool of 1 slot, deferred tasks counted: one export open at a time, each created once.
@@ -136,7 +161,14 @@ def check_scheduled_nights(airflow: Deployment, sim: Any, s3_server: Any, bucket
     for day in days:  # each missed night once: its previous local day, whole
         key = f"manifests/site=HQ/date={day:%Y-%m-%d}/nightly-{day:%Y%m%dT%H%M%SZ}.json"
         manifest = read_manifest(store, key)
-        assert manifest.complete and not manifest.failures and len(manifest.exports()) == 2
+        assert manifest.complete and len(manifest.exports()) == 2
+        failures = {(f.server, f.camera_id, f.kind) for f in manifest.failures}
+        silent = {(q.server, q.camera_id, q.start, q.end) for q in manifest.no_footage}
+        if imperfect:  # every camera accounted for: 2 archived, 1 recorded nothing, nvr2's all failed
+            assert failures == {("nvr2", 0, "plan")}, manifest.failures
+            assert silent == {("nvr1", 4593664, day, day + timedelta(days=1))}
+        else:
+            assert not failures and not silent
         # Signed with the key the tasks read from the ev_signing connection, chained in order.
         assert Verifier([SIGNER.public]).check(store.get_json(key), MANIFEST) is None and manifest.sequence
         assert len(store.versions(key)) == 1
@@ -153,8 +185,16 @@ def check_scheduled_nights(airflow: Deployment, sim: Any, s3_server: Any, bucket
 
     rows = airflow.wait_for("the Asset-triggered motion summaries", motion_done, timeout=600)
     assert all(state == "success" for (state,) in rows)
+    for day in days:  # the report of each night, for what was archived
+        motion = read_manifest(store, f"manifests/site=HQ/date={day:%Y-%m-%d}/nightly-{day:%Y%m%dT%H%M%SZ}-motion.json")
+        assert [e.kind for e in motion.entries].count("report") == 1
+    if imperfect:  # the failure alert fired for each night's run, from night_failures
+        alerts = (airflow.home / "alerts").read_text().splitlines()
+        assert sorted(line.split()[-1] for line in alerts if "night_failures" in line) == ["night_failures"] * len(days)
 
 
 def test_scheduled_nights_are_archived_once_each_deferred_and_pool_bounded(tmp_path, s3_server):
-    with deployed(tmp_path / "airflow", s3_server, BUCKET, NIGHTS) as (airflow, sim, days):
-        check_scheduled_nights(airflow, sim, s3_server, BUCKET, days)
+    """A real site's nights (issue 25): one server down and one camera that recorded
+    nothing; the clean night is the Celery stack's test (tests/test_celery_stack.py)."""
+    with deployed(tmp_path / "airflow", s3_server, BUCKET, NIGHTS, imperfect=True) as (airflow, sim, days):
+        check_scheduled_nights(airflow, sim, s3_server, BUCKET, days, imperfect=True)
