@@ -427,7 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", default="1280x720")
     p.add_argument("--fps", type=int, default=25)
     p.add_argument("--timezone", type=int, default=0, help="server UTC offset in hours")
-    p.add_argument("--faults", help="e.g. 5xx=0.05,reset=0.02,slow=0.1:2s,expire=0.01,truncate=0.01")
+    p.add_argument(
+        "--faults", help="e.g. 5xx=0.05,reset=0.02,slow=0.1:2s,expire=0.01,truncate=0.01,bounce=0.01,closefail=1"
+    )
     p.add_argument(
         "--profile",
         choices=["full", "strict"],

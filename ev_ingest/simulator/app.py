@@ -66,6 +66,7 @@ class Session:
     id: str
     user: str
     last_seen: float
+    uses: int = 0  # requests it answered (the `bounce` fault spares a fresh session)
 
 
 @dataclass
@@ -155,7 +156,12 @@ class SimulatorState:
                 del self.sessions[session.id]
             raise SessionInvalid()
         session.last_seen = now
+        session.uses += 1
         return session
+
+    def session_used(self, session_id: str) -> bool:
+        session = self.sessions.get(session_id)
+        return session is not None and session.uses > 0
 
     # --- helpers --------------------------------------------------------------------
     def camera(self, value: str | None) -> scene.Camera:
@@ -664,7 +670,7 @@ def build_app(config: SimulatorConfig) -> Starlette:
     routes.append(Route("/_sim/stats", sim_stats, methods=["GET"]))
     app = Starlette(routes=routes)
     app.state.sim = state
-    injector = FaultInjector(app, FaultSpec.parse(config.faults), config.seed, state.expire)
+    injector = FaultInjector(app, FaultSpec.parse(config.faults), config.seed, state.expire, state.session_used)
     clock = ServerClock(injector, state.site)
     clock.state = state  # type: ignore[attr-defined]
     return clock  # type: ignore[return-value]

@@ -13,6 +13,13 @@ slow       the answer waits the argument (default 2 s) before it starts
 expire     the request's session is expired before the handler sees it
 misrange   a resumed download (``Range: bytes=N-``) is answered from byte N/2, with an
            honest ``Content-Range``: a server that resumes elsewhere than asked
+bounce     the request's session is expired and the answer is a bare 302 to ``login.web``
+           (no body), as a real server says "session gone"; only a session used before
+           is bounced, so the client's one re-login always gets through
+garble     the answer says ``Content-Encoding: gzip`` over bytes that are not gzip: a body
+           that does not decode
+closefail  closing a search (``logout.web?search_id=``) answers 404: the close is evidenced
+           only as a call whose answer a vendor app ignores
 =========  ====================================================================
 
 An item `@TEXT` limits the faults to requests whose path and query contain TEXT, e.g.
@@ -34,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-FAULT_KINDS = ("5xx", "reset", "truncate", "slow", "expire", "misrange")  # new kinds last: same draws
+FAULT_KINDS = ("5xx", "reset", "truncate", "slow", "expire", "misrange", "bounce", "garble", "closefail")  # new last
 _SPEC_ITEM = re.compile(r"^(?P<kind>[a-z0-9]+)=(?P<p>[0-9.]+)(?::(?P<arg>[0-9.]+)(?P<unit>ms|s)?)?$")
 
 
@@ -97,11 +104,19 @@ class DroppedConnection(Exception):
 
 
 class FaultInjector:
-    def __init__(self, app: Callable, spec: FaultSpec, seed: int, expire_session: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        app: Callable,
+        spec: FaultSpec,
+        seed: int,
+        expire_session: Callable[[str], bool],
+        session_used: Callable[[str], bool] = lambda _: True,
+    ) -> None:
         self.app = app
         self.spec = spec
         self.seed = seed
         self.expire_session = expire_session
+        self.session_used = session_used  # a session that answered a request before this one
         self.stats = Stats()
 
     def _draw(self, rng: random.Random, kind: str) -> bool:
@@ -153,10 +168,37 @@ class FaultInjector:
             )
             await send({"type": "http.response.body", "body": body})
             return
+        query = parse_qs(scope.get("query_string", b"").decode())
+        session = query.get("s", [""])[0]
+        if hits["bounce"] and session and self.session_used(session) and self.expire_session(session):
+            self.stats.faults["bounce"] += 1
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 302,
+                    "headers": [(b"location", b"/login.web"), (b"content-length", b"0")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if hits["closefail"] and scope["path"].endswith("/logout.web") and "search_id" in query:
+            self.stats.faults["closefail"] += 1
+            body = b"Not Found"
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 404,
+                    "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
         if hits["expire"]:
-            session = parse_qs(scope.get("query_string", b"").decode()).get("s", [""])[0]
             if session and self.expire_session(session):
                 self.stats.faults["expire"] += 1
+        if hits["garble"]:
+            self.stats.faults["garble"] += 1
+            send = _garbling_send(send)
         if hits["misrange"]:
             scope = _misranged(scope, self.stats)
         if hits["reset"] or hits["truncate"]:
@@ -164,6 +206,18 @@ class FaultInjector:
             self.stats.faults[kind] += 1
             send = _cutting_send(send, kind, rng)
         await self.app(scope, receive, send)
+
+
+def _garbling_send(send: Callable) -> Callable:
+    """A `send` whose answer claims gzip over bytes that are not: the body cannot be decoded."""
+
+    async def garbling(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers", []) if k != b"content-encoding"]
+            message = {**message, "headers": [*headers, (b"content-encoding", b"gzip")]}
+        await send(message)
+
+    return garbling
 
 
 def _misranged(scope: dict, stats: Stats) -> dict:
