@@ -22,6 +22,7 @@ import zlib
 from typing import Any
 
 MAX_RECORD_BYTES = 64 << 20  # one record (index, manifest, audit, key, custody text): the store's own cap
+MAX_INDEX_BYTES = 16 << 20  # index.json: ~200 bytes per file listed, so some 80,000 files
 MAX_RECORDS_BYTES = 256 << 20  # all of them together, inflated: what reading the records may cost at most
 STORED, DEFLATED = 0, 8
 LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # APPNOTE 4.3.7
@@ -62,9 +63,16 @@ def _entry_problems(info: zipfile.ZipInfo, max_record_bytes: int) -> list[str]:
     parts = name.split("/")
     if name.startswith("/") or "\\" in name or ".." in parts or ":" in parts[0] or "\0" in info.orig_filename:
         problems.append(f"{info.orig_filename!r}: unsafe name (absolute, backslash, .., drive or NUL)")
+    # `unzip` honours Unix mode bits from other hosts too (BeOS, ...): only the hosts our
+    # writer records (0 MS-DOS, 3 Unix), and the mode checked whatever the host says.
     kind = (info.external_attr >> 16) & 0o170000
-    if info.create_system == 3 and kind not in (0, 0o100000, 0o040000):
+    if info.create_system not in (0, 3):
+        problems.append(f"{name}: made on host system {info.create_system} (packages record 0 or 3)")
+    if kind not in (0, 0o100000, 0o040000):
         problems.append(f"{name}: not a regular file (a link or device, mode {kind:o})")
+    if info.compress_type == STORED and info.compress_size != info.file_size:
+        # The slack after a stored member's bytes is read as the next entry by a streaming reader.
+        problems.append(f"{name}: stored, yet {info.compress_size} bytes stand for {info.file_size}")
     if info.flag_bits & FLAG_ENCRYPTED:
         problems.append(f"{name}: encrypted")
     if info.flag_bits & DATA_DESCRIPTOR:
@@ -80,6 +88,8 @@ def _entry_problems(info: zipfile.ZipInfo, max_record_bytes: int) -> list[str]:
         problems.append(f"{name}: its directory entry's {problem}")
     if not name.startswith("footage/") and info.file_size > max_record_bytes:
         problems.append(f"{name}: {info.file_size} bytes inflated, more than a record may be ({max_record_bytes})")
+    if name == "index.json" and info.file_size > MAX_INDEX_BYTES:  # parsed before its signature is known
+        problems.append(f"{name}: {info.file_size} bytes, more than an index may be ({MAX_INDEX_BYTES})")
     return problems
 
 

@@ -98,6 +98,8 @@ def test_re_serialised_bytes_or_a_swapped_type_do_not_verify() -> None:
     assert "untrusted key" in str(VERIFIER.check(stranger.seal(MANIFEST, document), MANIFEST))
     unsigned = {**envelope, "signatures": []}
     assert VERIFIER.check(unsigned, MANIFEST) == "unsigned"
+    beside = {**envelope, "entries": []}  # a member a naive reader would take for the record's
+    assert VERIFIER.check(beside, MANIFEST) == "envelope members outside the signature: entries"
     with pytest.raises(InvalidSignature):  # the bare payload is not what was signed: PAE binds the type
         SIGNER.public.verify(base64.b64decode(envelope["signatures"][0]["sig"]), base64.b64decode(envelope["payload"]))
 

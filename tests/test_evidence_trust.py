@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ev_ingest.store.signing import Signer, public_pem
+from ev_ingest.store.signing import PACKAGE_INDEX, Signer, public_pem
 from pipelines.cli import main
 from tests import zipkit
 
@@ -469,6 +469,14 @@ def set_on_custody(**fields):
     return attack
 
 
+def stored_slack(entries: list[zipkit.Entry]) -> None:
+    """The custody text stored with slack after its bytes: a directory reader reads its size,
+    a streaming reader (`jar x <`) reads the slack as the next entry: forged footage."""
+    custody = _custody(entries)
+    forged = zipkit.Entry(FOOTAGE.encode(), b"FORGED FOOTAGE: not what the manifest vouches for\n")
+    custody.body = custody.data + forged.local() + forged.body
+
+
 @pytest.mark.parametrize(
     ("attack", "finding"),
     [
@@ -480,9 +488,12 @@ def set_on_custody(**fields):
         (set_on_custody(comment=b"PK\x03\x04 anything at all " * 100), "an entry comment of 2100 bytes"),
         (set_on_custody(central_extra=struct.pack("<HHI", 0x6C78, 4, 0o120777 << 16)), "extra field 0x6c78"),
         (set_on_custody(local_extra=struct.pack("<HH", 0x0001, 40)), "local header's extra field 0x0001 runs past"),
+        (stored_slack, "stored, yet"),
+        (set_on_custody(system=16, mode=0o120777), "made on host system 16"),
+        (set_on_custody(system=16, mode=0o120777), "not a regular file (a link or device, mode 120000)"),
     ],
     ids=["unicode-path", "unicode-path-both", "unicode-path-local", "local-flags", "nul", "comment", "mode-extra",
-         "overlong-extra"],
+         "overlong-extra", "stored-slack", "beos-host", "beos-link"],
 )  # fmt: skip
 def test_a_member_another_reader_reads_otherwise_is_refused(capsys, tmp_path, attack, finding) -> None:
     entries = zipkit.entries_of(LEGACY)
@@ -515,10 +526,10 @@ def test_two_end_records_naming_two_directories_are_refused(capsys, tmp_path) ->
 
 
 def test_a_json_bomb_is_not_parsed(capsys, tmp_path) -> None:
-    """Each JSON array costs Python ~60 bytes: 64 MB of `[[],[],...` would take 1.8 GB. A
+    """Each JSON value costs Python ~60 bytes: 64 MB of `[[],[],...` would take 1.8 GB. A
     record the index does not list is never parsed; one it lists is bounded by its count
-    of objects and arrays before it is parsed."""
-    bomb = b"[" + b"[]," * 1_000_001 + b"[]]"
+    of values before it is parsed."""
+    bomb = b"[" + b"[]," * 2_000_001 + b"[]]"
     entries = [*zipkit.entries_of(LEGACY), zipkit.Entry(b"records/junk.json", bomb, method=8)]
     package = _raw(tmp_path, zipkit.build(entries))
     code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
@@ -527,4 +538,26 @@ def test_a_json_bomb_is_not_parsed(capsys, tmp_path) -> None:
 
     package, key = resigned(tmp_path, {"records/manifests/bomb.json": bomb}, lambda index: index)
     code, out, _ = run(capsys, "verify", str(package), "--key", str(key))
-    assert code == 1 and "records/manifests/bomb.json: 1000003 JSON objects and arrays, more than" in out, out
+    assert code == 1 and "records/manifests/bomb.json: not JSON a record may be: 4000004 JSON values" in out, out
+
+
+@pytest.mark.parametrize("shape", ["values", "envelope"])
+def test_an_index_that_would_take_gigabytes_to_parse_is_refused_unparsed(capsys, tmp_path, shape) -> None:
+    """index.json is read before its signature can be checked: 4 million values (about
+    0.25 GB once parsed), plain or base64 inside an envelope's payload; larger ones are
+    refused by size (16 MB) before they are read."""
+    import base64
+
+    values = b"[" + b"[]," * 2_000_001 + b"[]]"  # 6 MB: under the index's 16 MB cap
+    index = (
+        values
+        if shape == "values"
+        else json.dumps(
+            {"payloadType": PACKAGE_INDEX, "payload": base64.b64encode(values).decode(), "signatures": []}
+        ).encode()
+    )
+    package = rewrite(LEGACY, tmp_path / "heavy.zip", lambda n, d: index if n == "index.json" else d)
+    code, out, _ = run(capsys, "verify", str(package), "--fingerprint", LEGACY_FINGERPRINT)
+    assert code == 1 and "FAILED" in out, out
+    said = "4000004 JSON values or more" if shape == "values" else "index.json: not a JSON object"
+    assert said in out, out

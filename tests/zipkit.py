@@ -21,6 +21,8 @@ class Entry:
     central_extra: bytes = b""
     comment: bytes = b""
     local_flags: int | None = None  # None: as `flags`
+    system: int = 3  # the host that made it (3: Unix)
+    mode: int = 0o100600  # Unix mode bits (a regular file)
     body: bytes = field(init=False)
 
     def __post_init__(self) -> None:
@@ -40,9 +42,9 @@ class Entry:
 
     def central(self, offset: int) -> bytes:
         head = struct.pack(
-            "<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", (3 << 8) | 20, 20, self.flags, self.method, 0, 0x21,
+            "<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", (self.system << 8) | 20, 20, self.flags, self.method, 0, 0x21,
             zlib.crc32(self.data), len(self.body), len(self.data), len(self.name), len(self.central_extra),
-            len(self.comment), 0, 0, 0o100600 << 16, offset,
+            len(self.comment), 0, 0, self.mode << 16, offset,
         )  # fmt: skip
         return head + self.name + self.central_extra + self.comment
 

@@ -90,10 +90,19 @@ def unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
+MAX_JSON_ITEMS = 4_000_000  # values in one record: Python spends ~60 bytes on each, so ~250 MB at most
+
+
 def strict_loads(data: bytes | str) -> Any:
     """JSON as a record is read: a key given twice in one object is a ValueError, never
-    "the last one wins" (another reader may take the first)."""
-    return json.loads(data, object_pairs_hook=unique_pairs)
+    "the last one wins" (another reader may take the first); more than `MAX_JSON_ITEMS`
+    values is a ValueError before anything is parsed (64 MB of `[[],[],...` or of
+    `["ab","ab",...` would take 1.2 to 1.8 GB)."""
+    raw = data.encode() if isinstance(data, str) else data
+    items = raw.count(b",") + raw.count(b":") + raw.count(b"[") + raw.count(b"{")  # an upper bound
+    if items > MAX_JSON_ITEMS:
+        raise ValueError(f"{items} JSON values or more, more than a record may hold ({MAX_JSON_ITEMS})")
+    return json.loads(raw, object_pairs_hook=unique_pairs)
 
 
 def pae(payload_type: str, body: bytes) -> bytes:
@@ -113,6 +122,9 @@ def kind_name(payload_type: str) -> str:
     return payload_type.rsplit(".", 1)[-1].removesuffix("+json")
 
 
+ENVELOPE_MEMBERS = {"payloadType", "payload", "signatures"}  # DSSE's, and nothing else
+
+
 def is_envelope(obj: Any) -> bool:
     return isinstance(obj, dict) and "payloadType" in obj and "payload" in obj
 
@@ -122,7 +134,7 @@ def decode(obj: Any) -> dict[str, Any] | None:
     as it is; None when it is neither. For displays and data access, never for a decision."""
     if is_envelope(obj):
         try:
-            document = json.loads(base64.b64decode(str(obj.get("payload")), validate=True))
+            document = strict_loads(base64.b64decode(str(obj.get("payload")), validate=True))
         except ValueError:
             return None
         return document if isinstance(document, dict) else None
@@ -152,6 +164,9 @@ def open_envelope(obj: Any, payload_type: str, verifier: Verifier) -> Opened:
         return Opened(None, problem="not a JSON object")
     if not is_envelope(obj):
         return _open_legacy(obj, payload_type, verifier)
+    unsigned = set(obj) - ENVELOPE_MEMBERS
+    if unsigned:  # members beside the signed payload that a naive reader could believe
+        return Opened(None, problem=f"envelope members outside the signature: {', '.join(sorted(unsigned))[:80]}")
     if obj.get("payloadType") != payload_type:
         return Opened(
             None,
