@@ -145,7 +145,7 @@ def plan(client: ExacqClient, config: PipelineConfig, site: str, server: str, st
     error. Reruns plan the same keys.
     """
     server_cfg = config.server(site, server)
-    listed = client.cameras.list()
+    listed = _unique_cameras(client.cameras.list(), site, server)
     cameras = [c for c in listed if server_cfg.wants(c.id)]
     # A camera the config names and the server does not list is a failure, never absent.
     unlisted = sorted(set(server_cfg.include_cameras or []) - {c.id for c in listed})
@@ -167,6 +167,8 @@ def plan(client: ExacqClient, config: PipelineConfig, site: str, server: str, st
         )
         for camera_id in unlisted
     ]
+    if not listed:  # no camera at all: lost rights, or a server being rebuilt; never a quiet night
+        missing.append(plan_failure(server, start, end, "the server lists no cameras (the user's rights?)"))
     for failed in missing:
         log.error("%s/%s: camera %s not planned: %s", site, server, failed.camera_id, failed.error)
     if not cameras:
@@ -233,6 +235,18 @@ def plan(client: ExacqClient, config: PipelineConfig, site: str, server: str, st
         f" ({result.pending} chunk slots not ended yet: a later run archives them)" if result.pending else "",
     )
     return result
+
+
+def _unique_cameras(cameras: list[Any], site: str, server: str) -> list[Any]:
+    """The server's cameras, each once: a camera listed twice would be planned, exported and
+    accounted for twice."""
+    seen: dict[int, Any] = {}
+    for camera in cameras:
+        if camera.id in seen:
+            log.warning("%s/%s: camera %s is listed twice; planned once", site, server, camera.id)
+            continue
+        seen[camera.id] = camera
+    return list(seen.values())
 
 
 class ClockSkewError(ValueError):
@@ -322,6 +336,8 @@ def commit_manifest(
     # A rerun that changes nothing writes nothing; only a verified manifest can say so (a
     # planted copy of the same content must not stand in for the commit).
     previous = verified_manifest(store, keys.verifier_for(config), manifest.key)
+    if previous is not None:
+        manifest = carried_forward(previous, manifest)
     if previous is not None and previous.same_content(manifest):
         log.info("manifest %s unchanged: not rewritten", manifest.key)
         return previous
@@ -335,6 +351,59 @@ def commit_manifest(
         f", {pending} chunk slots not ended yet (partial: a later run completes it)" if pending else "",
     )
     return manifest
+
+
+def carried_forward(previous: Manifest, rerun: Manifest) -> Manifest:
+    """The rerun's manifest, never forgetting what the manifest of record already holds.
+
+    Per chunk slot (server, camera, start): an export the rerun archived wins; else an
+    export the previous version lists stays (archived is archived: a rerun whose server is
+    down, or whose recorder has since overwritten the video, must not turn it into a
+    failure or "no footage"), and the rerun's failure or no-footage row for that slot goes.
+    A server or camera the rerun could not plan keeps its earlier rows, and the rerun's
+    plan failure goes when there were any: the earlier rows still account for it."""
+
+    def slot(row: ManifestEntry | ManifestFailure | NoFootage) -> tuple[str, int, datetime]:
+        return row.server, row.camera_id, row.start
+
+    unplanned = {(f.server, f.camera_id) for f in rerun.failures if f.kind == "plan"}
+
+    def replanned(row: ManifestEntry | ManifestFailure | NoFootage) -> bool:
+        """False when the rerun could not plan this row's server (camera 0) or camera."""
+        return (row.server, 0) not in unplanned and (row.server, row.camera_id) not in unplanned
+
+    archived = {slot(e) for e in rerun.exports()}
+    kept = [e for e in previous.exports() if slot(e) not in archived]
+    held = archived | {slot(e) for e in kept}
+    # What accounted for chunks before (a plan failure accounts for none: it says nothing was listed).
+    accounted = [*previous.exports(), *previous.no_footage, *(f for f in previous.failures if f.kind != "plan")]
+    earlier = {(r.server, r.camera_id) for r in accounted}
+    earlier_servers = {server for server, _ in earlier}
+
+    def superseded(f: ManifestFailure) -> bool:
+        """A plan failure of the rerun where earlier rows still account for what it failed to list."""
+        if f.kind != "plan":
+            return False
+        return f.server in earlier_servers if f.camera_id == 0 else (f.server, f.camera_id) in earlier
+
+    def stands(f: ManifestFailure) -> bool:
+        """Not undone by an archived export of its slot (a conflict is a finding about the
+        store, never undone), nor superseded."""
+        return f.kind == "conflict" or (slot(f) not in held and not superseded(f))
+
+    failures = [f for f in rerun.failures if stands(f)]
+    carried = [f for f in previous.failures if not replanned(f) and stands(f)]
+    # A camera whose plan failed before, on a server the rerun could not plan at all: its earlier failure stands.
+    failures += [f for f in carried if f.kind != "plan" or (f.camera_id != 0 and (f.server, 0) in unplanned)]
+    found = {(slot(f), f.kind) for f in failures}
+    failures += [f for f in previous.failures if f.kind == "conflict" and (slot(f), f.kind) not in found]
+    quiet = [q for q in rerun.no_footage if slot(q) not in held]
+    quiet += [q for q in previous.no_footage if not replanned(q) and slot(q) not in held]
+    if not kept and failures == rerun.failures and quiet == rerun.no_footage:
+        return rerun
+    for entry in kept:
+        log.warning("%s: kept from the manifest of record (not archived again by this run)", entry.key)
+    return rerun.model_copy(update={"entries": [*rerun.entries, *kept], "failures": failures, "no_footage": quiet})
 
 
 def record_lock(config: PipelineConfig, site: str, end: datetime, entries: list[ManifestEntry]) -> Retention | None:

@@ -93,6 +93,13 @@ class ServerConfig(_Strict):
             raise ValueError("put the password in the environment (password_env), not in the URL")
         return value
 
+    @model_validator(mode="after")
+    def _one_say_per_camera(self) -> ServerConfig:
+        both = sorted(set(self.include_cameras or []) & set(self.exclude_cameras))
+        if both:  # which wins would decide silently whether the camera is archived
+            raise ValueError(f"cameras {both} are both included and excluded")
+        return self
+
     def wants(self, camera_id: int) -> bool:
         if self.include_cameras is not None and camera_id not in self.include_cameras:
             return False

@@ -61,7 +61,7 @@ def run_nightly(
         with client:
             try:
                 planned = archive.plan(client, config, site, server.name, start, end)
-            except ExacqError as exc:
+            except (ExacqError, archive.ClockSkewError) as exc:  # that server's cameras, not the night
                 plan_failures.append(_unplanned(site, server.name, start, end, exc))
                 continue
             jobs += planned.jobs
@@ -104,8 +104,9 @@ def run_nightly(
     return NightlyResult(manifest, motion_manifest, manifest.failures)
 
 
-def _unplanned(site: str, server: str, start: datetime, end: datetime, exc: ExacqError) -> ManifestFailure:
-    """A server that is down, refuses us or answers nonsense costs its own cameras, never the
-    site's night (issue 25): its failure is in the manifest and the other servers are archived."""
+def _unplanned(site: str, server: str, start: datetime, end: datetime, exc: Exception) -> ManifestFailure:
+    """A server that is down, refuses us, answers nonsense or keeps a wrong clock costs its own
+    cameras, never the site's night (issue 25): its failure is in the manifest and the other
+    servers are archived."""
     log.error("%s/%s: not planned: %s", site, server, exc)
     return archive.plan_failure(server, start, end, f"planning failed: {exc}")

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import socket
 from datetime import timedelta
+from types import SimpleNamespace
 
+import pytest
 import yaml
 
 from pipelines import report
@@ -109,3 +111,84 @@ def test_a_configured_camera_the_server_does_not_list_is_a_failure(make_sim, mak
     assert {(e.camera_id, e.server) for e in result.manifest.exports()} == {(LOBBY, "nvr1")}
     [failed] = result.manifest.failures
     assert (failed.camera_id, failed.kind) == (4599040, "plan") and "does not list this camera" in failed.error
+
+
+def versions_of(store) -> dict[str, list[str]]:
+    return {k: store.versions(k) for k in store.list_keys("")}
+
+
+@pytest.mark.parametrize("then", ["server down", "footage overwritten"])
+def test_a_rerun_never_forgets_what_was_archived(make_sim, make_store, then):
+    """The night archived whole; a rerun with the server down, or after the recorder
+    overwrote the video, must not turn archived chunks into a failure or "no footage": the
+    manifest of record stays as it was (no new version)."""
+    sim = make_sim(profile="strict", cameras=2, width=160, height=120, fps=5)
+    store = make_store()
+    config = config_for(sim, store)
+    data = config.model_dump(mode="json")
+    data["sites"][0]["servers"] = data["sites"][0]["servers"][:1]  # nvr1 only
+    config = PipelineConfig.model_validate(data)
+    start = FROZEN_NOW.replace(minute=0) - timedelta(hours=4)
+    first = run_nightly(config, store, "HQ", start, start + timedelta(hours=1), summarize=False)
+    assert len(first.manifest.exports()) == 2 and not first.manifest.failures
+    before = versions_of(store)
+    if then == "server down":
+        data["sites"][0]["servers"][0]["url"] = f"exacqvision://admin@127.0.0.1:{closed_port()}"
+        config = PipelineConfig.model_validate(data)
+    else:
+        sim.state.site.retention_days = 0.05  # the recorder kept only the last 72 minutes
+    again = run_nightly(config, store, "HQ", start, start + timedelta(hours=1), summarize=False)
+    assert again.manifest.same_content(first.manifest), (again.manifest.failures, again.manifest.no_footage)
+    assert versions_of(store) == before
+
+
+def test_a_camera_listed_twice_is_planned_once_and_no_cameras_is_a_failure():
+    """Over a real socket: a server that lists a camera twice, and one that lists none."""
+    from ev_ingest.client import ExacqClient
+    from pipelines import archive
+    from tests.conftest import pipeline_config
+    from tests.hostile import CAMERAS, HostileServer, json_answer
+
+    day = FROZEN_NOW.replace(minute=0) - timedelta(hours=4)
+    twice = {**CAMERAS, "Cameras": CAMERAS["Cameras"] * 2}
+    found = {"search_id": "1", "frames": 10, "videoInfo": [{"clips": [
+        {"startTime": f"{day:%Y-%m-%dT%H}:10:00Z", "endTime": f"{day:%Y-%m-%dT%H}:20:00Z"}]}]}  # fmt: skip
+    for cameras, jobs, failed in ((twice, 1, []), ({**CAMERAS, "Cameras": []}, 0, [(0, "plan")])):
+        routes = {"/config.web": json_answer(cameras), "/search.web": json_answer(found)}
+        with HostileServer(routes) as server:
+            url = f"http://127.0.0.1:{server.port}"
+            with ExacqClient(url, "admin", "pw") as client:
+                planned = archive.plan(client, pipeline_config(SimpleNamespace(url=url)), "HQ", "nvr1", day,
+                                       day + timedelta(hours=1))  # fmt: skip
+        assert len(planned.jobs) == jobs
+        assert [(f.camera_id, f.kind) for f in planned.failures] == failed
+
+
+def test_a_camera_both_included_and_excluded_is_refused():
+    with pytest.raises(ValueError, match=r"cameras \[4593152\] are both included and excluded"):
+        PipelineConfig.model_validate(
+            {
+                "sites": [
+                    {
+                        "name": "HQ",
+                        "servers": [{"name": "nvr1", "include_cameras": [4593152], "exclude_cameras": [4593152]}],
+                    }
+                ]
+            }  # fmt: skip
+        )
+
+
+def test_a_server_whose_clock_is_behind_costs_its_own_cameras(make_sim, make_store):
+    """nvr2's clock is a day behind: the interval has not ended on it (a ClockSkewError, its
+    plan failure); nvr1 is archived and the manifest committed."""
+    nvr1 = make_sim(profile="strict", cameras=1, width=160, height=120, fps=5)
+    nvr2 = make_sim(profile="strict", cameras=1, width=160, height=120, fps=5, clock_offset_s=-86400)
+    store = make_store()
+    data = config_for(nvr1, store).model_dump(mode="json")
+    data["sites"][0]["servers"][1]["url"] = f"exacqvision://admin@{nvr2.url.split('://')[1]}"
+    start = FROZEN_NOW.replace(minute=0) - timedelta(hours=4)
+    result = run_nightly(PipelineConfig.model_validate(data), store, "HQ", start, start + timedelta(hours=1),
+                         summarize=False)  # fmt: skip
+    assert {(e.server, e.camera_id) for e in result.manifest.exports()} == {("nvr1", LOBBY)}
+    [failed] = result.manifest.failures
+    assert (failed.server, failed.camera_id, failed.kind) == ("nvr2", 0, "plan") and "clock" in failed.error
