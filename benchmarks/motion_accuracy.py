@@ -2,7 +2,7 @@
 
 1. Every clip of `tests/footage/` (public clips from real cameras, reference events in
    `truth.json`) in every mode: strict recall and precision (both ends within 1 s),
-   lenient precision, frames decoded, speed. Targets (issue 17): strict >= 0.8 per clip,
+   lenient precision, frames decoded, speed. Targets (issues 17, 26): strict >= 0.8 per clip,
    lenient precision 1.0, no event on the light-change clip.
 2. Start-up: `ev-ingest motion` on the 4.9 s clip, whole command, against `python -c pass`
    (the interpreter alone) and the same analysis in-process (the work itself): process
@@ -11,6 +11,7 @@
    `--minutes` (default 30) at 640x360 as mp4 and as ps_zip. Target < 400 MB.
 
     .venv/bin/python benchmarks/motion_accuracy.py [--minutes 30] [--no-memory]
+    .venv/bin/python benchmarks/motion_accuracy.py --accuracy-only --modes full,gated
 """
 
 from __future__ import annotations
@@ -32,16 +33,16 @@ PY = sys.executable
 sys.path.insert(0, str(ROOT))
 
 
-def accuracy() -> None:
+def accuracy(modes: tuple[str, ...]) -> None:
     from pipelines.video import analyze
-    from pipelines.video.scoring import score
+    from pipelines.video.scoring import reference_config, score
 
     truth = json.loads((FOOTAGE / "truth.json").read_text())
     print(f"{'clip':40} {'mode':8} {'strict R':>8} {'strict P':>8} {'lenient P':>9} {'frames':>11} {'x real':>7}")
     for clip, reference in sorted(truth["videos"].items()):
-        for mode in ("full", "gated", "keyframe"):
+        for mode in modes:
             began = time.perf_counter()
-            summary = analyze(FOOTAGE / clip, mode=mode, workers=2)
+            summary = analyze(FOOTAGE / clip, mode=mode, workers=2, config=reference_config(reference))
             elapsed = time.perf_counter() - began
             found = [(e.start_s, e.end_s) for e in summary.events]
             result = score(found, [tuple(e) for e in reference["events"]], truth["tolerance_s"])
@@ -116,8 +117,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--modes", default="full,gated,keyframe", help="comma-separated; accuracy only")
+    parser.add_argument("--accuracy-only", action="store_true")
     args = parser.parse_args()
-    accuracy()
+    accuracy(tuple(args.modes.split(",")))
+    if args.accuracy_only:
+        return
     startup(args.repeat)
     if not args.no_memory:
         memory(args.minutes)

@@ -278,3 +278,55 @@ def test_decode_reads_luma_without_conversion(recordings):
 
     view = luma_view(frame, 2)
     assert view.shape == (120, 160) and not view.flags.owndata  # a strided view, no copy
+
+
+def _textured(rows: int = 180, cols: int = 320) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    return (96 + rng.integers(0, 40, (rows, cols))).astype(np.uint8)
+
+
+def test_a_second_object_is_seen_while_another_moves():
+    """Object A crosses the whole time; object B appears halfway. Each frame's regions are
+    judged against the frame before's (persistence): that frame must still hold B (an
+    aliased copy, cleared in place, never did: B was seen in 0 of 80 frames)."""
+    from pipelines.video.detect import RunningAverageDetector
+
+    detector = RunningAverageDetector(MotionConfig())
+    base = _textured()
+    seen_b = 0
+    for n in range(160):
+        frame = base.copy()
+        ax = 10 + n
+        frame[40:70, ax : ax + 20] = 250  # A, moving right a pixel a frame
+        if n >= 80:
+            bx = 300 - (n - 80)
+            frame[120:150, bx - 20 : bx] = 10  # B, moving left
+        result = detector.score(frame, n / 25)
+        if n >= 80 and any(box[0] > 0.5 and box[1] > 0.5 for box in result.regions):
+            seen_b += 1
+    assert seen_b >= 75, seen_b
+
+
+def test_motion_from_the_first_frame_is_reported_from_the_first_second():
+    """Something moving from the first frame on is in the running background's first frame;
+    the second look at the opening seconds (against their temporal median) reports it from
+    the start. A frozen picture of the same object is not motion."""
+    from pipelines.video.detect import RunningAverageDetector
+
+    def run(moving: bool) -> list[float]:
+        detector = RunningAverageDetector(MotionConfig())
+        base, scores = _textured(), []
+        for n in range(25 * 12):
+            frame = base.copy()
+            x = 20 + (n if moving else 0) % 260
+            frame[60:100, x : x + 30] = 240
+            scores.append(detector.score(frame, n / 25).score)
+            for index, revised in detector.revisions():
+                scores[index] = max(scores[index], revised.score)
+        for index, revised in detector.revisions(final=True):
+            scores[index] = max(scores[index], revised.score)
+        return scores
+
+    moving = run(True)
+    assert all(score > 0 for score in moving[1:25]), moving[:25]  # the first second
+    assert not any(run(False))  # a still picture: nothing, before or after the look

@@ -222,6 +222,7 @@ def _decode_job(job: Job, progress: Progress | None, backend: str) -> JobResult:
                 keys.append(frame.keyframe)
                 scores.append(result.score)
                 boxes.append(result.bbox or nan_box)
+                _revise(detector.revisions(), scores, boxes)
         except (av.error.FFmpegError, ValueError, OSError) as exc:  # raw decoder errors end here
             if not times:
                 raise NothingDecoded(f"{reader.info.codec}: {type(exc).__name__}: {exc}") from None
@@ -231,6 +232,7 @@ def _decode_job(job: Job, progress: Progress | None, backend: str) -> JobResult:
             reader.stats.damage(where, 0.0)
         if not times:
             raise NothingDecoded(f"no frame could be decoded ({reader.info.codec})")
+        _revise(detector.revisions(final=True), scores, boxes)
         t = np.array(times, np.float64)
         frame_s = 1.0 / (reader.info.fps or 25.0)
         end = job.offset_s + reader.info.duration if reader.info.duration else None
@@ -253,6 +255,17 @@ def _decode_job(job: Job, progress: Progress | None, backend: str) -> JobResult:
         )
     finally:
         reader.close()
+
+
+def _revise(
+    revised: list[tuple[int, Any]], scores: list[float], boxes: list[tuple[float, float, float, float]]
+) -> None:
+    """Earlier frames' scores the detector revised (its second look at the opening seconds):
+    a revision only adds motion, it never removes what was seen."""
+    for index, result in revised:
+        if index < len(scores) and result.score > scores[index]:
+            scores[index] = result.score
+            boxes[index] = result.bbox or boxes[index]
 
 
 def in_process(segments: list[Segment]) -> bool:

@@ -9,8 +9,11 @@ A clip with no reference events scores 1.0 only when nothing is found.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from pipelines.video.detect import MotionConfig
 
 Span = tuple[float, float]
 
@@ -54,3 +57,14 @@ def score(found: Sequence[Span], reference: Sequence[Span], tolerance: float = 1
                 break
     lenient = sum(any(a < end and b > start for start, end in reference) for a, b in found)
     return Score(matched, len(reference), len(found), lenient)
+
+
+def reference_config(clip: Mapping[str, Any], base: MotionConfig | None = None) -> MotionConfig:
+    """The configuration a clip of the truth file is analysed with: `base` (the defaults),
+    limited to the clip's scored region when it has one (`region_px` in `frame_size`
+    pixels), as a user would draw it; nothing else is per clip."""
+    base = base or MotionConfig()
+    if "region_px" not in clip:
+        return base
+    (x0, y0, x1, y1), (width, height) = clip["region_px"], clip["frame_size"]
+    return base.model_copy(update={"region": (x0 / width, y0 / height, x1 / width, y1 / height)})
