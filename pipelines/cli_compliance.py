@@ -60,7 +60,7 @@ def _time(text: str) -> datetime:
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
-    from pipelines import archive, retention
+    from pipelines import archive, case_holds, retention
 
     config, store = _open(args)
     log = retention.audit_log(store, config)
@@ -117,20 +117,24 @@ def cmd_retention(args: argparse.Namespace) -> int:
         return 0 if report.ok else 1
     if args.action == "apply":
         result: dict[str, Any] = retention.apply_policy(store, config.retention, args.site, log)
+        gaps: list[case_holds.Gap] = []
         if args.holds:
             site = config.site(args.site or config.sites[0].name)
-            for server in site.servers:
-                with archive.connect(server) as client:
-                    result[server.name] = retention.sync_legal_holds(client, store, server.name, site.name, log)
+            servers = {s.name: s for s in site.servers}
+            listings = case_holds.list_site(list(servers), lambda name: archive.connect(servers[name]))
+            synced = case_holds.sync_legal_holds(listings, store, site.name, log, list(servers))
+            result["holds"], gaps = synced.as_json(), synced.gaps
         _print(args, result, [json.dumps(result)])
-        unreadable = result["unreadable"] + sum(r.get("unreadable", 0) for r in result.values() if isinstance(r, dict))
+        unreadable = result["unreadable"] + result.get("holds", {}).get("unreadable", 0)
         if unreadable:
             say(
                 f"ev-ingest retention: {unreadable} objects could not be read or were not trusted: "
                 "run `retention audit`",
                 file=sys.stderr,
             )
-        return 1 if unreadable else 0
+        for gap in gaps:  # a hold that may miss video is a failure, never a quiet nothing
+            say(f"ev-ingest retention: holds of {gap.server} may miss video: {gap.detail}", file=sys.stderr)
+        return 1 if unreadable or gaps else 0
     if args.action == "dispose":
         candidates = retention.expired(store)
         lines = [f"{len(candidates)} expired, unheld versions ({sum(c.size for c in candidates) / 1e9:.2f} GB)"]
@@ -215,23 +219,20 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_case(args: argparse.Namespace) -> int:
-    from pipelines import archive, evidence, keys, retention
+    from pipelines import archive, case_holds, evidence, keys, retention
 
     config, store = _open(args)
     signer = keys.signer_for(config)
     site = config.site(args.site or config.sites[0].name)
-    entries, found = [], None
-    for server in site.servers:
-        with archive.connect(server) as client:
-            cases = [c for c in client.cases.list() if args.case in (c.guid, c.name)]
-            if not cases:
-                continue
-            found = cases[0]
-            entries += evidence.case_entries(
-                store, keys.verifier_for(config), site.name, server.name, found, client.bookmarks.list()
-            )
+    servers = {s.name: s for s in site.servers}
+    listings = case_holds.list_site(list(servers), lambda name: archive.connect(servers[name]))
+    found = next((c for listing in listings for c in listing.cases if args.case in (c.guid, c.name)), None)
     if found is None:
         raise ValueError(f"no case {args.case!r} on the servers of site {site.name!r}")
+    covers, gaps = case_holds.coverage(listings, list(servers))
+    for gap in gaps:  # the package is made, and says what it may lack
+        say(f"ev-ingest case: {gap.server}: {gap.detail}: the package may lack footage", file=sys.stderr)
+    entries = evidence.case_entries(store, keys.verifier_for(config), site.name, found, covers)
 
     def progress(done: int, total: int, key: str) -> None:
         say(f"[{done}/{total}] {key}", file=sys.stderr)

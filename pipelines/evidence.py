@@ -26,13 +26,13 @@ import struct
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ev_ingest import clock
-from ev_ingest.client import Bookmark, Case
+from ev_ingest.client import Case
 from ev_ingest.store import ArchiveStore, ManifestEntry
 from ev_ingest.store import keys as store_keys
 from ev_ingest.store.records import read_version
@@ -49,7 +49,7 @@ from ev_ingest.store.signing import (
     sha256_hex,
     strict_loads,
 )
-from pipelines import retention
+from pipelines import case_holds, retention
 from pipelines.package_zip import MAX_RECORD_BYTES, format_problems
 
 PACKAGE_FORMAT = "ev-ingest-evidence/1"
@@ -67,15 +67,15 @@ class Package:
 
 
 def case_entries(
-    store: ArchiveStore, verifier: Verifier, site: str, server: str, case: Case, bookmarks: list[Bookmark]
+    store: ArchiveStore, verifier: Verifier, site: str, case: Case, covers: Sequence[case_holds.Cover]
 ) -> list[ManifestEntry]:
-    """The archived exports of `server` (as verified manifests list them) that the case's
-    bookmarks cover."""
-    marks = [b for b in bookmarks if b.case == case.guid]
+    """The archived exports of the site (as verified manifests list them) that the case's
+    bookmarks cover, on whichever server they name (`case_holds.coverage`)."""
+    mine = [c for c in covers if c.case == case.guid]
     return [
         e
-        for e in retention.select_entries(store, verifier, site, server, None, None, None)
-        if retention.covering(e, marks, {case.guid: case})
+        for e in retention.select_entries(store, verifier, site, None, None, None, None)
+        if case_holds.covering(e, mine)
     ]
 
 

@@ -2,12 +2,11 @@
 
 - `apply_policy`: every object a manifest lists carries at least the retention its
   policy demands (extended, never shortened: S3 refuses that anyway for COMPLIANCE).
-- `sync_legal_holds`: an archived object whose camera and interval overlap a bookmark in
-  a case is put under legal hold, judged by the object's *actual* hold (a hold removed
-  behind the pipeline's back is placed again); when the case or the bookmark is deleted,
-  the holds the pipeline placed are released. (exacqVision cases have no status a client
-  can read: the seed's Update Case takes name and description only.) Holds placed by people are
-  never released automatically.
+- holds from cases are synced by `pipelines.case_holds` (a site at once: bookmarks may
+  name another server's cameras); this module replays who holds what from the signed
+  trail (`holders`) and audits it, including the gaps the latest sync reported.
+  (exacqVision cases have no status a client can read: the seed's Update Case takes name
+  and description only.) Holds placed by people are never released automatically.
 - `set_hold` / `hold_range`: manual holds, by key or by camera and time range; a release
   of an object the audit trail says a case or a person holds is refused unless forced,
   with a reason, and audited.
@@ -40,7 +39,6 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ev_ingest import clock
-from ev_ingest.client import Bookmark, Case, ExacqClient
 from ev_ingest.store import ArchiveStore, AuditLog, Manifest, ManifestEntry, Retention, StoreError
 from ev_ingest.store import checkpoint as checkpoints
 from ev_ingest.store import keys as store_keys
@@ -63,6 +61,7 @@ from pipelines.config import PipelineConfig, RetentionPolicy
 log = logging.getLogger(__name__)
 HOLD_TAG = "ev_hold"  # marks holds the pipeline placed (value: the case guids)
 HOLD_ACTIONS = ("legal-hold", "legal-hold-release")
+SYNC_ACTION = "hold-sync"  # the record of each hold sync (`pipelines.case_holds`), with its gaps
 UNLISTED_PREFIXES = ("exports/", "motion/")  # what manifests list: anything else there is unaccounted for
 CHECKPOINT_PROBLEMS = ("truncated", "rewritten", "checkpoint")
 # What can go wrong reading one object: each becomes a finding, never the end of the audit.
@@ -192,112 +191,6 @@ def _extend(
             previous=asdict(have) if have else None,
         )
     return 1
-
-
-def covering(entry: ManifestEntry, bookmarks: list[Bookmark], open_cases: dict[str, Case]) -> list[str]:
-    """Guids of the cases with a bookmark on this entry's camera that overlaps its interval."""
-    found = []
-    for mark in bookmarks:
-        if mark.case not in open_cases or entry.camera_id not in mark.camera_ids:
-            continue
-        if mark.start is not None and mark.end is not None and mark.start < entry.end and mark.end > entry.start:
-            found.append(mark.case)
-    return sorted(set(found))
-
-
-def sync_legal_holds(
-    client: ExacqClient,
-    store: ArchiveStore,
-    server: str,
-    site: str | None,
-    audit_log: AuditLog,
-) -> dict[str, int]:
-    """Hold what the cases of recording server `server` cover; release the pipeline's
-    holds that no case of it covers any more.
-
-    Judged by each object's actual hold: one removed behind the pipeline's back is placed
-    again (`restored`). A bookmark names cameras by their id on its own server, so only
-    that server's objects are considered. Objects archived before the server was part of
-    the identity (server "") are held when a bookmark covers them, but never released
-    here: another server's case may be what holds them."""
-    open_cases = {c.guid: c for c in client.cases.list()}
-    bookmarks = client.bookmarks.list()
-    for mark in bookmarks:
-        if mark.case in open_cases:
-            mark.camera_ids  # noqa: B018 - raises for a bookmark naming no camera, before anything changes
-    lost: list[str] = []
-    manifests_read = manifests(store, audit_log.verifier, site, lost)
-    counts = {"held": 0, "restored": 0, "released": 0, "unreadable": len(lost)}
-    holding = holders(audit_log.trusted())
-    for manifest in manifests_read:
-        for entry in manifest.entries:
-            if entry.server not in (server, ""):
-                continue
-            try:
-                outcome = _sync_one(
-                    store,
-                    entry,
-                    server,
-                    covering(entry, bookmarks, open_cases),
-                    open_cases,
-                    audit_log,
-                    holding.get((entry.key, entry.version_id), Holders()),
-                )
-            except OBJECT_ERRORS as exc:
-                outcome = "unreadable"
-                log.error("hold of %s@%s not synced: %s", entry.key, entry.version_id, one_line(exc))
-            if outcome:
-                counts[outcome] += 1
-    return counts
-
-
-def _sync_one(
-    store: ArchiveStore,
-    entry: ManifestEntry,
-    server: str,
-    covering: list[str],
-    open_cases: dict[str, Case],
-    audit_log: AuditLog,
-    holding: Holders,
-) -> str | None:
-    """One object: its case holders made what the cases say. Only the sync's own case holds
-    are added or removed (`holding`, from the trail, never from tags: anyone can write a
-    tag); the object's legal hold is let go only when no holder remains."""
-    held = store.get_legal_hold(entry.key, entry.version_id)
-    if covering:
-        same_cases = set(holding.cases) == set(covering)
-        if held and same_cases:
-            return None
-        store.set_legal_hold(entry.key, entry.version_id, True)
-        tags = store.tags(entry.key, entry.version_id)
-        store.set_tags(entry.key, entry.version_id, {**tags, HOLD_TAG: "+".join(covering)})  # a hint for people
-        restored = same_cases and not held
-        audit_log.record(
-            "legal-hold",
-            key=entry.key,
-            version_id=entry.version_id,
-            cases=covering,
-            case_names=[open_cases[guid].name or guid for guid in covering],
-            restored=restored,
-        )
-        if restored:
-            log.warning("%s@%s: its legal hold had been removed; placed again", entry.key, entry.version_id)
-        return "restored" if restored else "held"
-    if holding.cases and entry.server == server:
-        if not holding.people:
-            store.set_legal_hold(entry.key, entry.version_id, False)
-        tags = store.tags(entry.key, entry.version_id)
-        store.set_tags(entry.key, entry.version_id, {k: v for k, v in tags.items() if k != HOLD_TAG})
-        audit_log.record(
-            "legal-hold-release",
-            key=entry.key,
-            version_id=entry.version_id,
-            cases=sorted(holding.cases),
-            reason="no case covers it (case or bookmark deleted)",
-            still_held_by=holding.people,
-        )
-        return "released"
-    return None
 
 
 @dataclass
@@ -502,6 +395,7 @@ def audit(
     report.guard("audit/", lambda: _audit_trail(store, verifier, report, trail))
     report.guard("manifests/", lambda: _audit_records(store, config, site, deep, verifier, now, report, trail))
     report.guard("audit/", lambda: _check_holds(store, trail))
+    report.guard("audit/", lambda: _check_hold_sync(site, trail))
     report.guard("audit/", lambda: _check_disposals(trail))
     report.guard("chain/", lambda: _truncation(site, trail, report))
     if checkpoint is not None:
@@ -670,6 +564,22 @@ def _check_holds(store: ArchiveStore, trail: list[dict[str, Any]]) -> list[Findi
                 Finding(key, "legal-hold", f"held for {holding.describe()} in the audit trail, not in the store")
             )
     return found
+
+
+def _check_hold_sync(site: str | None, trail: list[dict[str, Any]]) -> list[Finding]:
+    """The gaps the latest hold sync (of the site) recorded: holds that may miss video
+    (case bookmarks not listed, items on a server the site does not archive, a server that
+    could not be listed) stay a finding until a sync without them."""
+    syncs = [r for r in trail if r.get("action") == SYNC_ACTION and (site is None or r.get("site") == site)]
+    if not syncs:
+        return []
+    latest = max(syncs, key=lambda r: (r.get("sequence") or 0, str(r.get("at"))))
+    gaps = latest.get("gaps") if isinstance(latest.get("gaps"), list) else []
+    return [
+        Finding(f"holds/{gap.get('server')}", "hold-gap", f"{gap.get('problem')}: {gap.get('detail')}")
+        for gap in gaps
+        if isinstance(gap, dict)
+    ]
 
 
 def _check_disposals(trail: list[dict[str, Any]]) -> list[Finding]:

@@ -22,6 +22,7 @@ from pipelines.config import ConfigError, PipelineConfig, load_config
 from pipelines.datasets import Archive
 from pipelines.nightly import run_nightly
 from tests.conftest import END, PASSWORD, START, day, stamp
+from tests.holds import sync_holds
 
 
 def test_run_archives_every_planned_export(archived):
@@ -110,7 +111,7 @@ def test_legal_holds_follow_cases(archived, sim):
     config, store, result = archived
     entry = next(e for e in result.manifest.exports() if e.camera_id == 4593408)
     log = retention.audit_log(store, config)
-    counts = dict.fromkeys(["held", "restored", "released", "unreadable"], 0)
+    counts = dict.fromkeys(["held", "restored", "released", "unreadable", "deferred", "gaps"], 0)
     with ExacqClient(sim.url, "admin", PASSWORD) as ev:
         case = ev.cases.create("Incident 42")
         ev.bookmarks.create(
@@ -125,9 +126,9 @@ def test_legal_holds_follow_cases(archived, sim):
         derived = [e for m in listed for e in m.entries if e.derived_from == entry.key]
         snapshots = {e.key for e in derived if e.kind == "motion_snapshot"}
         held = 3 + len(snapshots)
-        assert snapshots and retention.sync_legal_holds(ev, store, "nvr1", "HQ", log) == {**counts, "held": held}
+        assert snapshots and sync_holds(ev, store, log) == {**counts, "held": held}
         assert store.get_legal_hold(entry.key, entry.version_id)
-        assert retention.sync_legal_holds(ev, store, "nvr1", "HQ", log) == counts  # idempotent
+        assert sync_holds(ev, store, log) == counts  # idempotent
         # A release of what an open case holds is refused, and says how to force it.
         with pytest.raises(retention.HoldRefused, match="Incident|--force"):
             retention.set_hold(store, entry.key, False, "manual", log, entry.version_id)
@@ -137,20 +138,20 @@ def test_legal_holds_follow_cases(archived, sim):
         found = retention.audit(store, config, "HQ")
         earlier = {(f.key, f.problem) for f in found.findings if f.problem == "superseded"}  # the test before
         assert {(f.key, f.problem) for f in found.findings} - earlier == {(entry.key, "legal-hold")}
-        assert retention.sync_legal_holds(ev, store, "nvr1", "HQ", log) == {**counts, "restored": 1}
+        assert sync_holds(ev, store, log) == {**counts, "restored": 1}
         assert store.get_legal_hold(entry.key, entry.version_id)
         # A bookmark that names no camera (a shape this client does not know) stops the sync
         # before anything changes: a hold that silently covers nothing is what this prevents.
         odd = ev.bookmarks.create("odd", 4593408, entry.start, entry.start + timedelta(minutes=1), case=case.guid)
         ev.bookmarks.update(odd.guid, itemType=3)
         with pytest.raises(ValueError, match="names no camera"):
-            retention.sync_legal_holds(ev, store, "nvr1", "HQ", log)
+            sync_holds(ev, store, log)
         ev.bookmarks.delete(odd.guid)
         assert store.get_legal_hold(entry.key, entry.version_id)
         # Cases have no status (the seed's Update Case takes name and description): deleting
         # the case is what ends its holds.
         ev.cases.delete(case.guid)
-        assert retention.sync_legal_holds(ev, store, "nvr1", "HQ", log) == {**counts, "released": held}
+        assert sync_holds(ev, store, log) == {**counts, "released": held}
     assert not store.get_legal_hold(entry.key, entry.version_id)
     assert {(f.key, f.problem) for f in retention.audit(store, config, "HQ").findings} == earlier
     actions = [a["action"] for a in log.entries()]

@@ -23,6 +23,7 @@ from ev_ingest.store.signing import MANIFEST, Signer, Verifier, decode
 from pipelines import retention
 from pipelines.nightly import run_nightly
 from tests.conftest import PASSWORD, SIGNER, START, pipeline_config
+from tests.holds import sync_holds
 
 VERIFIER = Verifier([SIGNER.public])
 
@@ -137,12 +138,12 @@ def test_a_persons_hold_outlives_a_case_and_a_tag(archived: tuple[Any, Any], sim
                 cased.start + timedelta(minutes=6),
                 case=case.guid,
             )
-            assert retention.sync_legal_holds(ev, store, "nvr1", "HQ", log)["held"] >= 1
+            assert sync_holds(ev, store, log)["held"] >= 1
         finally:
             ev.cases.delete(case.guid)
         # Anyone with write access can write the sync's tag: it must not make a person's hold the sync's.
         store.set_tags(tagged.key, tagged.version_id, {retention.HOLD_TAG: case.guid})
-        assert retention.sync_legal_holds(ev, store, "nvr1", "HQ", log)["released"] >= 1
+        assert sync_holds(ev, store, log)["released"] >= 1
     assert store.get_legal_hold(cased.key, cased.version_id)  # the case's hold went, the person's stayed
     assert store.get_legal_hold(tagged.key, tagged.version_id)
     release = [r for r in log.entries() if r["action"] == "legal-hold-release" and r["key"] == cased.key]

@@ -228,15 +228,25 @@ class Bookmark(_Tolerant):
 
     @property
     def camera_ids(self) -> list[int]:
-        """The cameras it covers; a ValueError when it names none we can recognise (a hold
-        that silently covers nothing is the failure this prevents)."""
-        found = [int(i["id"]) for i in self.items if isinstance(i, dict) and "id" in i and int(i.get("type", 0)) == 0]
+        """The camera ids it names, on whichever server (see `cameras`)."""
+        return sorted({camera for _, camera in self.cameras("")})
+
+    def cameras(self, listed_on: str) -> list[tuple[str, int]]:
+        """(server, camera id) of each camera it covers: an item's `server` (GUESS: no
+        public client shows a cross-server item), else `listed_on`, the server that lists
+        the bookmark. A ValueError when it names no camera we can recognise (a hold that
+        silently covers nothing is the failure this prevents)."""
+        found = [
+            (str(i.get("server") or listed_on), int(i["id"]))
+            for i in self.items
+            if isinstance(i, dict) and "id" in i and int(i.get("type", 0)) == 0
+        ]
         if self.item_id is not None and (self.item_type or 0) == 0:
-            found.append(int(self.item_id))
+            found.append((listed_on, int(self.item_id)))
         if not found:
             raise ValueError(
                 f"bookmark {self.name!r} ({self.guid}) names no camera in a shape this client knows "
-                "(itemType 0 with itemId, or items[{type: 0, id}])"
+                "(itemType 0 with itemId, or items[{type: 0, id, server?}])"
             )
         return sorted(set(found))
 

@@ -580,18 +580,28 @@ def build_app(config: SimulatorConfig) -> Starlette:
         async def handler(request: Request) -> Response:
             q = request.query_params
             if request.method == "GET":
-                return _json({"success": True, f"{singular}s": list(store.values())})
+                listed = list(store.values())
+                if singular == "bookmark" and state.config.unlisted_case_bookmarks:
+                    listed = [b for b in listed if not b.get("case")]  # as some real servers answer
+                return _json({"success": True, f"{singular}s": listed})
             if request.method == "POST":
                 if not q.get("name"):
                     raise ApiError(400, "missing parameter 'name'")
                 item = {"guid": str(uuid.uuid4()), **{k: q[k] for k in fields if k in q}}
                 if singular == "bookmark":
-                    if q.get("itemType", "0") == "0":
+                    if q.get("itemServer"):
+                        # Simulator-only: a bookmark whose item is a camera of another server of
+                        # the site, listed as a server-qualified item (the shape is a GUESS).
+                        item["items"] = [{"type": 0, "id": int(q.get("itemId", "0")), "server": q["itemServer"]}]
+                    elif q.get("itemType", "0") == "0":
                         state.camera(q.get("itemId"))  # a camera bookmark must name a known camera
                     item["start"] = scene.iso_z(parse_time(q.get("start"), "start"))
                     item["end"] = scene.iso_z(parse_time(q.get("end"), "end"))
-                    item["itemType"] = int(q.get("itemType", "0"))
-                    item["itemId"] = int(q.get("itemId", "0"))
+                    if q.get("itemServer"):
+                        item.pop("itemType", None), item.pop("itemId", None)  # only the qualified item
+                    else:
+                        item["itemType"] = int(q.get("itemType", "0"))
+                        item["itemId"] = int(q.get("itemId", "0"))
                     if q.get("case") and q["case"] not in state.cases:
                         raise ApiError(404, f"unknown case {q['case']!r}")
                 item["created"] = scene.iso_z(state.site.current_time())

@@ -44,6 +44,9 @@ class SimulatorConfig(BaseModel):
     tls_cert: Path | None = Field(None, description="PEM certificate: serve https (with tls_key).")
     tls_key: Path | None = Field(None, description="PEM private key of tls_cert.")
     clock_offset_s: float = Field(0.0, description="The server clock's offset from the real one (clock skew).")
+    unlisted_case_bookmarks: bool = Field(
+        False, description="The bookmark list leaves out bookmarks that belong to a case (as some real servers do)."
+    )
     faults: str | None = Field(None, description="Fault spec, e.g. '5xx=0.05,reset=0.02,slow=0.1:2s'.")
     users_file: Path | None = Field(None, description="'user:password' lines; default: admin / EV_PASSWORD.")
     frozen_now: datetime | None = Field(None, description="A fixed clock for reproducible tests.")
