@@ -16,12 +16,13 @@ site against all of them (`sync_legal_holds`):
   shows (real servers may leave case bookmarks out of the bookmark list), an item naming
   a server the site does not archive, a server that could not be listed.
 
-Who holds what is replayed from the signed audit trail (`retention.holders`), never from
-tags. A bookmark item names its server by the site's server name (`server` in the item:
-GUESS, no public client shows the shape of a cross-server item; an item in any other
-shape names the server that lists it). Objects archived before the server was part of
-their identity (server "") are held when a bookmark of any server names their camera, and
-never released here.
+Each change of the gaps is recorded (`hold-sync`, signed, in the audit trail); a sync
+whose gaps are the last one's writes nothing new. Who holds what is replayed from the
+signed audit trail (`retention.holders`), never from tags. A bookmark item names its
+server by the site's server name (`server` in the item: GUESS, no public client shows
+the shape of a cross-server item; an item in any other shape names the server that
+lists it). Objects archived before the server was part of their identity (server "")
+are held when a bookmark of any server names their camera, and never released here.
 """
 
 from __future__ import annotations
@@ -35,7 +36,16 @@ from typing import Any
 
 from ev_ingest.client import Bookmark, Case, ExacqClient, ExacqError
 from ev_ingest.store import ArchiveStore, AuditLog, ManifestEntry
-from pipelines.retention import HOLD_TAG, OBJECT_ERRORS, SYNC_ACTION, Holders, holders, manifests, one_line
+from pipelines.retention import (
+    HOLD_TAG,
+    OBJECT_ERRORS,
+    SYNC_ACTION,
+    Holders,
+    holders,
+    last_sync_gaps,
+    manifests,
+    one_line,
+)
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +195,8 @@ def sync_legal_holds(
     lost: list[str] = []
     read = manifests(store, audit_log.verifier, site, lost)
     result.unreadable = len(lost)
-    holding = holders(audit_log.trusted())
+    trail = audit_log.trusted()
+    holding = holders(trail)
     may_release = not any(g.problem == "unlisted-server" for g in gaps)
     for manifest in read:
         for entry in manifest.entries:
@@ -206,7 +217,9 @@ def sync_legal_holds(
                 setattr(result, outcome, getattr(result, outcome) + 1)
     for gap in gaps:
         log.error("legal holds of %s may miss video: %s: %s", gap.server, gap.problem, gap.detail)
-    audit_log.record(SYNC_ACTION, site=site, servers=sorted(servers), **result.as_json())
+    if [asdict(g) for g in gaps] != last_sync_gaps(site, trail):
+        # Only when the gaps change (a rerun writes nothing new); the audit reports the latest.
+        audit_log.record(SYNC_ACTION, site=site, servers=sorted(servers), **result.as_json())
     return result
 
 

@@ -570,16 +570,20 @@ def _check_hold_sync(site: str | None, trail: list[dict[str, Any]]) -> list[Find
     """The gaps the latest hold sync (of the site) recorded: holds that may miss video
     (case bookmarks not listed, items on a server the site does not archive, a server that
     could not be listed) stay a finding until a sync without them."""
+    return [
+        Finding(f"holds/{gap.get('server')}", "hold-gap", f"{gap.get('problem')}: {gap.get('detail')}")
+        for gap in last_sync_gaps(site, trail)
+    ]
+
+
+def last_sync_gaps(site: str | None, trail: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The gaps the latest hold sync of the site recorded (none before the first)."""
     syncs = [r for r in trail if r.get("action") == SYNC_ACTION and (site is None or r.get("site") == site)]
     if not syncs:
         return []
     latest = max(syncs, key=lambda r: (r.get("sequence") or 0, str(r.get("at"))))
     gaps = latest.get("gaps") if isinstance(latest.get("gaps"), list) else []
-    return [
-        Finding(f"holds/{gap.get('server')}", "hold-gap", f"{gap.get('problem')}: {gap.get('detail')}")
-        for gap in gaps
-        if isinstance(gap, dict)
-    ]
+    return [gap for gap in gaps if isinstance(gap, dict)]
 
 
 def _check_disposals(trail: list[dict[str, Any]]) -> list[Finding]:

@@ -147,6 +147,8 @@ def test_case_bookmarks_the_list_leaves_out_and_items_on_unknown_servers_are_gap
     assert hq.gaps_found() == [
         "holds/nvr1 unlisted-case-bookmarks: open case(s) Burglary 5: no listed bookmark names any"
     ]
+    trail = set(hq.store.list_keys("audit/"))
+    assert hq.sync()[0] == 1 and set(hq.store.list_keys("audit/")) == trail  # the same gap: nothing new written
     hq.delete_case("nvr1", burglary)
     assert hq.sync()[0] == 0 and hq.gaps_found() == []  # a sync without the gap clears the finding
     hq.case("nvr2", "Assault 2", LOBBY, on="nvr9")
