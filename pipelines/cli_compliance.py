@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from pipelines.terminal import say
 
 if TYPE_CHECKING:
-    from pipelines.config import PipelineConfig
+    from pipelines.case_holds import CaseListing
+    from pipelines.config import PipelineConfig, SiteConfig
 
 
 def load_config(path: Any) -> PipelineConfig:
@@ -60,7 +61,7 @@ def _time(text: str) -> datetime:
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
-    from pipelines import archive, case_holds, retention
+    from pipelines import case_holds, retention
 
     config, store = _open(args)
     log = retention.audit_log(store, config)
@@ -120,9 +121,8 @@ def cmd_retention(args: argparse.Namespace) -> int:
         gaps: list[case_holds.Gap] = []
         if args.holds:
             site = config.site(args.site or config.sites[0].name)
-            servers = {s.name: s for s in site.servers}
-            listings = case_holds.list_site(list(servers), lambda name: archive.connect(servers[name]))
-            synced = case_holds.sync_legal_holds(listings, store, site.name, log, list(servers))
+            listings = _case_listings(site)
+            synced = case_holds.sync_legal_holds(listings, store, site.name, log, [s.name for s in site.servers])
             result["holds"], gaps = synced.as_json(), synced.gaps
         _print(args, result, [json.dumps(result)])
         unreadable = result["unreadable"] + result.get("holds", {}).get("unreadable", 0)
@@ -218,18 +218,25 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _case_listings(site: SiteConfig) -> list[CaseListing]:
+    """The cases and bookmarks of every server of `site` that could be listed."""
+    from pipelines import archive, case_holds
+
+    servers = {s.name: s for s in site.servers}
+    return case_holds.list_site(list(servers), lambda name: archive.connect(servers[name]))
+
+
 def cmd_case(args: argparse.Namespace) -> int:
-    from pipelines import archive, case_holds, evidence, keys, retention
+    from pipelines import case_holds, evidence, keys, retention
 
     config, store = _open(args)
     signer = keys.signer_for(config)
     site = config.site(args.site or config.sites[0].name)
-    servers = {s.name: s for s in site.servers}
-    listings = case_holds.list_site(list(servers), lambda name: archive.connect(servers[name]))
+    listings = _case_listings(site)
     found = next((c for listing in listings for c in listing.cases if args.case in (c.guid, c.name)), None)
     if found is None:
         raise ValueError(f"no case {args.case!r} on the servers of site {site.name!r}")
-    covers, gaps = case_holds.coverage(listings, list(servers))
+    covers, gaps = case_holds.coverage(listings, [s.name for s in site.servers])
     for gap in gaps:  # the package is made, and says what it may lack
         say(f"ev-ingest case: {gap.server}: {gap.detail}: the package may lack footage", file=sys.stderr)
     entries = evidence.case_entries(store, keys.verifier_for(config), site.name, found, covers)

@@ -591,17 +591,17 @@ def build_app(config: SimulatorConfig) -> Starlette:
                 if singular == "bookmark":
                     if q.get("itemServer"):
                         # Simulator-only: a bookmark whose item is a camera of another server of
-                        # the site, listed as a server-qualified item (the shape is a GUESS).
+                        # the site, listed only as a server-qualified item (the shape is a GUESS).
+                        item.pop("itemType", None)
+                        item.pop("itemId", None)
                         item["items"] = [{"type": 0, "id": int(q.get("itemId", "0")), "server": q["itemServer"]}]
-                    elif q.get("itemType", "0") == "0":
-                        state.camera(q.get("itemId"))  # a camera bookmark must name a known camera
-                    item["start"] = scene.iso_z(parse_time(q.get("start"), "start"))
-                    item["end"] = scene.iso_z(parse_time(q.get("end"), "end"))
-                    if q.get("itemServer"):
-                        item.pop("itemType", None), item.pop("itemId", None)  # only the qualified item
                     else:
+                        if q.get("itemType", "0") == "0":
+                            state.camera(q.get("itemId"))  # a camera bookmark must name a known camera
                         item["itemType"] = int(q.get("itemType", "0"))
                         item["itemId"] = int(q.get("itemId", "0"))
+                    item["start"] = scene.iso_z(parse_time(q.get("start"), "start"))
+                    item["end"] = scene.iso_z(parse_time(q.get("end"), "end"))
                     if q.get("case") and q["case"] not in state.cases:
                         raise ApiError(404, f"unknown case {q['case']!r}")
                 item["created"] = scene.iso_z(state.site.current_time())

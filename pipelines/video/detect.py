@@ -320,7 +320,7 @@ class Opening:
             scaled, moving, boxes = found
             later = next((j for j in range(index, len(times)) if times[j] - t >= MOVED_WITHIN_S), None)
             other = self.frames[later if later is not None else max(0, index - 1)][1]
-            high, low = envelope(other.astype(np.float32))
+            high, low = envelope(other)  # already uint8: its 3x3 range as is
             moved = _outside(scaled, high, low, config.pixel_threshold)
             rows, cols = moving.shape
             kept = []
@@ -422,20 +422,16 @@ def compare(
         now = scaled[y : y + h, x : x + w][where].astype(np.float32)
         if _is_light(now, background[y : y + h, x : x + w][where], config):
             continue
+        bx, by, bw, bh = 0, 0, w, h
         if region is not None:  # scored: what of it lies in the region
             inside = cv2.bitwise_and(inside, region[y : y + h, x : x + w])
             bx, by, bw, bh = cv2.boundingRect(inside)
             if bw == 0 or bh == 0:
                 continue
-            if moving is None:
-                moving = np.zeros_like(changed)
-            moving[y : y + h, x : x + w] |= inside
-            boxes.append(((x + bx) / cols, (y + by) / rows, (x + bx + bw) / cols, (y + by + bh) / rows))
-            continue
         if moving is None:
             moving = np.zeros_like(changed)
         moving[y : y + h, x : x + w] |= inside
-        boxes.append((x / cols, y / rows, (x + w) / cols, (y + h) / rows))
+        boxes.append(((x + bx) / cols, (y + by) / rows, (x + bx + bw) / cols, (y + by + bh) / rows))
     return scaled, moving, boxes
 
 
