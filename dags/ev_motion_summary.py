@@ -83,7 +83,7 @@ def ev_motion_summary() -> None:
     def commit(items: list[dict[str, Any]], summaries: list[list[dict[str, Any]]]) -> dict[str, Any]:
         from ev_ingest.store import ManifestEntry
         from ev_ingest.store.records import verified_manifest
-        from pipelines import archive, keys, motion, report
+        from pipelines import archive, horizon, keys, motion, report
 
         config = load()
         store = store_for(config)
@@ -102,6 +102,7 @@ def ev_motion_summary() -> None:
                 nightly.interval_end,
                 run_id,
                 archive.record_lock(config, nightly.site, nightly.interval_end, nightly.exports()),
+                horizon.at_night(store, keys.verifier_for(config), config, nightly.site, nightly.interval_start),
             )
             manifest = archive.commit_manifest(
                 store,

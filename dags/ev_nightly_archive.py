@@ -3,9 +3,11 @@
 plan (per server: the chunks that have ended on its clock -> `ExportJob`s) -> export
 (mapped per job, deferrable wait, pool-bounded) -> commit (the manifest, written last;
 results matched to jobs by job id; emits the Asset that triggers ev_motion_summary) ->
-night_failures (fails the run when the manifest lists failures). A failed export is
-retried with exponential backoff, then reported in the manifest; it never blocks the
-other cameras, nor their motion summaries. A failed plan is recorded in the manifest too.
+night_failures (fails the run when the manifest lists failures) and recorder_horizon (fails
+it when footage still owed is within the margin of being overwritten by its recorder). A
+failed export is retried with exponential backoff, then reported in the manifest; it never
+blocks the other cameras, nor their motion summaries. A failed plan is recorded in the
+manifest too.
 
 Run one day by hand: `airflow dags test ev_nightly_archive -c '{"date": "2026-11-20"}'`.
 """
@@ -112,6 +114,7 @@ def ev_nightly_archive() -> None:
                 len(site_jobs),
                 sum(p.pending for p in mine),
                 [q for p in mine for q in p.no_footage],
+                [p.recorder for p in mine if p.recorder],
             )
             summary[site] = {
                 "manifest": manifest.key,
@@ -134,10 +137,33 @@ def ev_nightly_archive() -> None:
             detail = "; ".join(f"{site}: {s['failed']} failed, {s['archived']} archived" for site, s in failed.items())
             raise RuntimeError(f"the night has failures (listed in its manifest): {detail}")
 
+    @task(retries=0, multiple_outputs=False)
+    def recorder_horizon(summary: dict[str, Any], **context: Any) -> dict[str, Any]:
+        """Fails the run, and so alerts through `EV_ON_FAILURE`, when footage the archive still
+        owes (a failed export, a night no run archived) is within `horizon.margin_hours` of
+        being overwritten by its recorder (pipelines.horizon); returns the owed nights."""
+        from pipelines import horizon, keys
+
+        config = load()
+        store, owed, found = store_for(config), {}, []
+        for site in summary:
+            rows = horizon.horizon(store, keys.verifier_for(config), config, site)
+            owed[site] = horizon.owed_nights(rows)
+            found += horizon.alerts(rows, config.horizon.margin_hours)
+        if found:
+            shown = "; ".join(found[:5]) + (f"; and {len(found) - 5} more" if len(found) > 5 else "")
+            raise RuntimeError(
+                f"footage is about to be overwritten by its recorder: {shown}. "
+                "Archive the owed nights, oldest first: ev-ingest archive --catch-up"
+            )
+        return owed
+
     servers = targets()
     plans = plan.expand(target=servers)
     exported = ExportToStoreOperator.partial(task_id="export", pool=EXPORT_POOL).expand(job=jobs(plans))
-    night_failures(commit(servers, plans, exported.output))
+    summary = commit(servers, plans, exported.output)
+    night_failures(summary)
+    recorder_horizon(summary)
 
 
 def _sites(context: Any, config: Any) -> list[str]:

@@ -21,10 +21,19 @@ from urllib.parse import urlsplit
 
 from ev_ingest import clock
 from ev_ingest.client import ClientSettings, ExacqClient, ExacqError
-from ev_ingest.store import ArchiveStore, Manifest, ManifestEntry, ManifestFailure, NoFootage, Retention, StoreSettings
+from ev_ingest.store import (
+    ArchiveStore,
+    Manifest,
+    ManifestEntry,
+    ManifestFailure,
+    NoFootage,
+    RecorderEdge,
+    Retention,
+    StoreSettings,
+)
 from ev_ingest.store import keys as store_keys
 from ev_ingest.store.records import verified_manifest, write_manifest
-from pipelines import keys
+from pipelines import horizon, keys
 from pipelines.config import PipelineConfig, ServerConfig
 from pipelines.export_job import SHORT, ExportJob, JobResult
 
@@ -99,6 +108,7 @@ class Plan:
     pending: int = 0
     failures: list[ManifestFailure] = field(default_factory=list)  # cameras whose search failed (kind "plan")
     no_footage: list[NoFootage] = field(default_factory=list)  # chunks the server said it recorded nothing in
+    recorder: RecorderEdge | None = None  # where the server's video begins, as its answers showed
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +118,7 @@ class Plan:
             "pending": self.pending,
             "failures": [f.model_dump(mode="json") for f in self.failures],
             "no_footage": [q.model_dump(mode="json") for q in self.no_footage],
+            "recorder": self.recorder.model_dump(mode="json") if self.recorder else None,
         }
 
     @classmethod
@@ -115,7 +126,8 @@ class Plan:
         jobs = [ExportJob.from_dict(j) for j in data["jobs"]]
         failures = [ManifestFailure.model_validate(f) for f in data.get("failures", [])]
         quiet = [NoFootage.model_validate(q) for q in data.get("no_footage", [])]
-        return cls(data["site"], data["server"], jobs, int(data["pending"]), failures, quiet)
+        edge = RecorderEdge.model_validate(data["recorder"]) if data.get("recorder") else None
+        return cls(data["site"], data["server"], jobs, int(data["pending"]), failures, quiet, edge)
 
 
 def server_now(client: ExacqClient) -> datetime:
@@ -180,11 +192,15 @@ def plan(client: ExacqClient, config: PipelineConfig, site: str, server: str, st
     if not ready:
         log.warning("%s/%s: no chunk of the interval has ended on the server's clock yet", site, server)
         return result
+    # Each camera's one search starts a margin and a day before the night and runs to the
+    # server's now: its answer also shows where the recorder's video begins (pipelines.horizon).
+    searched_from = start - timedelta(hours=config.horizon.margin_hours) - horizon.SEARCHED_BEYOND_MARGIN
+    answers: dict[int, list[Any]] = {}
     for camera in cameras:
         # The confirmed per-camera search (videoInfo[].clips), not the guessed metadata search:
         # an answer in a shape the models do not know raises instead of planning nothing.
         try:
-            clips = client.search.recordings(camera.id, start, ready[-1][1])
+            answers[camera.id] = client.search.recordings(camera.id, searched_from, now)
         except ExacqError as exc:
             # One camera's odd answer costs that camera, never its server's night (issue 25).
             log.error("%s/%s: camera %s not planned: %s", site, server, camera.id, exc)
@@ -198,11 +214,32 @@ def plan(client: ExacqClient, config: PipelineConfig, site: str, server: str, st
                     kind="plan",
                 )
             )
+    skew = client.clock_skew or timedelta(0)
+    earliest = (min(c.start for c in clips) for clips in answers.values() if clips)
+    result.recorder = horizon.learn_edge(server, searched_from, earliest, now, skew)
+    for camera in cameras:
+        if camera.id not in answers:
             continue
-        quiet = 0
+        clips, quiet = answers[camera.id], 0
         for chunk_start, chunk_end in ready:
             inside = recorded_spans([(c.start, c.end) for c in clips], chunk_start, chunk_end)
-            if not inside:  # the server said so: accounted for in the manifest, not a failure
+            if not inside and horizon.overwritten(result.recorder, chunk_start):
+                # Began before the server's video does: lost to the recorder, never "no footage".
+                assert result.recorder is not None and result.recorder.oldest is not None
+                result.failures.append(
+                    ManifestFailure(
+                        server=server,
+                        camera_id=camera.id,
+                        start=chunk_start,
+                        end=chunk_end,
+                        # The API cannot tell overwritten from never recorded (a recorder
+                        # installed since): either way it is not "no footage", and says so.
+                        error=f"overwritten by the recorder before it was archived, or never recorded: the "
+                        f"server's video begins at {result.recorder.oldest:%Y-%m-%d %H:%M:%S} UTC",
+                        kind=horizon.OVERWRITTEN,
+                    )
+                )
+            elif not inside:  # the server said so: accounted for in the manifest, not a failure
                 quiet += 1
                 result.no_footage.append(
                     NoFootage(
@@ -317,9 +354,10 @@ def commit_manifest(
     planned: int,
     pending: int = 0,
     no_footage: list[NoFootage] | None = None,
+    recorders: list[RecorderEdge] | None = None,
 ) -> Manifest:
     """Write the run's manifest last: the record that these objects are archived, these
-    chunks recorded nothing, and these failed."""
+    chunks recorded nothing, these failed, and where each server's video began."""
     manifest = Manifest(
         run_id=run_id,
         site=site,
@@ -329,6 +367,7 @@ def commit_manifest(
         entries=entries,
         failures=failures,
         no_footage=no_footage or [],
+        recorders=recorders or [],
         complete=pending == 0,
         pending=pending,
     )

@@ -36,6 +36,7 @@ from typing import Any
 
 from ev_ingest.client import Bookmark, Case, ExacqClient, ExacqError
 from ev_ingest.store import ArchiveStore, AuditLog, ManifestEntry
+from pipelines.config import SiteConfig
 from pipelines.retention import (
     HOLD_TAG,
     OBJECT_ERRORS,
@@ -111,6 +112,21 @@ def list_cases(client: ExacqClient, server: str) -> CaseListing:
         if mark.case in open_cases:
             mark.cameras(server)
     return listing
+
+
+def listings_of(site: SiteConfig) -> list[CaseListing]:
+    """The cases and bookmarks of every server of `site` that could be listed (`list_site`
+    through the configured connections)."""
+    from pipelines import archive  # the one place a configured server is connected
+
+    servers = {s.name: s for s in site.servers}
+    return list_site(list(servers), lambda name: archive.connect(servers[name]))
+
+
+def sync_site(store: ArchiveStore, site: SiteConfig, audit_log: AuditLog) -> SyncResult:
+    """List every server of the site, then sync its holds: the one path of `retention apply
+    --holds` and `archive --holds`."""
+    return sync_legal_holds(listings_of(site), store, site.name, audit_log, [s.name for s in site.servers])
 
 
 def list_site(

@@ -4,9 +4,9 @@
     ev-ingest cameras | recordings | export | frame                    talk to a server (EV_URL)
     ev-ingest motion FILE... [--mode gated] [--json]                   motion summaries of files
     ev-ingest s3 serve [--data-dir] [--port]                           the embedded S3 store
-    ev-ingest retention status|audit|apply|hold|release|dispose        what is protected, and proof
+    ev-ingest retention status|horizon|audit|apply|hold|release|dispose   what is protected, and proof
     ev-ingest audit log | keys init|show | case export | verify        audit trail, signing, evidence
-    ev-ingest archive --date YYYY-MM-DD                                the nightly archival, without Airflow
+    ev-ingest archive --date YYYY-MM-DD [--catch-up]                   the nightly archival, without Airflow
     ev-ingest report --date YYYY-MM-DD [-o report.html]                the HTML report of a nightly run
 
 The server comes from `--url` or EV_URL (`exacqvision://user@host:port/?server_id=0`),

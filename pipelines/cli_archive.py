@@ -28,6 +28,16 @@ def _day(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"not a date: {text!r} (YYYY-MM-DD)") from None
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return value
+
+
 def _interval(config: Any, site: str, day: datetime) -> tuple[datetime, datetime]:
     """The site's local calendar day `day`, as UTC."""
     try:
@@ -37,46 +47,76 @@ def _interval(config: Any, site: str, day: datetime) -> tuple[datetime, datetime
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
-    from pipelines import archive
+    from pipelines import archive, horizon, keys
     from pipelines.nightly import run_nightly
 
     config = load_config(args.config)
     store = archive.open_store(config)
     store.ensure_bucket()
     site = args.site or config.sites[0].name
-    start, end = _interval(config, site, args.date)
-    result = run_nightly(config, store, site, start, end, summarize=not args.no_motion, progress=not args.json)
-    manifest = result.manifest
-    payload = {
-        "manifest": manifest.key,
-        "objects": len(manifest.entries),
-        "failures": [f.model_dump(mode="json") for f in result.failures],
-        "no_footage": [q.model_dump(mode="json") for q in manifest.no_footage],
-        "complete": manifest.complete,
-        "pending": manifest.pending,
-        "motion_manifest": result.motion_manifest.key if result.motion_manifest else None,
-    }
-    partial = (
-        f"\npartial: {manifest.pending} chunk slots had not ended on the server's clock; "
-        f"run `ev-ingest archive --date {args.date:%Y-%m-%d}` again later to complete the day"
-        if not manifest.complete
-        else ""
-    )
-    if args.json:
-        print(json.dumps(payload, indent=2))
-    else:
-        say(
+    nights = [args.date]
+    if args.catch_up:
+        # Oldest first: the oldest footage is the first the recorder overwrites (issue 25).
+        owed = horizon.owed_nights(horizon.horizon(store, keys.verifier_for(config), config, site))
+        nights = sorted({*(d for d in map(_day, owed) if d < args.date), args.date})[: args.max_nights]
+    done, failed, lines = [], False, []
+    for day in nights:
+        start, end = _interval(config, site, day)
+        result = run_nightly(config, store, site, start, end, summarize=not args.no_motion, progress=not args.json)
+        manifest = result.manifest
+        failed = failed or bool(result.failures)
+        done.append(
+            {
+                "date": f"{day:%Y-%m-%d}",
+                "manifest": manifest.key,
+                "objects": len(manifest.entries),
+                "failures": [f.model_dump(mode="json") for f in result.failures],
+                "no_footage": [q.model_dump(mode="json") for q in manifest.no_footage],
+                "complete": manifest.complete,
+                "pending": manifest.pending,
+                "motion_manifest": result.motion_manifest.key if result.motion_manifest else None,
+            }
+        )
+        lines += [
             f"{site} {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC: {len(manifest.entries)} exports "
             f"archived, {len(manifest.no_footage)} chunks without footage (the server recorded none), "
             f"{len(result.failures)} failed",
             f"manifest: {manifest.key}",
-            *partial.strip().splitlines(),
+        ]
+        if not manifest.complete:
+            lines += [
+                f"partial: {manifest.pending} chunk slots had not ended on the server's clock; "
+                f"run `ev-ingest archive --date {day:%Y-%m-%d}` again later to complete the day"
+            ]
+    synced = None
+    if args.holds:  # the same sync as `retention apply --holds`, after the night is committed
+        from pipelines import case_holds, retention
+        from pipelines.cli_compliance import say_gaps
+
+        synced = case_holds.sync_site(store, config.site(site), retention.audit_log(store, config))
+        say_gaps(synced.gaps)
+    rows = horizon.horizon(store, keys.verifier_for(config), config, site)
+    alerts = horizon.alerts(rows, config.horizon.margin_hours)
+    owed = horizon.owed_nights(rows)
+    payload = {**done[-1], "nights": done, "horizon": [r.as_json() for r in rows], "alerts": alerts}
+    if synced is not None:
+        payload["holds"] = synced.as_json()
+        lines.append(f"legal holds: {json.dumps(synced.counts())}")
+    lines += [f"ALERT: {a}" for a in alerts]
+    if owed:
+        lines.append(
+            f"still owed: {', '.join(owed)}: "
+            f"`ev-ingest archive --catch-up --date {owed[-1]}` archives them, oldest first"
         )
-    return 1 if result.failures else 0
+    if args.json:
+        print(json.dumps(payload, indent=2))
+    else:
+        say(*lines)
+    return 1 if failed or alerts or (synced is not None and synced.gaps) else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pipelines import archive, motion, report
+    from pipelines import archive, horizon, keys, motion, report
     from pipelines.datasets import Archive
 
     config = load_config(args.config)
@@ -86,7 +126,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.publish:
         run_id = motion.motion_run_id(archive.run_id_for(site, start))
         lock = archive.record_lock(config, site, end, [])
-        entry = report.publish(store, site, start, end, run_id, lock)
+        recorder = horizon.at_night(store, keys.verifier_for(config), config, site, start)
+        entry = report.publish(store, site, start, end, run_id, lock, recorder)
         say(f"stored: s3://{store.settings.bucket}/{entry.key} (sha256 {entry.sha256})")
         document = store.get_bytes(entry.key, entry.version_id).decode()
     else:
@@ -97,7 +138,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                 f"no nightly run of site {site!r} is archived for {args.date:%Y-%m-%d} "
                 f"(`ev-ingest archive --date {args.date:%Y-%m-%d}` archives it)"
             )
-        document = report.render(Archive.from_store(store), site, start, end)
+        recorder = horizon.at_night(store, keys.verifier_for(config), config, site, start)
+        document = report.render(Archive.from_store(store), site, start, end, recorder)
     args.output.write_text(document)
     say(f"{args.output}: {len(document) // 1024} KB; open it in a browser")
     return 0
@@ -159,6 +201,17 @@ def register(sub: Any, command: Any) -> None:
     p.add_argument("--site", help="site name (default: the first)")
     p.add_argument("--date", type=_day, required=True, help="the site's local day to archive, YYYY-MM-DD")
     p.add_argument("--no-motion", action="store_true", help="skip the motion summaries")
+    p.add_argument(
+        "--catch-up",
+        action="store_true",
+        help="also archive every earlier night still owed (within horizon.lookback_days), oldest first",
+    )
+    p.add_argument(
+        "--holds", action="store_true", help="then sync legal holds from the cases (as retention apply --holds)"
+    )
+    p.add_argument(
+        "--max-nights", type=_positive, default=31, help="with --catch-up: archive at most this many nights (31)"
+    )
     p = command("report", cmd_report, "the HTML report of a day's nightly run, from the archive")
     p.add_argument("--config", type=Path, help="configuration file (default: $EV_CONFIG)")
     p.add_argument("--site", help="site name (default: the first)")

@@ -1,6 +1,7 @@
 """The compliance officer's verbs: `retention ...`, `audit log`, `keys ...`, `case export`, `verify`.
 
 ev-ingest retention status [--date D]        what is protected, until when, held by whom
+ev-ingest retention horizon                  per camera: unarchived hours, hours until the recorder overwrites
 ev-ingest retention audit [--deep]           signatures, chains, every object; exit 1 on findings
           [--checkpoint F] [--checkpoint-out F]  nothing lost since an earlier checkpoint; keep the new one
 ev-ingest retention apply [--holds]          extend retention to the policy; sync case holds
@@ -26,8 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pipelines.terminal import say
 
 if TYPE_CHECKING:
-    from pipelines.case_holds import CaseListing
-    from pipelines.config import PipelineConfig, SiteConfig
+    from pipelines.config import PipelineConfig
 
 
 def load_config(path: Any) -> PipelineConfig:
@@ -84,10 +84,20 @@ def cmd_retention(args: argparse.Namespace) -> int:
             )
         if not rows:
             lines = ["nothing archived" + (f" on {args.date}" if args.date else "")]
+        if not args.date:  # the recorder's horizon is about now, not about one day
+            lines += ["", *_horizon_lines(_horizons(store, config, args.site, []), config)[0]]
         _print(args, [asdict(r) for r in rows], lines)
         for key in unreadable:
             say(f"ev-ingest retention: manifest {key} could not be read: run `retention audit`", file=sys.stderr)
         return 1 if unreadable or any(r.missing for r in rows) else 0
+    if args.action == "horizon":
+        untrusted: list[str] = []
+        found = _horizons(store, config, args.site, untrusted)
+        lines, alerts = _horizon_lines(found, config)
+        _print(args, {"horizon": [r.as_json() for r in found], "alerts": alerts}, lines)
+        for key in untrusted:
+            say(f"ev-ingest retention: manifest {key} could not be read: run `retention audit`", file=sys.stderr)
+        return 1 if alerts or untrusted else 0
     if args.action == "audit":
         extra = [args.public_key] if args.public_key else None
         from pipelines import keys
@@ -120,9 +130,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
         result: dict[str, Any] = retention.apply_policy(store, config.retention, args.site, log)
         gaps: list[case_holds.Gap] = []
         if args.holds:
-            site = config.site(args.site or config.sites[0].name)
-            listings = _case_listings(site)
-            synced = case_holds.sync_legal_holds(listings, store, site.name, log, [s.name for s in site.servers])
+            synced = case_holds.sync_site(store, config.site(args.site or config.sites[0].name), log)
             result["holds"], gaps = synced.as_json(), synced.gaps
         _print(args, result, [json.dumps(result)])
         unreadable = result["unreadable"] + result.get("holds", {}).get("unreadable", 0)
@@ -132,8 +140,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
                 "run `retention audit`",
                 file=sys.stderr,
             )
-        for gap in gaps:  # a hold that may miss video is a failure, never a quiet nothing
-            say(f"ev-ingest retention: holds of {gap.server} may miss video: {gap.detail}", file=sys.stderr)
+        say_gaps(gaps)
         return 1 if unreadable or gaps else 0
     if args.action == "dispose":
         candidates = retention.expired(store)
@@ -218,12 +225,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-def _case_listings(site: SiteConfig) -> list[CaseListing]:
-    """The cases and bookmarks of every server of `site` that could be listed."""
-    from pipelines import archive, case_holds
-
-    servers = {s.name: s for s in site.servers}
-    return case_holds.list_site(list(servers), lambda name: archive.connect(servers[name]))
+def say_gaps(gaps: list[Any]) -> None:
+    """A hold that may miss video is a failure, never a quiet nothing: one line per gap."""
+    for gap in gaps:
+        say(f"ev-ingest: holds of {gap.server} may miss video: {gap.detail}", file=sys.stderr)
 
 
 def cmd_case(args: argparse.Namespace) -> int:
@@ -232,7 +237,7 @@ def cmd_case(args: argparse.Namespace) -> int:
     config, store = _open(args)
     signer = keys.signer_for(config)
     site = config.site(args.site or config.sites[0].name)
-    listings = _case_listings(site)
+    listings = case_holds.listings_of(site)
     found = next((c for listing in listings for c in listing.cases if args.case in (c.guid, c.name)), None)
     if found is None:
         raise ValueError(f"no case {args.case!r} on the servers of site {site.name!r}")
@@ -284,13 +289,44 @@ def cmd_verify(args: argparse.Namespace) -> int:
 UNKNOWN_SIGNER_EXIT = 3  # verify: nothing wrong found, but no trusted key vouches for it
 
 
+def _horizons(store: Any, config: PipelineConfig, site: str | None, unreadable: list[str]) -> list[Any]:
+    from pipelines import horizon, keys
+
+    sites = [site] if site else [s.name for s in config.sites]
+    return [r for name in sites for r in horizon.horizon(store, keys.verifier_for(config), config, name, unreadable)]
+
+
+def _horizon_lines(rows: list[Any], config: PipelineConfig) -> tuple[list[str], list[str]]:
+    """The recorder-horizon table (one row per camera) and its alerts."""
+    from pipelines import horizon
+
+    alerts = horizon.alerts(rows, config.horizon.margin_hours)
+    lines = [
+        f"recorder horizon (alert within {config.horizon.margin_hours:g} h of an overwrite):",
+        f"{'site':<8} {'server':<8} {'camera':<24} {'unarchived':>10}  {'oldest unarchived':<17} "
+        f"{'overwritten in':>14} {'lost':>6}",
+    ]
+    for r in rows:
+        left = "-" if r.hours_left is None else f"{'>' if r.at_least else ''}{max(r.hours_left, 0):.1f} h"
+        if not r.unarchived_hours:
+            left = ""
+        oldest = f"{r.oldest_unarchived:%Y-%m-%d %H:%M}" if r.oldest_unarchived else "-"
+        lines.append(
+            f"{r.site:<8} {r.server:<8} {f'{r.camera_id} {r.camera_name}'[:24]:<24} {r.unarchived_hours:>8.1f} h  "
+            f"{oldest:<17} {left:>14} {r.lost_hours:>4.1f} h"
+        )
+    if not rows:
+        lines.append("no nightly run archived yet")
+    return lines + [f"ALERT: {a}" for a in alerts], alerts
+
+
 def register(sub: Any, command: Any) -> None:
     def config_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", type=Path, help="configuration file (default: $EV_CONFIG)")
         p.add_argument("--site", help="site name (default: every site, or the first where one is needed)")
 
     p = command("retention", cmd_retention, "what is protected; retention, legal holds, the audit, disposal")
-    p.add_argument("action", choices=["status", "audit", "apply", "hold", "release", "dispose"])
+    p.add_argument("action", choices=["status", "horizon", "audit", "apply", "hold", "release", "dispose"])
     config_options(p)
     p.add_argument("--date", help="status: only the site's local day YYYY-MM-DD")
     p.add_argument("--deep", action="store_true", help="audit: re-read and re-hash every object")

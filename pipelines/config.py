@@ -17,6 +17,7 @@ sites:
         max_concurrent_exports: 2
 export: {format: mp4, chunk_minutes: 60}
 store: {bucket: ev-archive, endpoint_url: null}
+horizon: {margin_hours: 24, lookback_days: 7}            # alert before the recorder overwrites
 retention: {mode: GOVERNANCE, days: 30, sites: {HQ: {days: 90}}, servers: {nvr1: {days: 60}},
             cameras: {"HQ/nvr1/4593152": {days: 365}}}  # site/server/camera (or server/camera, a bare id)
 signing: {key_file: /etc/ev-ingest/signing.pem}         # mode 0600; or the ev_signing connection
@@ -162,6 +163,23 @@ class ExportSettings(_Strict):
     spool_dir: str | None = Field(None, description="where exports are spooled before upload (default: TMPDIR)")
 
 
+class HorizonSettings(_Strict):
+    """Staying ahead of the recorder, which overwrites its oldest video when its disk fills."""
+
+    # The bounds keep the planner's search (night + margin + a day, up to the server's now,
+    # for a night as old as the lookback) within the 31 days a server answers in one search.
+    margin_hours: float = Field(
+        24,
+        ge=1,
+        le=24 * 7,
+        description="alert when unarchived footage is within this many hours of being overwritten; the planner "
+        "searches this far (and a day more) before each night, to see where the recorder's video begins",
+    )
+    lookback_days: int = Field(
+        7, ge=1, le=21, description="how far back the horizon view and `archive --catch-up` look for nights owed"
+    )
+
+
 class StoreConfig(_Strict):
     bucket: str = Field("ev-archive", min_length=3, max_length=63)
     endpoint_url: str | None = None
@@ -299,6 +317,7 @@ class PipelineConfig(_Strict):
     sites: list[SiteConfig] = Field(min_length=1)
     export: ExportSettings = Field(default_factory=ExportSettings)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    horizon: HorizonSettings = Field(default_factory=HorizonSettings)
     retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
     motion: MotionConfig = Field(default_factory=MotionConfig)
     motion_mode: Literal["full", "gated", "keyframe"] = "gated"

@@ -14,8 +14,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ev_ingest.client import ExacqError
-from ev_ingest.store import ArchiveStore, Manifest, ManifestEntry, ManifestFailure, NoFootage, RecordIndex, StoreError
-from pipelines import archive, export_job, keys, motion, report
+from ev_ingest.store import (
+    ArchiveStore,
+    Manifest,
+    ManifestEntry,
+    ManifestFailure,
+    NoFootage,
+    RecorderEdge,
+    RecordIndex,
+    StoreError,
+)
+from pipelines import archive, export_job, horizon, keys, motion, report
 from pipelines.config import PipelineConfig
 from pipelines.export_job import ExportJob, JobResult
 from pipelines.progress import Progress
@@ -51,6 +60,7 @@ def run_nightly(
     errors: dict[str, str] = {}
     plan_failures: list[ManifestFailure] = []
     no_footage: list[NoFootage] = []
+    recorders: list[RecorderEdge] = []
     pending = 0
     for server in site_cfg.servers:
         try:
@@ -68,6 +78,7 @@ def run_nightly(
             pending += planned.pending
             plan_failures += planned.failures
             no_footage += planned.no_footage
+            recorders += [planned.recorder] if planned.recorder else []
             steps = Progress(f"export {server.name}", len(planned.jobs)) if progress else None
             for job in planned.jobs:
                 result = None
@@ -85,7 +96,7 @@ def run_nightly(
     entries, failures = archive.results_to_manifest(jobs, results, errors)
     failures = plan_failures + failures
     manifest = archive.commit_manifest(
-        store, config, site, run_id, start, end, entries, failures, len(jobs), pending, no_footage
+        store, config, site, run_id, start, end, entries, failures, len(jobs), pending, no_footage, recorders
     )
     motion_manifest = None
     if summarize:
@@ -97,7 +108,8 @@ def run_nightly(
                 steps.step(f"camera {entry.camera_id} {entry.start:%H:%M}-{entry.end:%H:%M}")
         motion_run = motion.motion_run_id(run_id)
         lock = archive.record_lock(config, site, end, manifest.exports())
-        summaries.append(report.publish(store, site, start, end, motion_run, lock))
+        recorder = horizon.at_night(store, keys.verifier_for(config), config, site, start)
+        summaries.append(report.publish(store, site, start, end, motion_run, lock, recorder))
         motion_manifest = archive.commit_manifest(
             store, config, site, motion_run, start, end, summaries, [], len(manifest.exports())
         )

@@ -128,8 +128,9 @@ def _event_frames(archive: Archive, events: pd.DataFrame, site: str) -> list[tup
     return [(caption, uri) for _, caption, uri in sorted(frames, key=lambda f: f[0])]
 
 
-def render(archive: Archive, site: str, start: datetime, end: datetime) -> str:
-    """The report of the site's runs over [start, end) as one HTML document."""
+def render(archive: Archive, site: str, start: datetime, end: datetime, recorder: Any = None) -> str:
+    """The report of the site's runs over [start, end) as one HTML document; `recorder` (a
+    `pipelines.horizon.Report`) adds the recorder-horizon table."""
     # The archival runs of the interval; motion manifests are left out: they link this report,
     # so reading them would make each rerun's report differ from the last.
     runs = [
@@ -196,6 +197,8 @@ def render(archive: Archive, site: str, start: datetime, end: datetime) -> str:
             '<h2 class="bad">Failures</h2>',
             _table(pd.DataFrame(failures).reindex(columns=["server", "camera_id", "start", "end", "kind", "error"])),
         ]
+    if recorder is not None and recorder.as_of is not None:
+        parts += _horizon_section(recorder)
     # The plots draw one row per `camera_id`: give them the labels (server/camera).
     heatmap = plots.activity_heatmap(timeline.assign(camera_id=timeline["camera"]), names)
     bars = plots.event_timeline(events.assign(camera_id=events["camera"]), names)
@@ -212,6 +215,32 @@ def render(archive: Archive, site: str, start: datetime, end: datetime) -> str:
     return "\n".join(parts)
 
 
+def _horizon_section(recorder: Any) -> list[str]:
+    """Per camera: what the archive still owes and when the recorder overwrites it, as of the run."""
+    rows = pd.DataFrame(
+        [
+            {
+                "camera": f"{_label(r.server, r.camera_id)} {r.camera_name}".strip(),
+                "unarchived h": r.unarchived_hours,
+                "oldest unarchived (UTC)": f"{r.oldest_unarchived:%Y-%m-%d %H:%M}" if r.oldest_unarchived else "",
+                "overwritten in h": ""
+                if r.hours_left is None or not r.unarchived_hours
+                else f"{'>' if r.at_least else ''}{max(r.hours_left, 0):.1f}",
+                "lost h": r.lost_hours,
+                "owed nights": ", ".join(r.owed_nights),
+            }
+            for r in recorder.rows
+        ]
+    )
+    heading = '<h2 class="bad">' if any(r.unarchived_hours for r in recorder.rows) else "<h2>"
+    return [
+        f"{heading}Recorder horizon</h2>",
+        f'<p class="muted">as the run saw it, at {recorder.as_of:%Y-%m-%d %H:%M} UTC on the server&#39;s clock; '
+        "footage still owed is archived oldest first by <code>ev-ingest archive --catch-up</code></p>",
+        _table(rows),
+    ]
+
+
 def _figures(frames: list[tuple[str, str]]) -> str:
     def one(caption: str, uri: str) -> str:
         text = html.escape(caption)
@@ -223,11 +252,17 @@ def _figures(frames: list[tuple[str, str]]) -> str:
 
 
 def publish(
-    store: ArchiveStore, site: str, start: datetime, end: datetime, run_id: str, retention: Retention | None
+    store: ArchiveStore,
+    site: str,
+    start: datetime,
+    end: datetime,
+    run_id: str,
+    retention: Retention | None,
+    recorder: Any = None,
 ) -> ManifestEntry:
     """Render the report from the archive, store it (skipped when the same bytes are there),
     and return its manifest entry (camera_id 0: it covers the whole site)."""
-    document = render(Archive.from_store(store), site, start, end).encode()
+    document = render(Archive.from_store(store), site, start, end, recorder).encode()
     key = store_keys.report_key(site, start, run_id)
     # A rerun that archived more (a failed export completed) changes the report: a new version then.
     stored = store.put(key, document, content_type="text/html; charset=utf-8", retention=retention, if_changed=True)

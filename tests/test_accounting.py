@@ -83,6 +83,9 @@ def test_every_camera_and_chunk_is_archived_silent_or_failed(make_sim, make_stor
     path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_defaults=True)))
     code = main(["retention", "status", "--config", str(path)])
     lines = capsys.readouterr().out.splitlines()
+    horizon = lines[lines.index("") :]  # after a blank line: the recorder-horizon table
+    assert horizon[1].startswith("recorder horizon") and any(f" {DOCK} " in line for line in horizon)
+    lines = lines[: lines.index("")]
     [dock] = [line for line in lines if f" {DOCK} " in line]
     assert "no footage in 2 chunks (the server recorded none)" in dock and "NONE" not in dock
     [lobby] = [line for line in lines if f" {LOBBY} " in line]

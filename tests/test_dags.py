@@ -38,8 +38,9 @@ def test_dag_folder_imports_cleanly(dagbag):
 
 def test_nightly_structure(dagbag):
     dag = dagbag.get_dag("ev_nightly_archive")
-    assert set(dag.task_dict) == {"targets", "plan", "jobs", "export", "commit", "night_failures"}
+    assert set(dag.task_dict) == {"targets", "plan", "jobs", "export", "commit", "night_failures", "recorder_horizon"}
     assert dag.task_dict["night_failures"].upstream_task_ids == {"commit"}
+    assert dag.task_dict["recorder_horizon"].upstream_task_ids == {"commit"}
     export = dag.task_dict["export"]
     assert export.partial_kwargs["pool"] == "exacqvision_exports"
     assert dag.task_dict["commit"].trigger_rule == "all_done" and dag.task_dict["jobs"].trigger_rule == "all_done"
@@ -374,6 +375,7 @@ def test_a_failed_plan_is_recorded_and_the_other_servers_archived(site, dagbag, 
     assert states[("plan", 0)] == "success" and states[("plan", 1)] == "failed"
     assert states[("commit", -1)] == "success" and states[("night_failures", -1)] == "failed"
     assert "night_failures" in alert_sink.ALERTED
+    assert states[("recorder_horizon", -1)] == "success"  # nothing owed is near the recorder's edge
     with create_session() as session:
         emitted = [k for e in session.query(AssetEvent).all() for k in (e.extra or {}).get("manifests", [])]
     assert key in emitted
@@ -433,3 +435,31 @@ def test_the_audit_runs_when_the_hold_sync_fails(nightly_run, site, dagbag, s3_s
     assert findings == [[("holds/nvr1", "hold-gap")]]
     syncs = [a for a in audits if a["action"] == "hold-sync"]
     assert [g["problem"] for s in syncs for g in s["gaps"]] == ["unlisted-server"] and syncs[0]["released"] == 0
+
+
+def test_the_horizon_alert_fails_the_run_when_owed_footage_nears_its_overwrite(
+    nightly_run, site, dagbag, s3_server, tmp_path, monkeypatch
+):
+    """A camera the config names and the server does not list is owed every night; with
+    a margin of a week the simulator's 7-day recorder overwrites it within the margin: the
+    night is committed, recorder_horizon fails the run and the EV_ON_FAILURE alert fires.
+    Last in the module: the night it archives (four days back) is no other test's."""
+    import os
+
+    from tests import alert_sink
+
+    config = yaml.safe_load(Path(os.environ["EV_CONFIG"]).read_text())
+    config["sites"][0]["servers"][0]["include_cameras"] = [4593152, 4593408, 4599040]
+    config["horizon"] = {"margin_hours": 168}
+    (tmp_path / "ev.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("EV_CONFIG", str(tmp_path / "ev.yaml"))
+    monkeypatch.setenv("EV_ON_FAILURE", "tests.alert_sink:record")
+    alert_sink.ALERTED.clear()
+    with captured():
+        run = dagbag.get_dag("ev_nightly_archive").test(run_conf={"date": day(-5)})
+    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+    assert run.state == "failed" and states[("commit", -1)] == "success"
+    assert states[("recorder_horizon", -1)] == "failed" and "recorder_horizon" in alert_sink.ALERTED
+    # Never archived, so owed every night since: the oldest, four days back, goes in 36 h.
+    wanted = f"HQ/nvr1/4599040: 120.0 h unarchived from {day(-5)} 00:00 UTC, overwritten by the recorder in 36.0 h"
+    assert any(wanted in line for line in LOGS)

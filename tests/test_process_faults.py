@@ -137,10 +137,18 @@ def store_on(s3: EmbeddedS3, bucket: str) -> ArchiveStore:
     return store
 
 
+def not_lost_to_the_recorder(failures: list) -> list:
+    """The failures other than the chunks the recorder no longer holds: it keeps 3.6 h, so
+    the day's first 22 chunks (00:00 .. 21:00) are accounted for as overwritten (issue 25)."""
+    lost = [f for f in failures if f.kind == "overwritten"]
+    assert len(lost) == 22 and max(f.start for f in lost) == END - timedelta(hours=3), lost
+    return [f for f in failures if f.kind != "overwritten"]
+
+
 def assert_archived_completely(store: ArchiveStore, sim) -> None:
     manifest = read_manifest(store, manifest_key("HQ", START, archive.run_id_for("HQ", START)))
     exports = manifest.exports()
-    assert len(exports) == manifest.planned >= 2 and not manifest.failures
+    assert len(exports) == manifest.planned >= 2 and not not_lost_to_the_recorder(manifest.failures)
     listed = {e.key for e in exports}
     assert set(store.list_keys("exports/")) == listed  # no object outside the manifest
     for entry in exports:
@@ -169,7 +177,7 @@ def test_worker_killed_mid_upload_leaves_no_object_and_the_rerun_completes(make_
         assert store.verify(key, store.head(key).sha256).ok
 
     result = run_nightly(config, store, "HQ", START, END, summarize=False)
-    assert not result.failures
+    assert not not_lost_to_the_recorder(result.failures)
     assert_archived_completely(store, sim)
 
 
@@ -222,11 +230,12 @@ def test_store_restart_mid_run_is_survived(make_sim, own_s3, caplog):
     assert not run.is_alive() and "result" in outcome, repr(outcome.get("error"))
     result = outcome["result"]
     # Every planned export is archived or reported failed with its reason; none is lost silently.
-    assert len(result.manifest.exports()) + len(result.failures) == result.manifest.planned >= 2
-    if result.failures:
+    failed = not_lost_to_the_recorder(result.failures)
+    assert len(result.manifest.exports()) + len(failed) == result.manifest.planned >= 2
+    if failed:
         run_nightly(config, store, "HQ", START, END, summarize=False)
     assert_archived_completely(store, sim)
-    print(f"\nS3 restarted mid-upload: {len(result.failures)} failed on the first run, then all archived")
+    print(f"\nS3 restarted mid-upload: {len(failed)} failed on the first run, then all archived")
 
 
 @contextmanager
@@ -261,7 +270,8 @@ def test_full_disk_is_a_clear_error_and_leaves_nothing(make_sim, own_s3, tmp_pat
         store = store_on(own_s3, "full-disk")
         config = config_for(sim, store.bucket, own_s3.endpoint_url)
         failed = run_nightly(config, store, "HQ", START, END, summarize=False)
-        assert failed.failures and all("No space left on device" in f.error for f in failed.failures)
+        full = not_lost_to_the_recorder(failed.failures)
+        assert full and all("No space left on device" in f.error for f in full)
         assert not store.list_keys("exports/") and not list(disk.iterdir())
 
         # A motion summary whose scratch copy of the export cannot fit: no summary is stored.

@@ -43,8 +43,11 @@ def published(archived):
     return store, result, link
 
 
-def test_report_is_linked_stored_and_self_contained(published):
+def test_report_is_linked_stored_and_self_contained(published, archived):
+    from pipelines import horizon, keys
+
     store, result, link = published
+    config = archived[0]
     assert link == f"reports/site=HQ/date={day(0)}/nightly-{stamp(START)}-motion.html"
     entry = next(e for e in read_manifest(store, result.motion_manifest.key).entries if e.kind == "report")
     document = store.get_bytes(link, entry.version_id)
@@ -55,7 +58,10 @@ def test_report_is_linked_stored_and_self_contained(published):
     assert text.count('<img alt="camera ') >= 3 and "no frame" not in text  # event frames decoded
     assert not re.search(r"""(src|href)=["']?(https?:|//|/[^/])""", text)  # nothing fetched from elsewhere
     # A second render over the same archive is byte-identical: reruns add no version.
-    again = report.render(Archive.from_store(store), "HQ", START, END).encode()
+    # The recorder-horizon table is judged at the run's own moment, so it renders the same too.
+    recorder = horizon.at_night(store, keys.verifier_for(config), config, "HQ", START)
+    assert recorder.as_of is not None and "<h2>Recorder horizon</h2>" in text
+    again = report.render(Archive.from_store(store), "HQ", START, END, recorder).encode()
     assert hashlib.sha256(again).hexdigest() == entry.sha256, _first_difference(again, document)
 
 

@@ -277,6 +277,12 @@ class Site:
 
     def clips(self, camera: Camera, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
         """Recorded ranges (contiguous GOP runs) within [start, end), clipped to the request."""
+        if camera.continuous and camera.records:
+            # Every covered slot plays: one range, found without visiting each slot (the
+            # planner searches two days and more per camera; slot by slot took 0.3 s a day).
+            first, last = self.coverage()
+            a, b = max(first, slot_of(start)), min(last, slot_of(end - timedelta(microseconds=1)) + 1)
+            return [(max(slot_start(a), start), min(slot_start(b), end))] if a < b else []
         ranges: list[tuple[int, int]] = []
         for played in self.plays(camera, start, end):
             if ranges and ranges[-1][1] == played.slot:

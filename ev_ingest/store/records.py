@@ -152,6 +152,23 @@ class NoFootage(BaseModel):
     end: datetime
 
 
+class RecorderEdge(BaseModel):
+    """How far back one recording server still held video, as the run's search answers
+    showed it (issue 25 item 5): the planner searches each camera from `searched_from`, a
+    margin before the night. `oldest` is the earliest recorded moment any camera's answer
+    held when that lies inside the searched window (the server overwrote, or never had,
+    what came before); None when the recordings reach back at least to `searched_from`.
+    `seen_at` is the server's clock then: `seen_at - oldest` is how deep the recorder keeps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    server: str
+    searched_from: datetime
+    oldest: datetime | None = None
+    seen_at: datetime
+    clock_skew_s: float = 0.0  # the server's clock minus ours then: "now" on its clock, later
+
+
 class Manifest(BaseModel):
     """One run's record. Every planned camera and chunk is in exactly one of `entries`
     (archived), `no_footage` (the server said so) or `failures` (why), except a server
@@ -168,6 +185,9 @@ class Manifest(BaseModel):
     entries: list[ManifestEntry] = Field(default_factory=list)
     failures: list[ManifestFailure] = Field(default_factory=list)
     no_footage: list[NoFootage] = Field(default_factory=list)
+    # Each planned server's horizon when the run searched it; not part of `same_content`: a
+    # rerun that only saw the horizon move archives nothing new and writes nothing new.
+    recorders: list[RecorderEdge] = Field(default_factory=list)
     planned: int = 0  # export chunks the run planned
     # False when part of the interval had not ended on the server's clock: a later run of
     # the same interval archives the rest (`pending` chunks were left for it).

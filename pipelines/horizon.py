@@ -1,0 +1,275 @@
+"""The recorder's horizon: how far back each recording server still holds video, what of it
+the archive still owes, and how long before the server overwrites it (issue 25 item 5).
+
+An exacqVision server overwrites its oldest video when its disk fills, so after an outage
+of a few nights the footage nearest that edge is lost first. Three parts, one owner:
+
+- **Learning the edge** (`learn_edge`, called by the planner). The planner already makes one
+  search per camera; it starts that search `horizon.margin_hours` and a day before the
+  night (and runs it up to the server's now), so the answers show where each server's video begins:
+  when the earliest clip of any camera lies inside the searched window, that is the edge
+  (`RecorderEdge.oldest`), recorded in the night's signed manifest. A chunk that began
+  before the edge and holds no clip was overwritten, never "no footage" (`overwritten`):
+  a recorder that lost the video must not let the manifest prove a quiet camera.
+- **What is owed** (`camera_horizons`). For each camera the site's verified nightly
+  manifests name, every local night since its first one (within `horizon.lookback_days`)
+  that no row accounts for (archived, no footage, or overwritten) is owed: failed
+  exports, a server that was down, chunks still pending, nights no run archived at all.
+- **Hours until overwrite.** A recorder keeps a roughly constant depth (`seen_at -
+  oldest`), so footage recorded at `u` is overwritten near `u + depth`. When no answer
+  reached the edge the depth is only known to exceed `seen_at - searched_from`, and the
+  hours are a lower bound (`at_least`). An alert (`alerts`) fires when owed footage is
+  within the margin of being overwritten, or when nothing says how far the recorder
+  reaches: for an evidence archive a false alarm costs less than a quiet loss.
+
+The edge is per server (its disk), learnt from every camera: a continuous camera shows it
+to the GOP; motion-triggered cameras alone show it late, which errs towards alerting early.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from ev_ingest import clock
+from ev_ingest.store import ArchiveStore, Manifest, RecorderEdge, verified_manifests
+from ev_ingest.store.signing import Verifier
+from pipelines.config import PipelineConfig
+
+# A clip that starts this close after the searched window's start is the window's own edge
+# (servers clip answers to the request), not the recorder's.
+EDGE_SLACK = timedelta(seconds=60)
+# The planner searches this much further back than the margin: until the next night, the
+# night's own footage is then shown to lie beyond the margin even when no answer reached the
+# recorder's edge (a bound of exactly the margin would alert on every failed chunk).
+SEARCHED_BEYOND_MARGIN = timedelta(days=1)
+OVERWRITTEN = "overwritten"  # the manifest failure kind of a chunk lost to the recorder
+
+
+def learn_edge(
+    server: str, searched_from: datetime, earliest: Iterable[datetime], seen_at: datetime, skew: timedelta
+) -> RecorderEdge | None:
+    """The server's edge from the earliest clip of each camera's answer; None when no answer
+    held any clip (nothing says where its video begins)."""
+    first = min(earliest, default=None)
+    if first is None:
+        return None
+    oldest = first if first > searched_from + EDGE_SLACK else None
+    return RecorderEdge(
+        server=server, searched_from=searched_from, oldest=oldest, seen_at=seen_at, clock_skew_s=skew.total_seconds()
+    )
+
+
+def overwritten(edge: RecorderEdge | None, chunk_start: datetime) -> bool:
+    """Whether a chunk without clips began before the server's video does (lost, not quiet);
+    within the slack of the edge it is quiet (the edge is only known to a GOP or so)."""
+    return edge is not None and edge.oldest is not None and chunk_start < edge.oldest - EDGE_SLACK
+
+
+@dataclass
+class CameraHorizon:
+    """One camera's standing against its recorder's horizon."""
+
+    site: str
+    server: str
+    camera_id: int
+    camera_name: str
+    unarchived_hours: float  # owed: in no row of a manifest of record, within the lookback
+    oldest_unarchived: datetime | None
+    hours_left: float | None  # until the recorder overwrites `oldest_unarchived` (None: unknown)
+    at_least: bool  # `hours_left` is a lower bound: no answer reached the recorder's edge
+    lost_hours: float  # overwritten before they were archived (within the lookback)
+    owed_nights: list[str]  # the local days still owed, oldest first
+
+    def alert(self, margin_hours: float) -> str | None:
+        """Why this camera needs attention now, or None."""
+        if not self.unarchived_hours or self.oldest_unarchived is None:
+            return None
+        label = f"{self.site}/{self.server}/{self.camera_id}"
+        owed = f"{self.unarchived_hours:.1f} h unarchived from {self.oldest_unarchived:%Y-%m-%d %H:%M} UTC"
+        if self.hours_left is None:
+            return f"{label}: {owed}, and no search has shown where the recorder's video begins"
+        if self.hours_left < margin_hours:
+            bound = "at least " if self.at_least else ""
+            return (
+                f"{label}: {owed}, overwritten by the recorder in {bound}{max(self.hours_left, 0):.1f} h "
+                f"(margin {margin_hours:g} h)"
+            )
+        return None
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["oldest_unarchived"] = self.oldest_unarchived.isoformat() if self.oldest_unarchived else None
+        return data
+
+
+def nightly(manifests: Iterable[Manifest], site: str) -> list[Manifest]:
+    """The site's archival manifests, oldest night first: those listing nothing but exports
+    (a motion manifest always lists its report; a thumbnail run, its sheets)."""
+    runs = [m for m in manifests if m.site == site and all(e.kind == "export" for e in m.entries)]
+    return sorted(runs, key=lambda m: m.interval_start)
+
+
+def _observed(edge: RecorderEdge) -> datetime:
+    """When the answer was seen, on our clock: orders observations of servers whose clocks
+    are off (or frozen, as the simulator's can be)."""
+    return edge.seen_at - timedelta(seconds=edge.clock_skew_s)
+
+
+def _newest_edges(runs: list[Manifest]) -> dict[str, RecorderEdge]:
+    edges: dict[str, RecorderEdge] = {}
+    for edge in sorted((e for m in runs for e in m.recorders), key=_observed):
+        edges[edge.server] = edge
+    return edges
+
+
+def _depth(runs: list[Manifest], server: str) -> tuple[timedelta, bool] | None:
+    """How deep the server keeps video, and whether that is only a lower bound: the newest
+    answer that showed its edge; else the longest window any answer proved it holds."""
+    seen = sorted((e for m in runs for e in m.recorders if e.server == server), key=_observed)
+    known = [(e.seen_at, e.oldest) for e in seen if e.oldest is not None]
+    if known:
+        seen_at, oldest = known[-1]
+        return seen_at - oldest, False
+    if not seen:
+        return None
+    return max(e.seen_at - e.searched_from for e in seen), True
+
+
+def server_now(edge: RecorderEdge | None) -> datetime:
+    """Now on the server's clock, as its last answers set it against ours."""
+    return clock.now() + timedelta(seconds=edge.clock_skew_s if edge else 0.0)
+
+
+def _subtract(
+    span: tuple[datetime, datetime], covered: list[tuple[datetime, datetime]]
+) -> list[tuple[datetime, datetime]]:
+    left, pieces = span[0], []
+    for a, b in sorted(covered):
+        if b <= left or a >= span[1]:
+            continue
+        if a > left:
+            pieces.append((left, a))
+        left = max(left, b)
+    if left < span[1]:
+        pieces.append((left, span[1]))
+    return pieces
+
+
+def camera_horizons(
+    manifests: Iterable[Manifest], config: PipelineConfig, site: str, now: datetime | None = None
+) -> list[CameraHorizon]:
+    """Every camera's owed footage and hours until overwrite, from verified manifests.
+
+    `now`: the moment to judge at on the servers' clocks (the report passes its run's, so a
+    rerun renders the same bytes); by default each server's now, from its last answers."""
+    site_cfg = config.site(site)
+    runs = nightly(manifests, site)
+    if not runs:
+        return []
+    edges = _newest_edges(runs)
+    judged_at = {s.name: now or server_now(edges.get(s.name)) for s in site_cfg.servers}
+    latest = max(judged_at.values())
+    # The nights a run could have archived by now, back to the lookback (local days, as UTC spans).
+    nights, day_end = [], latest
+    for _ in range(config.horizon.lookback_days):
+        start, end = site_cfg.previous_day(day_end)
+        nights.append((start, end))
+        day_end = start + timedelta(hours=12)
+    nights.reverse()
+    first_seen: dict[tuple[str, int], datetime] = {}
+    names: dict[tuple[str, int], str] = {}
+    covered: dict[tuple[str, int], list[tuple[datetime, datetime]]] = {}
+    lost: dict[tuple[str, int], float] = {}
+    for m in runs:
+        rows: list[Any] = [*m.exports(), *m.no_footage, *(f for f in m.failures if f.camera_id)]
+        for row in rows:
+            camera = (row.server, row.camera_id)
+            first_seen[camera] = min(first_seen.get(camera, m.interval_start), m.interval_start)
+            names[camera] = names.get(camera) or getattr(row, "camera_name", "")
+        for row in [*m.exports(), *m.no_footage, *(f for f in m.failures if f.kind == OVERWRITTEN)]:
+            covered.setdefault((row.server, row.camera_id), []).append((row.start, row.end))
+        for f in m.failures:
+            if f.kind == OVERWRITTEN and f.start >= nights[0][0]:
+                lost[(f.server, f.camera_id)] = (
+                    lost.get((f.server, f.camera_id), 0.0) + (f.end - f.start).total_seconds() / 3600
+                )
+    found = []
+    for server, camera_id in sorted(first_seen):
+        server_cfg = next((s for s in site_cfg.servers if s.name == server), None)
+        if server_cfg is None or not server_cfg.wants(camera_id):
+            continue  # no longer archived: owes nothing
+        camera = (server, camera_id)
+        owed = [
+            piece
+            for start, end in nights
+            if start >= first_seen[camera] and end <= judged_at[server]
+            for piece in _subtract((start, end), covered.get(camera, []))
+        ]
+        oldest = min((a for a, _ in owed), default=None)
+        hours_left, at_least = None, False
+        depth = _depth(runs, server) if oldest is not None and server in edges else None
+        if oldest is not None and depth is not None:
+            hours_left = (oldest + depth[0] - judged_at[server]).total_seconds() / 3600
+            at_least = depth[1]
+        found.append(
+            CameraHorizon(
+                site=site,
+                server=server,
+                camera_id=camera_id,
+                camera_name=names.get(camera, ""),
+                unarchived_hours=round(sum((b - a).total_seconds() for a, b in owed) / 3600, 3),
+                oldest_unarchived=oldest,
+                hours_left=None if hours_left is None else round(hours_left, 2),
+                at_least=at_least,
+                lost_hours=round(lost.get(camera, 0.0), 3),
+                owed_nights=sorted({_local_day(site_cfg, a) for a, _ in owed}),
+            )
+        )
+    return found
+
+
+def _local_day(site_cfg: Any, moment: datetime) -> str:
+    return moment.astimezone(site_cfg.zone).strftime("%Y-%m-%d")
+
+
+def horizon(
+    store: ArchiveStore, verifier: Verifier, config: PipelineConfig, site: str, untrusted: list[str] | None = None
+) -> list[CameraHorizon]:
+    """`camera_horizons` of the site's verified manifests; the untrusted ones decide nothing
+    (with `untrusted`, their keys and problems are appended there)."""
+    found = verified_manifests(store, verifier, site)
+    if untrusted is not None:
+        untrusted.extend(f"{p.key}: {p.problem}" for p in found.problems)
+    return camera_horizons(found.manifests, config, site)
+
+
+def at_night(store: ArchiveStore, verifier: Verifier, config: PipelineConfig, site: str, start: datetime) -> Report:
+    """The horizon as the night's own run saw it (judged at its server's clock then), for the
+    night's report: the same archive renders the same bytes on a rerun."""
+    found = verified_manifests(store, verifier, site)
+    night = [m for m in nightly(found.manifests, site) if m.interval_start == start]
+    seen = [e.seen_at for m in night for e in m.recorders]
+    if not seen:
+        return Report(None, [])
+    return Report(max(seen), camera_horizons(found.manifests, config, site, now=max(seen)))
+
+
+@dataclass(frozen=True)
+class Report:
+    """The horizon rows of a night's report, and the moment they were judged at."""
+
+    as_of: datetime | None
+    rows: list[CameraHorizon]
+
+
+def alerts(rows: Iterable[CameraHorizon], margin_hours: float) -> list[str]:
+    return [a for a in (r.alert(margin_hours) for r in rows) if a]
+
+
+def owed_nights(rows: Iterable[CameraHorizon]) -> list[str]:
+    """Every local day some camera is owed, oldest first: the catch-up's order, because the
+    oldest footage is the first the recorder overwrites."""
+    return sorted({night for r in rows for night in r.owed_nights})

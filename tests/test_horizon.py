@@ -1,0 +1,207 @@
+"""Issue 25 item 5, end to end through `ev-ingest archive`: staying ahead of the recorder.
+
+The simulator is a recorder that keeps 4.5 days of video (`retention_days`): on its frozen
+clock (TODAY 12:00) its video begins at TODAY-4d 00:00. One night (N-3) is archived, then
+three nights are missed (an outage). Footage of a night starting at `u` is overwritten
+near `u + 108 h`, so N-2, N-1 and N0 have 24, 48 and 72 hours left.
+
+- the alert fires while unarchived footage is within the margin (60 h here);
+- `--catch-up` archives the owed nights oldest first (the chain's order proves it), and
+  nothing is lost when capacity allows; a rerun archives nothing new;
+- with capacity for one night, the oldest goes first and the alert fires for what stays;
+- footage the recorder overwrote before it was archived is a failure ("overwritten"),
+  never "no footage", also for a camera that recorded nothing at all.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import yaml
+
+from ev_ingest.store import Manifest, ManifestEntry, NoFootage, RecorderEdge, read_manifest
+from pipelines import horizon
+from pipelines.cli import main
+from pipelines.config import PipelineConfig
+from tests.conftest import FROZEN_NOW, S3_SECRET
+
+TODAY = FROZEN_NOW.replace(hour=0, minute=0, second=0, microsecond=0)
+pytestmark = pytest.mark.slow  # whole days through the CLI: `make test` runs them, `make check` does not
+
+
+def night(days_before_today: int) -> str:
+    return (TODAY - timedelta(days=days_before_today)).strftime("%Y-%m-%d")
+
+
+N3, N2, N1, N0 = night(4), night(3), night(2), night(1)
+
+
+class Recorder:
+    """One simulated recorder archived as site HQ/nvr1 in 6-hour chunks, and the CLI."""
+
+    def __init__(self, make_sim: Any, make_store: Any, tmp_path: Any, capsys: Any, **sim: Any) -> None:
+        settings = {"cameras": 2, "width": 64, "height": 64, "fps": 1, "retention_days": 4.5, **sim}
+        self.sim = make_sim(seed=3, **settings)
+        self.store = make_store()
+        self.capsys = capsys
+        self.path = tmp_path / "ev.yaml"
+        config = {
+            "sites": [
+                {
+                    "name": "HQ",
+                    "servers": [{"name": "nvr1", "url": f"exacqvision://admin@{self.sim.url.split('://')[1]}"}],
+                }
+            ],
+            "store": {"bucket": self.store.bucket, "endpoint_url": self.store.settings.endpoint_url},
+            "export": {"format": "mp4", "chunk_minutes": 360, "poll_interval_s": 0.05},
+            "retention": {"mode": "GOVERNANCE", "days": 7},
+            "horizon": {"margin_hours": 60, "lookback_days": 7},
+        }
+        self.path.write_text(yaml.safe_dump(config))
+
+    def archive(self, *argv: str) -> tuple[int, dict[str, Any], str]:
+        code = main(["archive", *argv, "--no-motion", "--json", "--config", str(self.path)])
+        out, err = self.capsys.readouterr()
+        assert "Traceback" not in out + err
+        return code, json.loads(out), err
+
+    def retention(self, *argv: str) -> tuple[int, str]:
+        code = main(["retention", *argv, "--config", str(self.path)])
+        out, err = self.capsys.readouterr()
+        assert "Traceback" not in out + err
+        return code, out
+
+    def versions(self) -> int:
+        return len(self.store.all_versions(""))
+
+
+@pytest.fixture
+def recorder(make_sim, make_store, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ev-ingest")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+    return lambda **sim: Recorder(make_sim, make_store, tmp_path, capsys, **sim)
+
+
+def owed_cameras(result: dict[str, Any]) -> dict[int, tuple[float, float | None]]:
+    return {r["camera_id"]: (r["unarchived_hours"], r["hours_left"]) for r in result["horizon"]}
+
+
+def test_a_three_night_outage_is_caught_up_oldest_first_and_alerted_until_then(recorder):
+    site = recorder()
+    code, before, _ = site.archive("--date", N3)
+    # Archived whole, and the edge seen: the three missed nights are owed, N-2 and N-1 within the margin.
+    assert before["failures"] == [] and before["objects"] == 8
+    assert code == 1 and len(before["alerts"]) == 2, before["alerts"]
+    for row in before["horizon"]:
+        assert row["unarchived_hours"] == 72 and row["oldest_unarchived"].startswith(N2)
+        assert 23 < row["hours_left"] <= 24 and not row["at_least"]
+        assert row["owed_nights"] == [N2, N1, N0]
+    assert "overwritten by the recorder in 2" in before["alerts"][0]
+    edge = read_manifest(site.store, before["manifest"]).recorders
+    assert [e.oldest.strftime("%Y-%m-%d %H:%M") for e in edge if e.oldest] == [f"{N3} 00:00"]
+
+    code, caught, _ = site.archive("--catch-up", "--date", N0)
+    assert code == 0, caught["alerts"]
+    assert [n["date"] for n in caught["nights"]] == [N2, N1, N0]
+    assert all(n["objects"] == 8 and n["failures"] == [] for n in caught["nights"])
+    # Oldest first in the signed chain too, not only in what was printed.
+    places = [read_manifest(site.store, n["manifest"]).sequence for n in caught["nights"]]
+    assert places == sorted(places)
+    assert caught["alerts"] == [] and all(r["unarchived_hours"] == 0 for r in caught["horizon"])
+
+    code, shown = site.retention("horizon", "--json")
+    assert code == 0 and json.loads(shown)["alerts"] == []
+    versions = site.versions()
+    code, again, _ = site.archive("--catch-up", "--date", N0)
+    assert code == 0 and [n["date"] for n in again["nights"]] == [N0]  # nothing else owed
+    assert site.versions() == versions  # and nothing new written
+
+
+def test_with_capacity_for_one_night_the_oldest_goes_first_and_the_rest_is_alerted(recorder):
+    site = recorder()
+    site.archive("--date", N3)
+    code, result, _ = site.archive("--catch-up", "--max-nights", "1", "--date", N0)
+    assert [n["date"] for n in result["nights"]] == [N2]  # the night nearest the horizon
+    assert code == 1
+    for hours, left in owed_cameras(result).values():
+        assert hours == 48 and 47 < left <= 48  # N-1 and N0 still owed; N-1 has 48 h
+    assert len(result["alerts"]) == 2 and all("overwritten by the recorder in 4" in a for a in result["alerts"])
+    # The officer's view says the same, as a table in `retention status` and `retention horizon`.
+    code, shown = site.retention("horizon")
+    assert code == 1 and shown.count("ALERT: HQ/nvr1/") == 2
+    assert f"    48.0 h  {N1} 00:00" in shown  # per camera: unarchived hours, oldest, overwritten in
+    code, shown = site.retention("status")
+    assert "recorder horizon (alert within 60 h of an overwrite):" in shown and "ALERT: HQ/nvr1/4593152" in shown
+    # And the night's report, as its run saw it (the same bytes on a rerun).
+    page = site.path.parent / "report.html"
+    assert main(["report", "--date", N2, "-o", str(page), "--config", str(site.path)]) == 0
+    site.capsys.readouterr()
+    text = page.read_text()
+    assert '<h2 class="bad">Recorder horizon</h2>' in text and text.count(f"{N1}, {N0}") == 2
+    # A manifest planted for N-1 (no claim of the chain names it) does not make it archived.
+    planted = read_manifest(site.store, result["manifest"]).model_dump(mode="json")
+    moved = {k: planted[k].replace(N2, N1) for k in ("interval_start", "interval_end")}
+    key = f"manifests/site=HQ/date={N1}/nightly-{N1.replace('-', '')}T000000Z.json"
+    site.store.put(key, json.dumps({**planted, **moved, "sequence": None, "signature": None}).encode())
+    code, again, _ = site.archive("--catch-up", "--max-nights", "1", "--date", N0)
+    assert code == 0 and [n["date"] for n in again["nights"]] == [N1]  # owed all the same: archived now
+
+
+def test_footage_the_recorder_overwrote_is_a_failure_never_no_footage(recorder):
+    # 4.25 days kept: the video begins at N-3 06:00; the second camera recorded nothing at all.
+    site = recorder(retention_days=4.25, idle_cameras=1)
+    code, result, _ = site.archive("--date", N3)
+    assert code == 1
+    lost = sorted((f["camera_id"], f["start"][11:16], f["kind"]) for f in result["failures"])
+    assert lost == [(4593152, "00:00", "overwritten"), (4593408, "00:00", "overwritten")]
+    assert "overwritten by the recorder before it was archived" in result["failures"][0]["error"]
+    assert result["objects"] == 3  # the first camera's 06:00, 12:00 and 18:00 chunks
+    quiet = sorted((q["camera_id"], q["start"][11:16]) for q in result["no_footage"])
+    assert quiet == [(4593408, "06:00"), (4593408, "12:00"), (4593408, "18:00")]
+    assert {r["camera_id"]: r["lost_hours"] for r in result["horizon"]} == {4593152: 6, 4593408: 6}
+    # A night wholly before the recorder's video: every chunk lost, none "without footage".
+    code, older, _ = site.archive("--date", night(5))
+    assert code == 1 and older["no_footage"] == [] and older["objects"] == 0
+    assert {f["kind"] for f in older["failures"]} == {"overwritten"} and len(older["failures"]) == 8
+
+
+def _config() -> PipelineConfig:
+    return PipelineConfig.model_validate(
+        {"sites": [{"name": "HQ", "servers": [{"name": "nvr1"}]}], "horizon": {"margin_hours": 24, "lookback_days": 3}}
+    )
+
+
+def _night(day: datetime, edge: RecorderEdge | None, archived: bool) -> Manifest:
+    start, end = day, day + timedelta(days=1)
+    if archived:
+        entry = ManifestEntry(key=f"k/{day:%d}", sha256="0" * 64, size=1, kind="export", version_id=None,
+                              server="nvr1", camera_id=7, start=start, end=end)  # fmt: skip
+        rows: dict[str, Any] = {"entries": [entry]}
+    else:
+        rows = {"no_footage": []}
+    return Manifest(run_id=f"nightly-{day:%Y%m%d}", site="HQ", interval_start=start, interval_end=end,
+                    recorders=[edge] if edge else [], **rows)  # fmt: skip
+
+
+def test_the_horizon_is_unknown_and_alerted_when_no_answer_showed_the_recorder():
+    """Pure: owed footage with no edge seen is an alert (unknown), never a quiet OK; an edge
+    that was only bounded gives hours as a lower bound."""
+    now = datetime(2030, 1, 10, 12, tzinfo=UTC)
+    day = datetime(2030, 1, 8, tzinfo=UTC)
+    config = _config()
+    archived = _night(day, None, archived=True)
+    (row,) = horizon.camera_horizons([archived], config, "HQ", now=now)
+    assert row.unarchived_hours == 24 and row.hours_left is None  # Jan 9 owed, nothing known of the recorder
+    assert "no search has shown where the recorder's video begins" in (row.alert(24) or "")
+    bounded = RecorderEdge(server="nvr1", searched_from=day - timedelta(hours=24), oldest=None, seen_at=now)
+    (row,) = horizon.camera_horizons([_night(day, bounded, archived=True)], config, "HQ", now=now)
+    # Kept at least 84.5 h: Jan 9 00:00 is overwritten no sooner than Jan 12 12:00, 48 h away.
+    assert row.at_least and row.hours_left == 48 and row.alert(24) is None and row.alert(72)
+    assert horizon.owed_nights([row]) == ["2030-01-09"]
+    gone = [NoFootage(server="nvr1", camera_id=7, start=day, end=day + timedelta(days=1))]
+    quiet = Manifest(run_id="nightly-x", site="HQ", interval_start=day, interval_end=day + timedelta(days=1),
+                     no_footage=gone)  # fmt: skip
+    assert horizon.camera_horizons([quiet], config, "HQ", now=now)[0].owed_nights == ["2030-01-09"]
