@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup check test test-fast test-clock stack image lint demo demo-open demo-big lock bench clean system-packages bench-tools
+.PHONY: setup check test test-fast test-clock stack image lint docs demo demo-open demo-big lock bench clean system-packages bench-tools
 
 setup: $(STAMP) system-packages
 
@@ -42,7 +42,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layering.py
 
-test: setup lint
+test: setup lint docs
 	$(BIN)/python -m pytest -q -m "not stack"
 	$(MAKE) --no-print-directory test-clock
 
@@ -55,6 +55,11 @@ test: setup lint
 CLOCK_MODULES := tests/test_pipeline_steps.py tests/test_report.py tests/test_datasets.py tests/test_archive_identity.py \
   tests/test_night_selection.py
 FAKETIME_MODULES := tests/test_client.py tests/test_simulator_api.py tests/test_client_edges.py tests/test_cli.py
+# The documentation site (mkdocs.yml, docs/): strict, so a broken link or anchor fails the build
+# (not --quiet: it hides the warnings that strict mode counts, and the build then passes).
+docs: setup
+	$(BIN)/mkdocs build --strict
+
 test-clock: setup
 	EV_CLOCK_SHIFT_DAYS=365 EV_CLOCK_SHIFT_SECONDS=$$($(BIN)/python -m ev_ingest.clock --seconds-until 00:30) \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider $(CLOCK_MODULES)

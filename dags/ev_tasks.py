@@ -125,8 +125,7 @@ def day_interval(context: Any, site_cfg: Any) -> tuple[datetime, datetime]:
     """
     wanted = (context.get("params") or {}).get("date")
     if wanted:
-        noon_next_day = datetime.strptime(wanted, "%Y-%m-%d").replace(tzinfo=UTC) + timedelta(days=1, hours=12)
-        return site_cfg.previous_day(noon_next_day)
+        return site_cfg.local_day(datetime.strptime(wanted, "%Y-%m-%d"))
     reference = context.get("data_interval_end") or context["dag_run"].run_after
     return site_cfg.previous_day(reference)
 

@@ -215,8 +215,8 @@ def plan(client: ExacqClient, config: PipelineConfig, site: str, server: str, st
                 )
             )
     skew = client.clock_skew or timedelta(0)
-    earliest = (min(c.start for c in clips) for clips in answers.values() if clips)
-    result.recorder = horizon.learn_edge(server, searched_from, earliest, now, skew)
+    recorded = [recorded_spans([(c.start, c.end) for c in clips], searched_from, now) for clips in answers.values()]
+    result.recorder = horizon.learn_edge(server, searched_from, recorded, now, skew)
     for camera in cameras:
         if camera.id not in answers:
             continue
@@ -430,19 +430,28 @@ def carried_forward(previous: Manifest, rerun: Manifest) -> Manifest:
         store, never undone), nor superseded."""
         return f.kind == "conflict" or (slot(f) not in held and not superseded(f))
 
-    failures = [f for f in rerun.failures if stands(f)]
+    # A chunk proven quiet before is not made "overwritten" by a rerun after the recorder's
+    # edge passed it: the server said it recorded nothing there, when it still held the night.
+    quiet_before = {slot(q) for q in previous.no_footage}
+    failures = [f for f in rerun.failures if stands(f) and not (f.kind == "overwritten" and slot(f) in quiet_before)]
     carried = [f for f in previous.failures if not replanned(f) and stands(f)]
     # A camera whose plan failed before, on a server the rerun could not plan at all: its earlier failure stands.
     failures += [f for f in carried if f.kind != "plan" or (f.camera_id != 0 and (f.server, 0) in unplanned)]
     found = {(slot(f), f.kind) for f in failures}
     failures += [f for f in previous.failures if f.kind == "conflict" and (slot(f), f.kind) not in found]
     quiet = [q for q in rerun.no_footage if slot(q) not in held]
-    quiet += [q for q in previous.no_footage if not replanned(q) and slot(q) not in held]
-    if not kept and failures == rerun.failures and quiet == rerun.no_footage:
+    now_lost = {slot(f) for f in rerun.failures if f.kind == "overwritten"}
+    quiet += [q for q in previous.no_footage if (not replanned(q) or slot(q) in now_lost) and slot(q) not in held]
+    # A server the rerun could not reach keeps the edge the previous version recorded.
+    seen = {e.server for e in rerun.recorders}
+    recorders = [*rerun.recorders, *(e for e in previous.recorders if e.server not in seen)]
+    if not kept and failures == rerun.failures and quiet == rerun.no_footage and recorders == rerun.recorders:
         return rerun
     for entry in kept:
         log.warning("%s: kept from the manifest of record (not archived again by this run)", entry.key)
-    return rerun.model_copy(update={"entries": [*rerun.entries, *kept], "failures": failures, "no_footage": quiet})
+    return rerun.model_copy(
+        update={"entries": [*rerun.entries, *kept], "failures": failures, "no_footage": quiet, "recorders": recorders}
+    )
 
 
 def record_lock(config: PipelineConfig, site: str, end: datetime, entries: list[ManifestEntry]) -> Retention | None:

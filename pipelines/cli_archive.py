@@ -41,7 +41,7 @@ def _positive(text: str) -> int:
 def _interval(config: Any, site: str, day: datetime) -> tuple[datetime, datetime]:
     """The site's local calendar day `day`, as UTC."""
     try:
-        return config.site(site).previous_day(day + timedelta(days=1, hours=12))
+        return config.site(site).local_day(day)
     except OverflowError:
         raise ValueError(f"{day:%Y-%m-%d} is out of range") from None
 
@@ -57,8 +57,11 @@ def cmd_archive(args: argparse.Namespace) -> int:
     nights = [args.date]
     if args.catch_up:
         # Oldest first: the oldest footage is the first the recorder overwrites (issue 25).
+        # Back to `horizon.lookback_days` only: an older night's search could not reach the
+        # server's now (servers answer 31 days at most); those stay owed and are shown.
         owed = horizon.owed_nights(horizon.horizon(store, keys.verifier_for(config), config, site))
-        nights = sorted({*(d for d in map(_day, owed) if d < args.date), args.date})[: args.max_nights]
+        reach = args.date - timedelta(days=config.horizon.lookback_days)
+        nights = sorted({*(d for d in map(_day, owed) if reach <= d < args.date), args.date})[: args.max_nights]
     done, failed, lines = [], False, []
     for day in nights:
         start, end = _interval(config, site, day)
@@ -103,6 +106,9 @@ def cmd_archive(args: argparse.Namespace) -> int:
         payload["holds"] = synced.as_json()
         lines.append(f"legal holds: {json.dumps(synced.counts())}")
     lines += [f"ALERT: {a}" for a in alerts]
+    skipped = args.date not in nights  # capacity went to older nights: the one asked for is owed
+    if skipped:
+        lines.append(f"{args.date:%Y-%m-%d} was not archived: --max-nights {args.max_nights} went to older nights")
     if owed:
         lines.append(
             f"still owed: {', '.join(owed)}: "
@@ -112,7 +118,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
         print(json.dumps(payload, indent=2))
     else:
         say(*lines)
-    return 1 if failed or alerts or (synced is not None and synced.gaps) else 0
+    return 1 if failed or alerts or skipped or (synced is not None and synced.gaps) else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ connection.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -133,6 +133,13 @@ class SiteConfig(_Strict):
     def zone(self) -> tzinfo:
         return ZoneInfo(self.timezone)
 
+    def local_day(self, day: date) -> tuple[datetime, datetime]:
+        """The site's local calendar day `day` (a date, or a datetime whose date is taken), as a
+        UTC interval. Built from local noon: `day` at noon UTC is already the next local day
+        east of UTC+12 (Auckland in summer, Kiritimati), which once archived the wrong day."""
+        noon = datetime(day.year, day.month, day.day, 12, tzinfo=self.zone)
+        return self.previous_day(noon + timedelta(days=1))
+
     def previous_day(self, moment: datetime) -> tuple[datetime, datetime]:
         """The local calendar day before `moment`, as a UTC interval of plain datetimes.
 
@@ -176,7 +183,7 @@ class HorizonSettings(_Strict):
         "searches this far (and a day more) before each night, to see where the recorder's video begins",
     )
     lookback_days: int = Field(
-        7, ge=1, le=21, description="how far back the horizon view and `archive --catch-up` look for nights owed"
+        7, ge=1, le=21, description="how far back `archive --catch-up` goes for owed nights (the view shows all)"
     )
 
 

@@ -6,24 +6,29 @@ of a few nights the footage nearest that edge is lost first. Three parts, one ow
 
 - **Learning the edge** (`learn_edge`, called by the planner). The planner already makes one
   search per camera; it starts that search `horizon.margin_hours` and a day before the
-  night (and runs it up to the server's now), so the answers show where each server's video begins:
-  when the earliest clip of any camera lies inside the searched window, that is the edge
-  (`RecorderEdge.oldest`), recorded in the night's signed manifest. A chunk that began
-  before the edge and holds no clip was overwritten, never "no footage" (`overwritten`):
-  a recorder that lost the video must not let the manifest prove a quiet camera.
+  night and runs it up to the server's now. If some camera's video reaches back to the
+  window's start, the recorder holds at least that much (a lower bound). Otherwise the
+  first clip of a camera that records continuously is the server's edge
+  (`RecorderEdge.oldest`, in the night's signed manifest); motion-only cameras prove
+  nothing (their first clip may follow hours of quiet), and with nothing else the edge is
+  unknown. A chunk that began before a known edge and holds no clip was overwritten (or
+  never recorded), never "no footage": a recorder that lost the video must not let the
+  manifest prove a quiet camera.
 - **What is owed** (`camera_horizons`). For each camera the site's verified nightly
-  manifests name, every local night since its first one (within `horizon.lookback_days`)
-  that no row accounts for (archived, no footage, or overwritten) is owed: failed
-  exports, a server that was down, chunks still pending, nights no run archived at all.
-- **Hours until overwrite.** A recorder keeps a roughly constant depth (`seen_at -
-  oldest`), so footage recorded at `u` is overwritten near `u + depth`. When no answer
-  reached the edge the depth is only known to exceed `seen_at - searched_from`, and the
-  hours are a lower bound (`at_least`). An alert (`alerts`) fires when owed footage is
-  within the margin of being overwritten, or when nothing says how far the recorder
-  reaches: for an evidence archive a false alarm costs less than a quiet loss.
+  manifests name, every part of every local night since its first row that no row
+  accounts for (archived, no footage, overwritten): failed exports, a server that was
+  down, chunks still pending, nights no run archived at all. A camera its server's newest
+  run no longer listed owes nothing after its last row; a server whose cameras were never
+  listed owes its nights as camera 0.
+- **Hours until overwrite.** A recorder keeps a roughly steady depth (`seen_at -
+  oldest`), so footage recorded at `u` is overwritten near `u + depth`; owed footage
+  already past a known edge is counted as lost. Without an edge, or when a later answer
+  proved the recorder keeps more, the depth is a lower bound (`at_least`). An alert
+  (`alerts`) fires when owed footage is within the margin of being overwritten, or when
+  nothing says how far the recorder reaches: for an evidence archive a false alarm costs
+  less than a quiet loss.
 
-The edge is per server (its disk), learnt from every camera: a continuous camera shows it
-to the GOP; motion-triggered cameras alone show it late, which errs towards alerting early.
+`archive --catch-up` archives the owed nights oldest first, back to `horizon.lookback_days`.
 """
 
 from __future__ import annotations
@@ -46,20 +51,46 @@ EDGE_SLACK = timedelta(seconds=60)
 # recorder's edge (a bound of exactly the margin would alert on every failed chunk).
 SEARCHED_BEYOND_MARGIN = timedelta(days=1)
 OVERWRITTEN = "overwritten"  # the manifest failure kind of a chunk lost to the recorder
+Span = tuple[datetime, datetime]
 
 
 def learn_edge(
-    server: str, searched_from: datetime, earliest: Iterable[datetime], seen_at: datetime, skew: timedelta
+    server: str,
+    searched_from: datetime,
+    answers: Iterable[list[Span]],
+    seen_at: datetime,
+    skew: timedelta,
 ) -> RecorderEdge | None:
-    """The server's edge from the earliest clip of each camera's answer; None when no answer
-    held any clip (nothing says where its video begins)."""
-    first = min(earliest, default=None)
-    if first is None:
-        return None
-    oldest = first if first > searched_from + EDGE_SLACK else None
+    """The server's edge from each camera's recorded spans in [searched_from, seen_at).
+
+    - Some camera's video reaches back to the window's start: the recorder holds at least
+      that much (`oldest` None, a lower bound).
+    - Else a camera that recorded continuously from its first clip on (a motion-only camera
+      proves nothing: its first clip may follow hours of quiet) gives the edge.
+    - Else None: nothing says where the server's video begins (no chunk is then called
+      overwritten, and owed footage is alerted as unknown)."""
+    spans = [sorted(a) for a in answers if a]
+    if any(a[0][0] <= searched_from + EDGE_SLACK for a in spans):
+        oldest = None
+    else:
+        steady = [a[0][0] for a in spans if _continuous(a, seen_at)]
+        if not steady:
+            return None
+        oldest = min(steady)
     return RecorderEdge(
         server=server, searched_from=searched_from, oldest=oldest, seen_at=seen_at, clock_skew_s=skew.total_seconds()
     )
+
+
+CONTINUOUS_SHARE = 0.95  # of the time from a camera's first clip to now: it records all the time
+
+
+def _continuous(spans: list[Span], until: datetime) -> bool:
+    first = spans[0][0]
+    if until <= first:
+        return False
+    recorded = sum((min(b, until) - a).total_seconds() for a, b in spans if a < until)
+    return recorded >= CONTINUOUS_SHARE * (until - first).total_seconds()
 
 
 def overwritten(edge: RecorderEdge | None, chunk_start: datetime) -> bool:
@@ -76,11 +107,11 @@ class CameraHorizon:
     server: str
     camera_id: int
     camera_name: str
-    unarchived_hours: float  # owed: in no row of a manifest of record, within the lookback
+    unarchived_hours: float  # owed: in no row of a manifest of record, and still on the recorder
     oldest_unarchived: datetime | None
     hours_left: float | None  # until the recorder overwrites `oldest_unarchived` (None: unknown)
     at_least: bool  # `hours_left` is a lower bound: no answer reached the recorder's edge
-    lost_hours: float  # overwritten before they were archived (within the lookback)
+    lost_hours: float  # overwritten before they were archived (recorded so, or past a known edge)
     owed_nights: list[str]  # the local days still owed, oldest first
 
     def alert(self, margin_hours: float) -> str | None:
@@ -127,15 +158,20 @@ def _newest_edges(runs: list[Manifest]) -> dict[str, RecorderEdge]:
 
 def _depth(runs: list[Manifest], server: str) -> tuple[timedelta, bool] | None:
     """How deep the server keeps video, and whether that is only a lower bound: the newest
-    answer that showed its edge; else the longest window any answer proved it holds."""
+    answer that showed its edge, unless a later answer proved it keeps more (then that
+    bound); with no edge ever seen, the longest window any answer proved it holds."""
     seen = sorted((e for m in runs for e in m.recorders if e.server == server), key=_observed)
-    known = [(e.seen_at, e.oldest) for e in seen if e.oldest is not None]
-    if known:
-        seen_at, oldest = known[-1]
-        return seen_at - oldest, False
     if not seen:
         return None
-    return max(e.seen_at - e.searched_from for e in seen), True
+    exact = [i for i, e in enumerate(seen) if e.oldest is not None]
+    depth, at_least = timedelta(0), True
+    if exact:
+        edge = seen[exact[-1]]
+        assert edge.oldest is not None
+        depth, at_least = edge.seen_at - edge.oldest, False
+        seen = seen[exact[-1] + 1 :]
+    bound = max((e.seen_at - e.searched_from for e in seen if e.oldest is None), default=timedelta(0))
+    return (bound, True) if bound > depth else (depth, at_least)
 
 
 def server_now(edge: RecorderEdge | None) -> datetime:
@@ -143,9 +179,8 @@ def server_now(edge: RecorderEdge | None) -> datetime:
     return clock.now() + timedelta(seconds=edge.clock_skew_s if edge else 0.0)
 
 
-def _subtract(
-    span: tuple[datetime, datetime], covered: list[tuple[datetime, datetime]]
-) -> list[tuple[datetime, datetime]]:
+def _subtract(span: Span, covered: list[Span]) -> list[Span]:
+    """The parts of `span` no covered span overlaps."""
     left, pieces = span[0], []
     for a, b in sorted(covered):
         if b <= left or a >= span[1]:
@@ -163,6 +198,13 @@ def camera_horizons(
 ) -> list[CameraHorizon]:
     """Every camera's owed footage and hours until overwrite, from verified manifests.
 
+    A camera owes every part of every local night from its first row on that no row
+    accounts for; after its last row only while its server's newest planned run still
+    listed it (a camera taken out owes nothing new). A configured server none of whose
+    runs ever listed a camera owes its nights as camera 0 (unknown cameras, alerted).
+    Owed footage the recorder has certainly overwritten by now (an exact edge) is counted
+    as lost, not owed: it can no longer be saved, and must not keep the night red forever.
+
     `now`: the moment to judge at on the servers' clocks (the report passes its run's, so a
     rerun renders the same bytes); by default each server's now, from its last answers."""
     site_cfg = config.site(site)
@@ -171,64 +213,85 @@ def camera_horizons(
         return []
     edges = _newest_edges(runs)
     judged_at = {s.name: now or server_now(edges.get(s.name)) for s in site_cfg.servers}
-    latest = max(judged_at.values())
-    # The nights a run could have archived by now, back to the lookback (local days, as UTC spans).
-    nights, day_end = [], latest
-    for _ in range(config.horizon.lookback_days):
-        start, end = site_cfg.previous_day(day_end)
-        nights.append((start, end))
-        day_end = start + timedelta(hours=12)
-    nights.reverse()
     first_seen: dict[tuple[str, int], datetime] = {}
+    last_seen: dict[tuple[str, int], datetime] = {}
+    newest_plan: dict[str, datetime] = {}
     names: dict[tuple[str, int], str] = {}
-    covered: dict[tuple[str, int], list[tuple[datetime, datetime]]] = {}
+    covered: dict[tuple[str, int], list[Span]] = {}
     lost: dict[tuple[str, int], float] = {}
     for m in runs:
-        rows: list[Any] = [*m.exports(), *m.no_footage, *(f for f in m.failures if f.camera_id)]
+        rows: list[Any] = [*m.exports(), *m.no_footage, *m.failures]
         for row in rows:
             camera = (row.server, row.camera_id)
             first_seen[camera] = min(first_seen.get(camera, m.interval_start), m.interval_start)
+            last_seen[camera] = max(last_seen.get(camera, m.interval_start), m.interval_start)
             names[camera] = names.get(camera) or getattr(row, "camera_name", "")
+            if row.camera_id:
+                newest_plan[row.server] = max(newest_plan.get(row.server, m.interval_start), m.interval_start)
         for row in [*m.exports(), *m.no_footage, *(f for f in m.failures if f.kind == OVERWRITTEN)]:
             covered.setdefault((row.server, row.camera_id), []).append((row.start, row.end))
         for f in m.failures:
-            if f.kind == OVERWRITTEN and f.start >= nights[0][0]:
-                lost[(f.server, f.camera_id)] = (
-                    lost.get((f.server, f.camera_id), 0.0) + (f.end - f.start).total_seconds() / 3600
-                )
+            if f.kind == OVERWRITTEN:
+                lost[(f.server, f.camera_id)] = lost.get((f.server, f.camera_id), 0.0) + _hours(f.end - f.start)
     found = []
     for server, camera_id in sorted(first_seen):
         server_cfg = next((s for s in site_cfg.servers if s.name == server), None)
-        if server_cfg is None or not server_cfg.wants(camera_id):
+        if server_cfg is None or (camera_id and not server_cfg.wants(camera_id)):
             continue  # no longer archived: owes nothing
+        if not camera_id and server in newest_plan:
+            continue  # a plan failure of a server whose cameras are known: they owe it
         camera = (server, camera_id)
+        listed_to_the_end = not camera_id or last_seen[camera] >= newest_plan.get(server, last_seen[camera])
+        until = judged_at[server] if listed_to_the_end else site_cfg.previous_day(last_seen[camera] + _DAY * 1.5)[1]
         owed = [
             piece
-            for start, end in nights
-            if start >= first_seen[camera] and end <= judged_at[server]
+            for start, end in _nights(site_cfg, first_seen[camera], min(until, judged_at[server]))
             for piece in _subtract((start, end), covered.get(camera, []))
         ]
+        depth = _depth(runs, server)
+        gone = 0.0
+        if depth is not None and not depth[1]:  # an exact depth: what is past the edge is lost
+            edge_now = judged_at[server] - depth[0]
+            gone = sum(_hours(min(b, edge_now) - a) for a, b in owed if a < edge_now)
+            owed = [(max(a, edge_now), b) for a, b in owed if b > edge_now]
         oldest = min((a for a, _ in owed), default=None)
-        hours_left, at_least = None, False
-        depth = _depth(runs, server) if oldest is not None and server in edges else None
+        hours_left = None
         if oldest is not None and depth is not None:
-            hours_left = (oldest + depth[0] - judged_at[server]).total_seconds() / 3600
-            at_least = depth[1]
+            hours_left = _hours(oldest + depth[0] - judged_at[server])
         found.append(
             CameraHorizon(
                 site=site,
                 server=server,
                 camera_id=camera_id,
-                camera_name=names.get(camera, ""),
-                unarchived_hours=round(sum((b - a).total_seconds() for a, b in owed) / 3600, 3),
+                camera_name=names.get(camera, "") or ("" if camera_id else "its cameras were never listed"),
+                unarchived_hours=round(sum(_hours(b - a) for a, b in owed), 3),
                 oldest_unarchived=oldest,
                 hours_left=None if hours_left is None else round(hours_left, 2),
-                at_least=at_least,
-                lost_hours=round(lost.get(camera, 0.0), 3),
+                at_least=depth is not None and depth[1],
+                lost_hours=round(lost.get(camera, 0.0) + gone, 3),
                 owed_nights=sorted({_local_day(site_cfg, a) for a, _ in owed}),
             )
         )
     return found
+
+
+_DAY = timedelta(days=1)
+
+
+def _hours(span: timedelta) -> float:
+    return span.total_seconds() / 3600
+
+
+def _nights(site_cfg: Any, first: datetime, until: datetime) -> list[Span]:
+    """The site's local nights from the one holding `first` to the last that ended by `until`."""
+    start, _ = site_cfg.previous_day(first + _DAY)
+    nights = []
+    while True:
+        night = site_cfg.previous_day(start + _DAY * 1.5)
+        if night[1] > until:
+            return nights
+        nights.append(night)
+        start = night[1]
 
 
 def _local_day(site_cfg: Any, moment: datetime) -> str:
@@ -254,7 +317,10 @@ def at_night(store: ArchiveStore, verifier: Verifier, config: PipelineConfig, si
     seen = [e.seen_at for m in night for e in m.recorders]
     if not seen:
         return Report(None, [])
-    return Report(max(seen), camera_horizons(found.manifests, config, site, now=max(seen)))
+    # Only what was written by then: a later night or catch-up must not change this report.
+    written = max(m.created_at for m in night)
+    before = [m for m in found.manifests if m.created_at <= written]
+    return Report(max(seen), camera_horizons(before, config, site, now=max(seen)))
 
 
 @dataclass(frozen=True)

@@ -175,7 +175,6 @@ def test_bookmarks_and_cases(ev):
 
 
 def test_events_status_servers_system(ev, profile):
-    assert isinstance(ev.events.active([EventType.VIDEO_MOTION]), list)
     assert ev.events.status([CAM]).camera[0]["id"] == CAM
     assert ev.sessions.servers()[0].id == "0"
     if profile == "strict":  # system.web is a guess (the seed's server operations are under server.web/)
@@ -183,6 +182,22 @@ def test_events_status_servers_system(ev, profile):
             ev.sessions.system_info()
     else:
         assert ev.sessions.system_info().serial_number == "18-62-66-32-4E-AF"
+
+
+def test_active_events_are_the_motion_under_way(make_client, make_sim):
+    """Frozen in the middle of a motion event of the first camera: `active` lists it with its
+    start; asked for another type only, nothing. (It once asserted only "a list": the
+    simulator never listed an event under way, and the test could not tell.)"""
+    from ev_ingest.simulator import scene
+
+    site = scene.Site(cameras=4, width=320, height=240, now=FROZEN_NOW)  # sim_config's scene
+    event = site.events(site.camera_list[0], FROZEN_NOW - timedelta(hours=1), FROZEN_NOW)[0]
+    moment = event.start + (event.end - event.start) / 2
+    ev = make_client(make_sim(frozen_now=moment).url)
+    active = ev.events.active([EventType.VIDEO_MOTION])
+    assert (CAM, event.start) in [(a.source, a.start) for a in active]
+    assert all(a.type == EventType.VIDEO_MOTION for a in active)
+    assert ev.events.active([EventType.INPUT_TRIGGER]) == []
 
 
 def test_thumbnail_preview_is_a_camera_health_check(ev):
@@ -209,13 +224,16 @@ def test_wrong_credentials(make_client, sim):
 
 
 def test_relogin_once_when_session_expires(make_client, make_sim):
-    server = make_sim(session_idle_s=0.3)
+    """The server forgets the session (what its idle timeout does): exactly one fresh login,
+    then the call is replayed; the next call uses the new session (no sleep, counted)."""
+    server = make_sim()
     client = make_client(server.url)
     client.cameras.list()
-    import time
-
-    time.sleep(0.5)
+    [first] = server.state.issued
+    assert server.state.expire(first)
     assert len(client.cameras.list()) == 4  # expired, logged in again, replayed
+    assert len(server.state.issued) == 2 and server.state.issued[1] in server.state.sessions
+    assert len(client.cameras.list()) == 4 and len(server.state.issued) == 2
 
 
 def test_server_errors_are_retried_then_reported(make_client, make_sim):

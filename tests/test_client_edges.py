@@ -192,14 +192,14 @@ def test_concurrency_limit_holds_at_the_server(make_sim):
     assert stats["requests"] >= 13 and stats["peak_in_flight"] == 3
 
 
-def test_readme_path_table_is_the_code_table():
-    """The README's path table, with each path's evidence, is generated from paths.TABLE."""
+def test_the_docs_path_table_is_the_code_table():
+    """The docs' path table, with each path's evidence, is generated from paths.TABLE."""
     from pathlib import Path
 
     from ev_ingest.client import paths
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    assert paths.markdown_table() in readme
+    page = (Path(__file__).parents[1] / "docs" / "client.md").read_text()
+    assert paths.markdown_table() in page
     assert {p.evidence for p in paths.TABLE} == {"CONFIRMED", "OBSERVED", "SEED", "GUESS"}
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ev_ingest.store import Manifest, ManifestEntry, NoFootage, RecorderEdge, read_manifest
+from ev_ingest.store import Manifest, ManifestEntry, ManifestFailure, NoFootage, RecorderEdge, read_manifest
 from pipelines import horizon
 from pipelines.cli import main
 from pipelines.config import PipelineConfig
@@ -147,7 +147,8 @@ def test_with_capacity_for_one_night_the_oldest_goes_first_and_the_rest_is_alert
     key = f"manifests/site=HQ/date={N1}/nightly-{N1.replace('-', '')}T000000Z.json"
     site.store.put(key, json.dumps({**planted, **moved, "sequence": None, "signature": None}).encode())
     code, again, _ = site.archive("--catch-up", "--max-nights", "1", "--date", N0)
-    assert code == 0 and [n["date"] for n in again["nights"]] == [N1]  # owed all the same: archived now
+    assert [n["date"] for n in again["nights"]] == [N1]  # owed all the same: archived now
+    assert code == 1 and again["alerts"] == []  # N0, the night asked for, still waits: said, exit 1
 
 
 def test_footage_the_recorder_overwrote_is_a_failure_never_no_footage(recorder):
@@ -205,3 +206,110 @@ def test_the_horizon_is_unknown_and_alerted_when_no_answer_showed_the_recorder()
     quiet = Manifest(run_id="nightly-x", site="HQ", interval_start=day, interval_end=day + timedelta(days=1),
                      no_footage=gone)  # fmt: skip
     assert horizon.camera_horizons([quiet], config, "HQ", now=now)[0].owed_nights == ["2030-01-09"]
+
+
+# --- the attacker's cases (a helper's review of this change), pure: hand-made manifests ---
+
+H = timedelta(hours=1)
+NOW = datetime(2030, 1, 10, 12, tzinfo=UTC)
+DAY = datetime(2030, 1, 9, tzinfo=UTC)
+
+
+def test_a_motion_only_server_shows_no_edge_and_nothing_is_called_overwritten():
+    """Motion-only cameras quiet for the whole window before 07:00: their first clip is no
+    edge (the recorder may hold 30 days of quiet), so no chunk is "overwritten"."""
+    motion = [[(DAY + 7 * H, DAY + 7 * H + timedelta(seconds=40)), (DAY + 9 * H, DAY + 9 * H + timedelta(minutes=1))]]
+    assert horizon.learn_edge("nvr1", DAY - 48 * H, motion, NOW, timedelta(0)) is None
+    steady = [[(DAY + 7 * H, NOW)]]  # a continuous camera whose video begins at 07:00: that is the edge
+    edge = horizon.learn_edge("nvr1", DAY - 48 * H, steady + motion, NOW, timedelta(0))
+    assert edge is not None and edge.oldest == DAY + 7 * H and horizon.overwritten(edge, DAY)
+    reaches = [[(DAY - 48 * H, NOW)]]  # video from the window's start: a lower bound, no edge
+    bound = horizon.learn_edge("nvr1", DAY - 48 * H, reaches + motion, NOW, timedelta(0))
+    assert bound is not None and bound.oldest is None and not horizon.overwritten(bound, DAY)
+
+
+def _run(day: datetime, rows: dict[str, Any], edges: list[RecorderEdge], created: datetime) -> Manifest:
+    return Manifest(run_id=f"nightly-{day:%Y%m%d}", site="HQ", interval_start=day, interval_end=day + 24 * H,
+                    created_at=created, recorders=edges, **rows)  # fmt: skip
+
+
+def _quiet(day: datetime, camera: int, server: str = "nvr1") -> NoFootage:
+    return NoFootage(server=server, camera_id=camera, start=day, end=day + 24 * H)
+
+
+def test_a_later_answer_that_proves_a_deeper_recorder_wins_over_an_old_short_edge():
+    config = _config()
+    short = RecorderEdge(server="nvr1", searched_from=DAY - 72 * H, oldest=DAY - 6 * H, seen_at=DAY + 12 * H)
+    deeper = RecorderEdge(server="nvr1", searched_from=DAY - 48 * H, oldest=None, seen_at=NOW)
+    night = [_quiet(DAY - 24 * H, 7)]
+    runs = [
+        _run(DAY - 24 * H, {"no_footage": night}, [short], DAY),
+        _run(
+            DAY,
+            {
+                "failures": [
+                    ManifestFailure(server="nvr1", camera_id=7, start=DAY, end=DAY + 24 * H, error="x", kind="export")
+                ]
+            },
+            [deeper],
+            NOW,
+        ),  # fmt: skip
+    ]
+    (row,) = horizon.camera_horizons(runs, config, "HQ", now=NOW)
+    # The old edge said 18 h deep (Jan 9 already gone); the newer answer proves at least 84 h.
+    assert row.at_least and row.unarchived_hours == 24 and row.hours_left == 48 and row.lost_hours == 0
+
+
+def test_a_camera_taken_out_owes_nothing_new_and_a_server_never_listed_owes_its_nights():
+    config = PipelineConfig.model_validate(
+        {"sites": [{"name": "HQ", "servers": [{"name": "nvr1"}, {"name": "nvr2"}]}], "horizon": {"margin_hours": 24}}
+    )
+    edge = RecorderEdge(server="nvr1", searched_from=DAY - 72 * H, oldest=None, seen_at=NOW)
+    down = ManifestFailure(server="nvr2", camera_id=0, start=DAY - 24 * H, end=DAY, error="down", kind="plan")
+    runs = [
+        _run(
+            DAY - 24 * H,
+            {"no_footage": [_quiet(DAY - 24 * H, 7), _quiet(DAY - 24 * H, 8)], "failures": [down]},
+            [edge],
+            DAY,
+        ),  # fmt: skip
+        _run(DAY, {"no_footage": [_quiet(DAY, 7)]}, [edge], NOW),  # camera 8 no longer listed
+    ]
+    rows = {(r.server, r.camera_id): r for r in horizon.camera_horizons(runs, config, "HQ", now=NOW)}
+    assert rows[("nvr1", 8)].unarchived_hours == 0 and rows[("nvr1", 7)].unarchived_hours == 0
+    never = rows[("nvr2", 0)]  # down on every run: its cameras are unknown, its nights owed
+    assert never.unarchived_hours == 48 and never.hours_left is None
+    assert "no search has shown where the recorder's video begins" in (never.alert(24) or "")
+
+
+def test_owed_footage_past_a_known_edge_is_lost_not_alerted_forever():
+    config = _config()
+    edge = RecorderEdge(server="nvr1", searched_from=DAY - 72 * H, oldest=NOW - 30 * H, seen_at=NOW)
+    failed = ManifestFailure(server="nvr1", camera_id=7, start=DAY - 24 * H, end=DAY, error="x", kind="export")
+    runs = [
+        _run(DAY - 24 * H, {"failures": [failed]}, [], DAY),
+        _run(DAY, {"no_footage": [_quiet(DAY, 7)]}, [edge], NOW),
+    ]
+    (row,) = horizon.camera_horizons(runs, config, "HQ", now=NOW)
+    # Jan 8 00:00..24:00 owed; the recorder keeps 30 h (from Jan 9 06:00): all of it is gone.
+    assert row.unarchived_hours == 0 and row.lost_hours == 24 and row.alert(24) is None
+
+
+def test_a_rerun_past_the_edge_keeps_the_chunk_proven_quiet():
+    from pipelines.archive import carried_forward
+
+    before = _run(DAY, {"no_footage": [_quiet(DAY, 8)]}, [], DAY)
+    lost = ManifestFailure(server="nvr1", camera_id=8, start=DAY, end=DAY + 24 * H, error="x", kind="overwritten")
+    merged = carried_forward(before, _run(DAY, {"failures": [lost]}, [], NOW))
+    assert merged.failures == [] and [q.camera_id for q in merged.no_footage] == [8]
+    assert merged.same_content(before)  # nothing new to write
+
+
+def test_a_local_day_east_of_utc_plus_12_is_that_day():
+    from pipelines.config import SiteConfig
+
+    for zone in ("Pacific/Kiritimati", "Pacific/Auckland", "UTC", "America/New_York", "Pacific/Pago_Pago"):
+        site = SiteConfig(name="x", timezone=zone, servers=[{"name": "a"}])
+        start, end = site.local_day(datetime(2030, 1, 10))
+        assert f"{start.astimezone(site.zone):%Y-%m-%d %H:%M}" == "2030-01-10 00:00", zone
+        assert f"{end.astimezone(site.zone):%Y-%m-%d %H:%M}" == "2030-01-11 00:00", zone

@@ -134,9 +134,12 @@ def test_legal_holds_follow_cases(archived, sim):
             retention.set_hold(store, entry.key, False, "manual", log, entry.version_id)
         # A hold removed behind the pipeline's back (tag untouched): the audit finds it, the
         # next sync places it again.
+        # What the audit finds already (whatever earlier tests left in the shared store) is
+        # taken from this test's own audit, never assumed.
+        earlier = {(f.key, f.problem) for f in retention.audit(store, config, "HQ").findings}
+        assert (entry.key, "legal-hold") not in earlier
         store.set_legal_hold(entry.key, entry.version_id, False)
         found = retention.audit(store, config, "HQ")
-        earlier = {(f.key, f.problem) for f in found.findings if f.problem == "superseded"}  # the test before
         assert {(f.key, f.problem) for f in found.findings} - earlier == {(entry.key, "legal-hold")}
         assert sync_holds(ev, store, log) == {**counts, "restored": 1}
         assert store.get_legal_hold(entry.key, entry.version_id)

@@ -220,11 +220,25 @@ def test_store_restart_mid_run_is_survived(make_sim, own_s3, caplog):
         except Exception as exc:  # the assertion below shows it
             outcome["error"] = exc
 
-    run = threading.Thread(target=archive_in_background)
-    run.start()
-    wait_for(lambda: uploads(store), what="the first multipart upload")
-    own_s3.kill()  # as a crash: no goodbye to the open upload
-    time.sleep(1.0)
+    # The store is restarted only once the run has met it down: a request refused and put
+    # up for retry (botocore logs each), not after a sleep that may or may not cover one.
+    retried: list[str] = []
+    watch = logging.getLogger("botocore.retries.standard")
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = lambda record: retried.append(record.getMessage())  # type: ignore[method-assign]
+    level = watch.level
+    watch.addHandler(handler)
+    watch.setLevel(logging.DEBUG)
+    try:
+        run = threading.Thread(target=archive_in_background)
+        run.start()
+        wait_for(lambda: uploads(store), what="the first multipart upload")
+        retried.clear()
+        own_s3.kill()  # as a crash: no goodbye to the open upload
+        wait_for(lambda: any(m.startswith("Retry needed") for m in retried), what="a request the dead store refused")
+    finally:
+        watch.removeHandler(handler)
+        watch.setLevel(level)
     reaper.registered(own_s3.start())
     run.join(180)
     assert not run.is_alive() and "result" in outcome, repr(outcome.get("error"))

@@ -9,7 +9,7 @@ each with the evidence behind it (`shared/exacq-api-evidence.md`):
 - GUESS: nobody shows it; our best guess, served alike by the simulator's `full` profile and
   refused by its `strict` one. The one place to change when a real server differs.
 
-The README's path table is generated from `TABLE` (a test keeps the two equal).
+The docs' path table (docs/client.md) is generated from `TABLE` (a test keeps the two equal).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ TABLE: tuple[ApiPath, ...] = (
 
 
 def markdown_table() -> str:
-    """The README's path table."""
+    """The docs' path table (docs/client.md)."""
     rows = ["| request | evidence | what for |", "| --- | --- | --- |"]
     rows += [f"| `{p.path}` | {p.evidence} | {p.use} |" for p in TABLE]
     return "\n".join(rows)

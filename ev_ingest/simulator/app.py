@@ -548,20 +548,18 @@ def build_app(config: SimulatorConfig) -> Starlette:
     async def events(request: Request) -> Response:
         wanted = {int(v) for v in request.query_params.getlist("filter") if v.isdigit()}
         now = state.site.current_time()
-        active = []
-        if not wanted or EVENT_TYPE_MOTION in wanted:
-            for camera in state.site.camera_list:
-                for event in state.site.events(camera, now - timedelta(seconds=10), now):
-                    if event.start <= now < event.end:
-                        active.append(
-                            {
-                                "type": EVENT_TYPE_MOTION,
-                                "typeName": "Video motion",
-                                "source": camera.id,
-                                "sourceName": camera.name,
-                                "start": scene.iso_z(event.start),
-                            }
-                        )
+        motion = not wanted or EVENT_TYPE_MOTION in wanted
+        active = [
+            {
+                "type": EVENT_TYPE_MOTION,
+                "typeName": "Video motion",
+                "source": camera.id,
+                "sourceName": camera.name,
+                "start": scene.iso_z(event.start),
+            }
+            for camera in (state.site.camera_list if motion else [])
+            for event in state.site.under_way(camera, now)
+        ]
         return _json({"success": True, "events": active})
 
     async def status(request: Request) -> Response:

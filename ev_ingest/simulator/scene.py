@@ -248,6 +248,24 @@ class Site:
                 )
         return out
 
+    def under_way(self, camera: Camera, now: datetime) -> list[MotionEvent]:
+        """Motion events visible at `now` (being recorded: `events` keeps only those whose
+        GOPs are all on disk, so it never lists one under way)."""
+        first, _ = self.coverage()
+        if not camera.records:
+            return []
+        out = []
+        for cell in range(int(now.timestamp() // CELL_SECONDS) - 1, int(now.timestamp() // CELL_SECONDS) + 1):
+            found = self._event_in_cell(camera, cell)
+            if found is None or found[1] < first:
+                continue
+            kind, gop = found
+            start = slot_start(gop) + timedelta(seconds=kind.visible_from)
+            end = slot_start(gop) + timedelta(seconds=kind.visible_to)
+            if start <= now < end:
+                out.append(MotionEvent(camera.id, kind.name, gop, start, end, event_bbox(camera, kind, self.seed)))
+        return out
+
     # --- what plays in each slot ----------------------------------------------------
     def play(self, camera: Camera, slot: int) -> SlotPlay | None:
         """The library variant recorded in `slot`, or None where nothing was recorded."""

@@ -13,7 +13,7 @@ credentials (issue 14):
   The master's admin endpoints (`/col/delete`, `/vol/vacuum`) stay open to local
   callers: SeaweedFS guards them only with an IP white list, which also gates its own
   components' gRPC calls from 127.0.0.1 (measured: a white list without 127.0.0.1 stops
-  volume allocation). What they destroy, `retention audit` reports (README).
+  volume allocation). What they destroy, `retention audit` reports (docs/compliance.md).
 - `weed` gets a scrubbed environment (PATH, HOME, locale, its credentials and memory
   limit; never the caller's passwords or tokens), a 0700 data folder and umask 077.
 - Every port is chosen by us, grpc = http + 10000 (SeaweedFS's convention, which its
@@ -21,7 +21,7 @@ credentials (issue 14):
   are held until just before `weed` starts.
 - `running` / `check()` tell whether `weed` is still alive; `ev-ingest s3 serve` exits
   when it dies.
-What a local process can still do to it is in the README ("What is protected"): it is
+What a local process can still do to it is in docs/compliance.md ("What the embedded store protects"): it is
 never a compliance device; AWS S3 Object Lock (or another real WORM store) is.
 """
 
