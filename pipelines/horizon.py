@@ -215,7 +215,8 @@ def camera_horizons(
     judged_at = {s.name: now or server_now(edges.get(s.name)) for s in site_cfg.servers}
     first_seen: dict[tuple[str, int], datetime] = {}
     last_seen: dict[tuple[str, int], datetime] = {}
-    newest_plan: dict[str, datetime] = {}
+    # Per server, the cameras its newest run (by when it was written) had rows for.
+    newest: dict[str, tuple[datetime, set[int]]] = {}
     names: dict[tuple[str, int], str] = {}
     covered: dict[tuple[str, int], list[Span]] = {}
     lost: dict[tuple[str, int], float] = {}
@@ -226,8 +227,9 @@ def camera_horizons(
             first_seen[camera] = min(first_seen.get(camera, m.interval_start), m.interval_start)
             last_seen[camera] = max(last_seen.get(camera, m.interval_start), m.interval_start)
             names[camera] = names.get(camera) or getattr(row, "camera_name", "")
-            if row.camera_id:
-                newest_plan[row.server] = max(newest_plan.get(row.server, m.interval_start), m.interval_start)
+        for server in {row.server for row in rows if row.camera_id}:
+            if server not in newest or m.created_at > newest[server][0]:
+                newest[server] = (m.created_at, {r.camera_id for r in rows if r.server == server and r.camera_id})
         for row in [*m.exports(), *m.no_footage, *(f for f in m.failures if f.kind == OVERWRITTEN)]:
             covered.setdefault((row.server, row.camera_id), []).append((row.start, row.end))
         for f in m.failures:
@@ -238,10 +240,10 @@ def camera_horizons(
         server_cfg = next((s for s in site_cfg.servers if s.name == server), None)
         if server_cfg is None or (camera_id and not server_cfg.wants(camera_id)):
             continue  # no longer archived: owes nothing
-        if not camera_id and server in newest_plan:
+        if not camera_id and server in newest:
             continue  # a plan failure of a server whose cameras are known: they owe it
         camera = (server, camera_id)
-        listed_to_the_end = not camera_id or last_seen[camera] >= newest_plan.get(server, last_seen[camera])
+        listed_to_the_end = not camera_id or camera_id in newest[server][1]
         until = judged_at[server] if listed_to_the_end else site_cfg.previous_day(last_seen[camera] + _DAY * 1.5)[1]
         owed = [
             piece
