@@ -110,10 +110,10 @@ def cmd_archive(args: argparse.Namespace) -> int:
     if skipped:
         lines.append(f"{args.date:%Y-%m-%d} was not archived: --max-nights {args.max_nights} went to older nights")
     if owed:
-        lines.append(
-            f"still owed: {', '.join(owed)}: "
-            f"`ev-ingest archive --catch-up --date {owed[-1]}` archives them, oldest first"
-        )
+        reach = (_day(owed[-1]) - timedelta(days=config.horizon.lookback_days)).strftime("%Y-%m-%d")
+        lines.append(f"still owed: {', '.join(owed)}: `ev-ingest archive --catch-up --date {owed[-1]}` archives them")
+        if owed[0] < reach:  # beyond the catch-up's reach: each by hand (its search may be refused)
+            lines.append(f"older than horizon.lookback_days, archive by hand: ev-ingest archive --date {owed[0]}")
     if args.json:
         print(json.dumps(payload, indent=2))
     else:

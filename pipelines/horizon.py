@@ -65,18 +65,21 @@ def learn_edge(
 
     - Some camera's video reaches back to the window's start: the recorder holds at least
       that much (`oldest` None, a lower bound).
-    - Else a camera that recorded continuously from its first clip on (a motion-only camera
-      proves nothing: its first clip may follow hours of quiet) gives the edge.
+    - Else the earliest clip of any camera gives the edge, when that camera recorded
+      continuously from it on (a motion-only camera proves nothing: its first clip may
+      follow hours of quiet).
     - Else None: nothing says where the server's video begins (no chunk is then called
       overwritten, and owed footage is alerted as unknown)."""
     spans = [sorted(a) for a in answers if a]
     if any(a[0][0] <= searched_from + EDGE_SLACK for a in spans):
         oldest = None
     else:
-        steady = [a[0][0] for a in spans if _continuous(a, seen_at)]
-        if not steady:
+        # The earliest clip of all must be a continuous camera's: a camera installed (or a
+        # clip begun) later than another camera's video would put the edge too late.
+        earliest = min(spans, key=lambda a: a[0][0])
+        if not _continuous(earliest, seen_at):
             return None
-        oldest = min(steady)
+        oldest = earliest[0][0]
     return RecorderEdge(
         server=server, searched_from=searched_from, oldest=oldest, seen_at=seen_at, clock_skew_s=skew.total_seconds()
     )
@@ -235,6 +238,14 @@ def camera_horizons(
         for f in m.failures:
             if f.kind == OVERWRITTEN:
                 lost[(f.server, f.camera_id)] = lost.get((f.server, f.camera_id), 0.0) + _hours(f.end - f.start)
+    # Nights a server was down before it ever listed a camera are owed by the cameras it
+    # listed first (a camera added later owes nothing from before it was there).
+    for server in {server for server, camera_id in first_seen if not camera_id}:
+        listed = {c: t for (name, c), t in first_seen.items() if name == server and c}
+        if listed and first_seen[(server, 0)] < min(listed.values()):
+            for camera_id, first in listed.items():
+                if first == min(listed.values()):
+                    first_seen[(server, camera_id)] = first_seen[(server, 0)]
     found = []
     for server, camera_id in sorted(first_seen):
         server_cfg = next((s for s in site_cfg.servers if s.name == server), None)
@@ -286,7 +297,7 @@ def _hours(span: timedelta) -> float:
 
 def _nights(site_cfg: Any, first: datetime, until: datetime) -> list[Span]:
     """The site's local nights from the one holding `first` to the last that ended by `until`."""
-    start, _ = site_cfg.previous_day(first + _DAY)
+    start, _ = site_cfg.local_day(first.astimezone(site_cfg.zone).date())  # a 25 h day is one day
     nights = []
     while True:
         night = site_cfg.previous_day(start + _DAY * 1.5)

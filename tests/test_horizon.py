@@ -313,3 +313,30 @@ def test_a_local_day_east_of_utc_plus_12_is_that_day():
         start, end = site.local_day(datetime(2030, 1, 10))
         assert f"{start.astimezone(site.zone):%Y-%m-%d %H:%M}" == "2030-01-10 00:00", zone
         assert f"{end.astimezone(site.zone):%Y-%m-%d %H:%M}" == "2030-01-11 00:00", zone
+
+
+def test_a_server_down_before_it_ever_listed_a_camera_owes_those_nights_by_its_cameras():
+    config = _config()
+    down = ManifestFailure(server="nvr1", camera_id=0, start=DAY - 24 * H, end=DAY, error="down", kind="plan")
+    edge = RecorderEdge(server="nvr1", searched_from=DAY - 48 * H, oldest=None, seen_at=NOW)
+    runs = [_run(DAY - 24 * H, {"failures": [down]}, [], DAY), _run(DAY, {"no_footage": [_quiet(DAY, 7)]}, [edge], NOW)]
+    (row,) = horizon.camera_horizons(runs, config, "HQ", now=NOW)
+    assert (row.camera_id, row.unarchived_hours, row.owed_nights) == (7, 24, ["2030-01-08"])
+
+
+def test_nights_count_a_25_hour_day_once():
+    from pipelines.config import SiteConfig
+
+    paris = SiteConfig(name="x", timezone="Europe/Paris", servers=[{"name": "a"}])
+    first, _ = paris.local_day(datetime(2026, 10, 25))  # the clocks go back: 25 hours
+    nights = horizon._nights(paris, first, first + 49 * H)
+    assert [f"{a.astimezone(paris.zone):%m-%d}" for a, _ in nights] == ["10-25", "10-26"]
+    assert [(b - a) / H for a, b in nights] == [25, 24]
+
+
+def test_the_earliest_clip_must_be_a_continuous_cameras_to_be_the_edge():
+    """A camera installed three hours ago records continuously, but another camera's motion
+    clip is older: the server held video before, so that is no edge."""
+    fresh = [(NOW - 3 * H, NOW)]
+    older = [(DAY + 2 * H, DAY + 2 * H + timedelta(minutes=1))]
+    assert horizon.learn_edge("nvr1", DAY - 48 * H, [fresh, older], NOW, timedelta(0)) is None
