@@ -71,6 +71,8 @@ def learn_edge(
     - Else None: nothing says where the server's video begins (no chunk is then called
       overwritten, and owed footage is alerted as unknown)."""
     spans = [sorted(a) for a in answers if a]
+    if not spans:
+        return None  # no camera's answer held a clip
     if any(a[0][0] <= searched_from + EDGE_SLACK for a in spans):
         oldest = None
     else:

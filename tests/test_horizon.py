@@ -340,3 +340,5 @@ def test_the_earliest_clip_must_be_a_continuous_cameras_to_be_the_edge():
     fresh = [(NOW - 3 * H, NOW)]
     older = [(DAY + 2 * H, DAY + 2 * H + timedelta(minutes=1))]
     assert horizon.learn_edge("nvr1", DAY - 48 * H, [fresh, older], NOW, timedelta(0)) is None
+    assert horizon.learn_edge("nvr1", DAY - 48 * H, [], NOW, timedelta(0)) is None  # no answer held a clip
+    assert horizon.learn_edge("nvr1", DAY - 48 * H, [[], []], NOW, timedelta(0)) is None
