@@ -129,10 +129,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     site = args.site or config.sites[0].name
     start, end = _interval(config, site, args.date)
     store = archive.open_store(config)
+    recorder = horizon.at_night(store, keys.verifier_for(config), config, site, start)  # as its run saw it
     if args.publish:
         run_id = motion.motion_run_id(archive.run_id_for(site, start))
         lock = archive.record_lock(config, site, end, [])
-        recorder = horizon.at_night(store, keys.verifier_for(config), config, site, start)
         entry = report.publish(store, site, start, end, run_id, lock, recorder)
         say(f"stored: s3://{store.settings.bucket}/{entry.key} (sha256 {entry.sha256})")
         document = store.get_bytes(entry.key, entry.version_id).decode()
@@ -144,7 +144,6 @@ def cmd_report(args: argparse.Namespace) -> int:
                 f"no nightly run of site {site!r} is archived for {args.date:%Y-%m-%d} "
                 f"(`ev-ingest archive --date {args.date:%Y-%m-%d}` archives it)"
             )
-        recorder = horizon.at_night(store, keys.verifier_for(config), config, site, start)
         document = report.render(Archive.from_store(store), site, start, end, recorder)
     args.output.write_text(document)
     say(f"{args.output}: {len(document) // 1024} KB; open it in a browser")
