@@ -380,8 +380,9 @@ def commit_manifest(
     if previous is not None and previous.same_content(manifest):
         log.info("manifest %s unchanged: not rewritten", manifest.key)
         return previous
-    keys.publish_public_key(store, signer)
-    manifest, _ = write_manifest(store, manifest, record_lock(config, site, end, entries), signer)
+    lock = record_lock(config, site, end, entries)
+    keys.publish_public_key(store, signer, lock)
+    manifest, _ = write_manifest(store, manifest, lock, signer)
     log.info(
         "manifest %s: %d objects, %d failures%s",
         manifest.key,

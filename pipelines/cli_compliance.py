@@ -60,11 +60,17 @@ def _time(text: str) -> datetime:
     return parse_time(text)
 
 
+# The retention verbs that only read: they run with the public keys alone.
+READ_ONLY_ACTIONS = ("status", "horizon", "audit")
+
+
 def cmd_retention(args: argparse.Namespace) -> int:
     from pipelines import case_holds, retention
 
     config, store = _open(args)
-    log = retention.audit_log(store, config)
+    # What only reads works with the public keys alone: an outside auditor has no private key.
+    extra = [args.public_key] if args.public_key else None
+    log = retention.audit_log(store, config, read_only=args.action in READ_ONLY_ACTIONS, extra=extra)
     if args.action == "status":
         unreadable: list[str] = []
         rows = retention.status(store, config, log, args.site, args.date, unreadable)
@@ -99,7 +105,6 @@ def cmd_retention(args: argparse.Namespace) -> int:
             say(f"ev-ingest retention: manifest {key} could not be read: run `retention audit`", file=sys.stderr)
         return 1 if alerts or untrusted else 0
     if args.action == "audit":
-        extra = [args.public_key] if args.public_key else None
         from pipelines import keys
 
         earlier = args.checkpoint or config.retention.checkpoint_file
@@ -118,7 +123,8 @@ def cmd_retention(args: argparse.Namespace) -> int:
         lines = [
             f"checked {report.records} signed records and {report.checked} objects "
             f"({'re-hashed' if args.deep else f'metadata, {report.verified} re-hashed'}): "
-            f"{'OK' if report.ok else f'{len(report.findings)} findings'}; record {report.audit_key}"
+            f"{'OK' if report.ok else f'{len(report.findings)} findings'}; "
+            + (f"record {report.audit_key}" if report.audit_key else "not recorded (public keys only)")
         ]
         lines += [f"  {f.problem:<16} {f.key}  {f.detail}" for f in report.findings]
         if earlier:
@@ -173,11 +179,11 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
 def cmd_audit_log(args: argparse.Namespace) -> int:
     from ev_ingest.store.signing import AUDIT
-    from pipelines import keys, retention
+    from pipelines import retention
 
     config, store = _open(args)
-    log = retention.audit_log(store, config)
-    verifier = keys.verifier_for(config)
+    log = retention.audit_log(store, config, read_only=True)
+    verifier = log.verifier
     checked = [(r.shown(), r.check(verifier, AUDIT)) for r in log.records(args.date)]
     if args.action:
         checked = [(r, t) for r, t in checked if r.get("action") == args.action]
@@ -211,11 +217,11 @@ def cmd_keys(args: argparse.Namespace) -> int:
             "keep the fingerprint in your own records: verifiers check packages against it",
         )
         return 0
-    from pipelines import keys
+    from pipelines import keys, retention
 
     config, store = _open(args)
     signer = keys.signer_for(config)
-    published = keys.publish_public_key(store, signer) if args.publish else None
+    published = keys.publish_public_key(store, signer, retention.records_lock(config)) if args.publish else None
     _print(
         args,
         {"fingerprint": signer.fingerprint, "public_key": public_pem(signer.public).decode(), "published": published},
@@ -330,7 +336,9 @@ def register(sub: Any, command: Any) -> None:
     config_options(p)
     p.add_argument("--date", help="status: only the site's local day YYYY-MM-DD")
     p.add_argument("--deep", action="store_true", help="audit: re-read and re-hash every object")
-    p.add_argument("--public-key", type=Path, help="audit: also trust this public key (PEM)")
+    p.add_argument(
+        "--public-key", type=Path, help="status, horizon, audit: also trust this public key (PEM); enough alone"
+    )
     p.add_argument(
         "--checkpoint",
         type=Path,

@@ -307,6 +307,11 @@ class SigningSettings(_Strict):
     public_keys: list[Path] = Field(
         default_factory=list, description="further trusted public keys (PEM), e.g. the keys used before a rotation"
     )
+    fingerprint: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="the expected signing key's whole fingerprint (`ev-ingest keys show`): any other key is refused",
+    )
 
 
 class CameraMotion(_Strict):

@@ -6,15 +6,18 @@ config's `signing.key_file`, or `$EV_SIGNING_KEY_FILE`; never from the store. Wi
 nothing is committed: an unsigned record would prove nothing.
 
 A verifier trusts the public half of that key plus `signing.public_keys` (keys used
-before a rotation). The public key published in the bucket is for outside verifiers; it
-is never trusted because the bucket holds it.
+before a rotation). With `signing.fingerprint` pinned, a key with another fingerprint is
+neither used to sign nor trusted, and the change is said in one line. The public key
+published in the bucket (locked as long as the records it verifies) is for outside
+verifiers; it is never trusted because the bucket holds it.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from ev_ingest.store import ArchiveStore
+from ev_ingest.store import ArchiveStore, Retention
 from ev_ingest.store.signing import (
     PUBLIC_KEY_PREFIX,
     Signer,
@@ -26,6 +29,13 @@ from ev_ingest.store.signing import (
 )
 from pipelines.config import PipelineConfig
 
+log = logging.getLogger(__name__)
+
+
+class KeyChanged(SigningError):
+    """The signing key at hand is not the one `signing.fingerprint` pins."""
+
+
 _runtime_pem: str | None = None  # set by `use_key_pem` (the DAGs, from a secrets backend)
 
 
@@ -36,13 +46,17 @@ def use_key_pem(pem: str | None) -> None:
 
 
 def signer_for(config: PipelineConfig) -> Signer:
-    if _runtime_pem:
-        return Signer.from_pem(_runtime_pem)
-    signer = signer_from_env(config.signing.key_file)
+    signer = Signer.from_pem(_runtime_pem) if _runtime_pem else signer_from_env(config.signing.key_file)
     if signer is None:
         raise SigningError(
             "no signing key: set signing.key_file in the config or EV_SIGNING_KEY_FILE "
             "(`ev-ingest keys init -o FILE` makes one), or the Airflow connection ev_signing"
+        )
+    pinned = config.signing.fingerprint
+    if pinned and signer.fingerprint != pinned:
+        raise KeyChanged(
+            f"the signing key changed: its fingerprint is {signer.fingerprint[:16]}..., the config pins "
+            f"{pinned[:16]}... (signing.fingerprint); restore the key, or pin the new one once you trust it"
         )
     return signer
 
@@ -52,15 +66,27 @@ def verifier_for(config: PipelineConfig, extra: list[Path] | None = None) -> Ver
     keys = [load_public_key(path.read_bytes()) for path in [*config.signing.public_keys, *(extra or [])]]
     try:
         keys.append(signer_for(config).public)
+    except KeyChanged as exc:  # never trusted; said once per reader, in one line
+        log.warning("%s", exc)
+        if not keys:
+            raise
     except SigningError:
         if not keys:
             raise
     return Verifier(keys)
 
 
-def publish_public_key(store: ArchiveStore, signer: Signer) -> str:
-    """Store the public key (PEM) at `keys/signing/<fingerprint>.pem` unless it is there; its key."""
+def publish_public_key(store: ArchiveStore, signer: Signer, lock: Retention | None = None) -> str:
+    """Store the public key (PEM) at `keys/signing/<fingerprint>.pem` unless it is there, locked
+    at least until `lock` (a key kept for less time than the records it verifies proves
+    nothing to an outside verifier); its key. The audit reports a replaced or unlocked copy."""
     key = f"{PUBLIC_KEY_PREFIX}{signer.fingerprint}.pem"
-    if store.head(key) is None:
-        store.put(key, public_pem(signer.public), content_type="application/x-pem-file")
+    found = store.head(key)
+    if found is None:
+        store.put(key, public_pem(signer.public), content_type="application/x-pem-file", retention=lock)
+        return key
+    held = store.get_retention(key, found.version_id)
+    if lock is not None and (held is None or held.until < lock.until):
+        mode = "COMPLIANCE" if held is not None and held.mode == "COMPLIANCE" else lock.mode
+        store.set_retention(key, found.version_id, Retention(mode, lock.until))
     return key

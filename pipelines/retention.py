@@ -54,7 +54,16 @@ from ev_ingest.store.records import (
     verified_manifests,
     verify_chain,
 )
-from ev_ingest.store.signing import AUDIT, MANIFEST, Verifier, decode
+from ev_ingest.store.signing import (
+    AUDIT,
+    MANIFEST,
+    PUBLIC_KEY_PREFIX,
+    SigningError,
+    Verifier,
+    decode,
+    fingerprint,
+    load_public_key,
+)
 from pipelines import keys
 from pipelines.config import PipelineConfig, RetentionPolicy
 
@@ -128,9 +137,20 @@ def records_lock(config: PipelineConfig) -> Retention:
     return Retention(policy.mode, (clock.now() + timedelta(days=days)).replace(microsecond=0))
 
 
-def audit_log(store: ArchiveStore, config: PipelineConfig) -> AuditLog:
-    """The signed, chained audit log (refuses to exist without a signing key)."""
-    return AuditLog(store, records_lock(config), keys.signer_for(config), keys.verifier_for(config))
+def audit_log(
+    store: ArchiveStore, config: PipelineConfig, *, read_only: bool = False, extra: list[Path] | None = None
+) -> AuditLog:
+    """The signed, chained audit log. Without a signing key it refuses to exist, unless
+    `read_only`: then it checks records with the public keys alone (`signing.public_keys`,
+    `extra`) and refuses to write one (an outside auditor's status, audit and audit log)."""
+    verifier = keys.verifier_for(config, extra)
+    try:
+        signer = keys.signer_for(config)
+    except SigningError:
+        if not read_only:
+            raise
+        signer = None
+    return AuditLog(store, records_lock(config), signer, verifier)
 
 
 def manifests(
@@ -397,10 +417,11 @@ def audit(
     report.guard("audit/", lambda: _check_holds(store, trail))
     report.guard("audit/", lambda: _check_hold_sync(site, trail))
     report.guard("audit/", lambda: _check_disposals(trail))
+    report.guard(PUBLIC_KEY_PREFIX, lambda: _check_public_keys(store))
     report.guard("chain/", lambda: _truncation(site, trail, report))
     if checkpoint is not None:
         report.guard("checkpoint", lambda: _check_checkpoint(store, checkpoint, verifier, site, report))
-    if audit_log:
+    if audit_log and audit_log.signer:  # read-only (public keys alone): checked, not recorded
         report.audit_key = audit_log.record(
             "audit",
             site=site,
@@ -426,6 +447,7 @@ def _make_checkpoint(store: ArchiveStore, audit_log: AuditLog, report: AuditRepo
         claims = Chain(store, AUDIT_CHAIN).claimed()
     states = [ChainState.of(name, c) for name, c in report.claims.items() if name != AUDIT_CHAIN]
     states.append(ChainState.of(AUDIT_CHAIN, claims))
+    assert audit_log.signer is not None  # only a log that can sign makes checkpoints
     report.checkpoint = checkpoints.make(store.bucket, now.isoformat(), report.audit_key, states, audit_log.signer)
 
 
@@ -584,6 +606,33 @@ def last_sync_gaps(site: str | None, trail: list[dict[str, Any]]) -> list[dict[s
     latest = max(syncs, key=lambda r: (r.get("sequence") or 0, str(r.get("at"))))
     gaps = latest.get("gaps") if isinstance(latest.get("gaps"), list) else []
     return [gap for gap in gaps if isinstance(gap, dict)]
+
+
+def _check_public_keys(store: ArchiveStore) -> list[Finding]:
+    """Each published public key (what outside verifiers fetch): one version, not hidden,
+    locked, and the key its name says. Each key is read alone: junk in one hides no other."""
+    found: list[Finding] = []
+    versions: dict[str, list[Any]] = {}
+    for version in store.all_versions(PUBLIC_KEY_PREFIX):
+        versions.setdefault(version.key, []).append(version)
+    for key, listed in sorted(versions.items()):
+        kept = [v for v in listed if not v.deleted]
+        if len(kept) < len(listed):
+            found.append(Finding(key, "public-key", "a delete marker hides the published key"))
+        if len(kept) > 1:
+            found.append(Finding(key, "public-key", f"{len(kept)} versions: the published key was replaced"))
+        for version in kept:
+            try:
+                named = fingerprint(load_public_key(store.get_bytes(key, version.version_id, limit=16 * 1024)))
+                if key != f"{PUBLIC_KEY_PREFIX}{named}.pem":
+                    found.append(
+                        Finding(key, "public-key", f"holds the key {named[:16]}..., not the one its name says")
+                    )
+                if store.get_retention(key, version.version_id) is None:
+                    found.append(Finding(key, "public-key", "not locked (`ev-ingest keys show --publish` locks it)"))
+            except OBJECT_ERRORS as exc:
+                found.append(Finding(key, "public-key", f"not a public key: {one_line(exc)}"))
+    return found
 
 
 def _check_disposals(trail: list[dict[str, Any]]) -> list[Finding]:

@@ -1,7 +1,8 @@
 """Issue 14: the tamper-evident archive and the compliance officer's verbs, against the real
 store (SeaweedFS) and the simulator, each attack of the issue tried as a local process would.
 
-- The embedded store's back doors (filer and volume HTTP) refuse unsigned requests; `weed`
+- The embedded store's back doors (every gRPC and internal HTTP port, issue 23) refuse callers
+  without its certificate, `weed shell` included; the filer still asks for its JWT; `weed`
   gets no secret from our environment; its data is readable by its owner only.
 - A forged manifest, a record removed with a governance bypass, a collection destroyed
   through the master: `retention audit --deep` reports findings, exits 1, never a traceback,
@@ -14,7 +15,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import ssl
 import stat
+import subprocess
 import zipfile
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +31,7 @@ from botocore.exceptions import ClientError
 
 from ev_ingest.client import ExacqClient
 from ev_ingest.store import ArchiveStore, EmbeddedS3, Retention, StoreSettings
+from ev_ingest.store.embedded import weed_binary
 from ev_ingest.store.records import AUDIT_CHAIN, Chain
 from ev_ingest.store.signing import AUDIT, MANIFEST, PACKAGE_INDEX
 from pipelines import retention
@@ -64,20 +69,62 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+# Every port of the embedded store but S3's: gRPC and internal HTTP, all mutual TLS (issue 23).
+INTERNAL_PORTS = (
+    "s3_grpc",
+    "filer",
+    "filer_grpc",
+    "master",
+    "master_grpc",
+    "volume",
+    "volume_grpc",
+    "admin",
+    "admin_grpc",
+)
+
+
+def tls_without_a_certificate(port: int) -> str:
+    """The TLS error a caller that trusts anything but presents no certificate gets (or '')."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, context.wrap_socket(raw) as tls:
+            tls.sendall(b"GET /dir/lookup?volumeId=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            tls.recv(100)  # TLS 1.3 says "certificate required" after the handshake, on first read
+    except ssl.SSLError as exc:
+        return exc.reason or str(exc)
+    return ""
+
+
 def test_store_back_doors_refuse_unsigned_requests(s3_server: Any, store: ArchiveStore) -> None:
     until = Retention("COMPLIANCE", START + timedelta(days=400))
     store.put("manifests/site=X/locked.json", b'{"a": 1}', retention=until)
-    host, ports = "http://127.0.0.1", s3_server.ports
-    path = f"/buckets/{store.bucket}/manifests/site=X/locked.json"
-    assert httpx.get(f"{host}:{ports.filer}{path}").status_code == 401
-    assert (
-        httpx.get(f"{host}:{ports.filer}/buckets/{store.bucket}/", headers={"Accept": "application/json"}).status_code
-        == 401
+    ports, tls = s3_server.ports, s3_server.tls
+    # Plain HTTP to any internal port gets nothing: the master's token hand-out, its volume
+    # growth and collection deletion, the filer's files and the volume's chunks.
+    for port, path in (
+        (ports.master, "/dir/lookup?volumeId=1"),
+        (ports.master, "/vol/grow?count=1"),
+        (ports.master, f"/col/delete?collection={store.bucket}"),
+        (ports.filer, f"/buckets/{store.bucket}/manifests/site=X/locked.json"),
+        (ports.volume, "/1,01637037d6"),
+    ):
+        answer = httpx.get(f"http://127.0.0.1:{port}{path}")
+        assert (answer.status_code, answer.text.strip()) == (400, "Client sent an HTTP request to an HTTPS server.")
+    # TLS without a client certificate: refused by every gRPC and internal HTTP port.
+    assert {name: tls_without_a_certificate(getattr(ports, name)) for name in INTERNAL_PORTS} == dict.fromkeys(
+        INTERNAL_PORTS, "TLSV13_ALERT_CERTIFICATE_REQUIRED"
     )
-    assert httpx.put(f"{host}:{ports.filer}{path}", content=b"forged").status_code == 401
-    assert httpx.delete(f"{host}:{ports.filer}{path}").status_code == 401
-    assert httpx.delete(f"{host}:{ports.volume}/1,01637037d6").status_code == 401
+    # The certificate alone is not the filer's JWT: the owner's TLS still needs a signed token.
+    filer = f"https://127.0.0.1:{ports.filer}/buckets/{store.bucket}/manifests/site=X/locked.json"
+    assert httpx.get(filer, verify=tls.ssl_context()).status_code == 401
+    assert httpx.put(filer, content=b"forged", verify=tls.ssl_context()).status_code == 401
+    assert httpx.delete(filer, verify=tls.ssl_context()).status_code == 401
     assert store.get_bytes("manifests/site=X/locked.json") == b'{"a": 1}'
+    # The CA's key was never written: no one can sign another certificate the store takes.
+    assert sorted(p.name for p in tls.folder.iterdir()) == ["ca.crt", "store.crt", "store.key"]
+    assert "PRIVATE KEY" not in tls.ca.read_text() + tls.cert.read_text()
     # weed inherits no secret of ours; its files are its owner's only; gRPC = HTTP + 10000.
     environ = Path(f"/proc/{s3_server._process.pid}/environ").read_bytes().split(b"\0")
     names = {item.split(b"=", 1)[0].decode() for item in environ if item}
@@ -87,6 +134,43 @@ def test_store_back_doors_refuse_unsigned_requests(s3_server: Any, store: Archiv
     # weed chmods its .vif (volume version info, no content) 0644; the 0700 folder covers it.
     assert [p.name for p in exposed if p.suffix != ".vif"] == []
     assert (ports.admin_grpc, ports.filer_grpc) == (ports.admin + 10000, ports.filer + 10000)
+
+
+def weed_shell(s3: EmbeddedS3, folder: Path, commands: str) -> subprocess.Popen[str]:
+    """`weed shell` run from `folder` (where it looks for security.toml), HOME there too."""
+    folder.mkdir(exist_ok=True)
+    master = f"127.0.0.1:{s3.ports.master}.{s3.ports.master_grpc}"
+    filer = f"127.0.0.1:{s3.ports.filer}.{s3.ports.filer_grpc}"
+    (folder / "commands").write_text(commands)
+    with (folder / "commands").open() as stdin:
+        return subprocess.Popen(
+            [weed_binary(), "shell", "-debug", f"-master={master}", f"-filer={filer}"],
+            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=folder, env={"PATH": os.environ["PATH"], "HOME": str(folder)},
+        )  # fmt: skip
+
+
+def test_weed_shell_needs_the_stores_certificate(s3_server: Any, store: ArchiveStore, tmp_path: Path) -> None:
+    """Issue 23: `weed shell` without credentials removed a case's records and exports. Now a
+    shell without the certificate never reaches the master; the owner's shell (with it) does."""
+    store.put("evidence/kept.bin", b"kept", retention=Retention("COMPLIANCE", START + timedelta(days=400)))
+    stranger = weed_shell(s3_server, tmp_path / "stranger", f"fs.rm -r /buckets/{store.bucket}\n")
+    assert stranger.stderr is not None and stranger.stdout is not None
+    refused = 0
+    for line in stranger.stderr:  # weed retries for ever: read until it has been refused twice
+        refused += "reconnection attempt" in line
+        if refused == 2:
+            break
+    stranger.kill()
+    stranger.communicate(timeout=10)  # reaps it and closes its pipes
+    assert refused == 2
+    assert store.get_bytes("evidence/kept.bin") == b"kept"
+
+    (tmp_path / "owner").mkdir()
+    (tmp_path / "owner" / "security.toml").write_text(s3_server.tls.client_toml())
+    owner = weed_shell(s3_server, tmp_path / "owner", "fs.ls /buckets\n")
+    out, _ = owner.communicate(timeout=60)
+    assert owner.returncode == 0 and store.bucket in out.split()
 
 
 def test_the_officers_verbs_on_a_nightly_archive(sim, s3_server, cli_env, tmp_path, capsys) -> None:
@@ -212,8 +296,11 @@ def test_attacks_are_audit_findings_never_a_crash(sim, tmp_path, capsys, monkeyp
         code, out, err = run(capsys, "retention", "apply", "--json", *cfg)
         assert code == 1 and json.loads(out)["unreadable"] == 1 and "not trusted" in err
 
-        # The master destroys the bucket's whole collection (no credentials asked).
-        answer = httpx.get(f"http://127.0.0.1:{s3.ports.master}/col/delete?collection={store.bucket}")
+        # The store's owner (who holds its certificate) destroys the bucket's whole collection
+        # through the master: what mutual TLS cannot stop, the audit reports.
+        answer = httpx.get(
+            f"https://127.0.0.1:{s3.ports.master}/col/delete?collection={store.bucket}", verify=s3.tls.ssl_context()
+        )
         assert answer.status_code < 300
         code, report, problems = audit("--deep")
         assert code == 1 and {p for _, p in problems} & {"unreadable", "missing", "sha256"}

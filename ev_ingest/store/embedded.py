@@ -5,15 +5,15 @@ telemetry off, memory bounded (`GOMEMLIMIT`), and every one of its ports chosen 
 so parallel runs never collide. It gives S3 Object Lock *semantics at the S3 API* for
 tests and the demo.
 
-Hardened as far as SeaweedFS allows, because of its other HTTP ports only S3 asks for
-credentials (issue 14):
+Hardened as far as SeaweedFS allows, because of its other ports only S3 asks for
+credentials (issues 14 and 23):
 - `security.toml` (written 0600 into the data folder, weed's working directory, where it
   looks first) holds fresh random JWT keys for volume-server writes and reads and for filer
-  writes and reads: an unsigned filer GET/PUT or volume DELETE is refused with 401.
-  The master's admin endpoints (`/col/delete`, `/vol/vacuum`) stay open to local
-  callers: SeaweedFS guards them only with an IP white list, which also gates its own
-  components' gRPC calls from 127.0.0.1 (measured: a white list without 127.0.0.1 stops
-  volume allocation). What they destroy, `retention audit` reports (docs/compliance.md).
+  writes and reads, and makes every gRPC port (master, volume, filer, S3, admin) and the
+  master's, volume's, filer's and admin's HTTP ports mutual TLS with a certificate made for
+  this start by a CA whose key is thrown away (`embedded_tls`): `weed shell`, `/dir/lookup`
+  (write tokens), `/vol/grow` and `/col/delete` without the certificate are refused in the
+  TLS handshake. The S3 port stays plain HTTP on 127.0.0.1 and asks for the access key.
 - `weed` gets a scrubbed environment (PATH, HOME, locale, its credentials and memory
   limit; never the caller's passwords or tokens), a 0700 data folder and umask 077.
 - Every port is chosen by us, grpc = http + 10000 (SeaweedFS's convention, which its
@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from ev_ingest.store.embedded_tls import StoreTLS, make_store_tls
 
 log = logging.getLogger(__name__)
 
@@ -112,13 +114,13 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
                 sock.close()
 
 
-def security_toml() -> str:
-    """Fresh random JWT keys for every HTTP path SeaweedFS can sign."""
+def security_toml(tls: StoreTLS) -> str:
+    """Fresh random JWT keys for every HTTP path SeaweedFS can sign; mutual TLS everywhere else."""
     sections = ["jwt.signing", "jwt.signing.read", "jwt.filer_signing", "jwt.filer_signing.read"]
     body = "".join(
         f'[{name}]\nkey = "{secrets.token_urlsafe(32)}"\nexpires_after_seconds = 10\n\n' for name in sections
     )
-    return body + "[access]\nui = false\n"
+    return body + "[access]\nui = false\n\n" + tls.security_toml()
 
 
 @dataclass
@@ -170,6 +172,8 @@ class EmbeddedS3:
     memory_limit: str = DEFAULT_MEMORY_LIMIT
     log_file: Path | None = None
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    # This start's certificates (None until started): what the owner's own tools present.
+    tls: StoreTLS | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         # Absolute: `weed` runs with the data folder as its working directory, so a relative
@@ -200,10 +204,11 @@ class EmbeddedS3:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)  # also an existing folder: volume files are the archive
         # New keys each start: nothing outside this process and weed ever knows them.
+        self.tls = make_store_tls(self.data_dir / "tls", self.host)
         config = self.data_dir / "security.toml"
         config.unlink(missing_ok=True)
         with os.fdopen(os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
-            out.write(security_toml())
+            out.write(security_toml(self.tls))
         env = {k: os.environ[k] for k in _ENV_PASSED if k in os.environ}
         env.update(
             AWS_ACCESS_KEY_ID=self.access_key, AWS_SECRET_ACCESS_KEY=self.secret_key, GOMEMLIMIT=self.memory_limit
@@ -241,10 +246,12 @@ class EmbeddedS3:
             return False
         if answer.status_code != 403:
             return False
+        assert self.tls is not None  # made by start()
         try:
-            return httpx.get(f"http://{self.host}:{self.ports.filer}/", timeout=1.0).status_code < 500
+            answer = httpx.get(f"https://{self.host}:{self.ports.filer}/", timeout=1.0, verify=self.tls.ssl_context())
         except httpx.HTTPError:
             return False
+        return answer.status_code < 500
 
     @property
     def pid(self) -> int | None:

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ev_ingest import clock
 from ev_ingest.store import keys
 from ev_ingest.store.archive import ArchiveStore, Retention, StoredObject, StoreError, json_bytes
-from ev_ingest.store.signing import AUDIT, MANIFEST, Opened, Signer, Verifier, decode, sha256_hex
+from ev_ingest.store.signing import AUDIT, MANIFEST, Opened, Signer, SigningError, Verifier, decode, sha256_hex
 
 log = logging.getLogger(__name__)
 CHAIN_PREFIX = "chain/"
@@ -427,15 +427,24 @@ class AuditLog:
     """Append-only audit records (each its own locked object: nothing is ever rewritten)."""
 
     def __init__(
-        self, store: ArchiveStore, retention: Retention | None, signer: Signer, verifier: Verifier | None = None
+        self, store: ArchiveStore, retention: Retention | None, signer: Signer | None, verifier: Verifier | None = None
     ) -> None:
+        """`signer` None: a read-only log (an outside auditor with the public keys alone)."""
+        if verifier is None:
+            if signer is None:
+                raise ValueError("an audit log needs a signing key or the public keys to check records with")
+            verifier = Verifier([signer.public])
         self.store = store
         self.retention = retention
         self.signer = signer
-        self.verifier = verifier or Verifier([signer.public])
+        self.verifier = verifier
 
     def record(self, action: str, **details: Any) -> str:
         """Sign and chain one record; its key."""
+        if self.signer is None:
+            raise SigningError(
+                f"`{action}` writes a signed audit record: it needs the signing key, not only public keys"
+            )
         at = clock.now()
         key = keys.audit_key(at, action)
         document = {"action": action, "at": at.isoformat(), **details}
