@@ -42,8 +42,12 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layering.py
 
+# Two workers (pytest-xdist), each test module whole on one (its fixtures and order kept);
+# every worker has its own Airflow home, database and signing key (tests/conftest.py).
+XDIST := -n 2 --dist loadfile
+
 test: setup lint docs
-	$(BIN)/python -m pytest -q -m "not stack"
+	$(BIN)/python -m pytest -q $(XDIST) -m "not stack"
 	$(MAKE) --no-print-directory test-clock
 
 # Nothing may depend on today's date or the hour of day. The date-sensitive modules run again
@@ -62,17 +66,17 @@ docs: setup
 
 test-clock: setup
 	EV_CLOCK_SHIFT_DAYS=365 EV_CLOCK_SHIFT_SECONDS=$$($(BIN)/python -m ev_ingest.clock --seconds-until 00:30) \
-	  $(BIN)/python -m pytest -q -p no:cacheprovider $(CLOCK_MODULES)
-	TZ=UTC faketime "$$(date -u -d '+365 days' +%F) 01:59:00" $(BIN)/python -m pytest -q -p no:cacheprovider $(FAKETIME_MODULES)
+	  $(BIN)/python -m pytest -q -p no:cacheprovider $(XDIST) $(CLOCK_MODULES)
+	TZ=UTC faketime "$$(date -u -d '+365 days' +%F) 01:59:00" $(BIN)/python -m pytest -q -p no:cacheprovider $(XDIST) $(FAKETIME_MODULES)
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow and not chaos and not stack"
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow and not chaos and not stack"
 
 # The inner loop (issue 27): ruff, the layering rules and every test not marked slow, chaos,
-# stack or airflow (no Airflow DAG runs, no fault-injection, no long video decodes), in
-# about 3 minutes on 2 cores. `make test` (CI's command) still runs everything.
+# stack or airflow (no Airflow DAG runs, no fault-injection, no long video decodes), on two
+# workers: about 2 minutes on 2 cores. `make test` (CI's command) still runs everything.
 check: setup lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not chaos and not stack and not airflow"
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(XDIST) -m "not slow and not chaos and not stack and not airflow"
 
 # The distributed mode, tested: a CeleryExecutor deployment (Debian's postgresql and
 # redis-server, two Celery workers) runs a scheduled night and stops (tests/test_celery_stack.py).

@@ -69,8 +69,16 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
     config, store = _open(args)
     # What only reads works with the public keys alone: an outside auditor has no private key.
+    # A key given on the command line decides nothing that writes.
+    read_only = args.action in READ_ONLY_ACTIONS
+    if args.public_key and not read_only:
+        raise ValueError(
+            f"--public-key is for {', '.join(READ_ONLY_ACTIONS)}: `{args.action}` trusts the configured keys only"
+        )
     extra = [args.public_key] if args.public_key else None
-    log = retention.audit_log(store, config, read_only=args.action in READ_ONLY_ACTIONS, extra=extra)
+    log = retention.audit_log(store, config, read_only=read_only, extra=extra)
+    if args.action == "audit" and args.checkpoint_out and log.signer is None:
+        raise ValueError("--checkpoint-out needs the signing key: a checkpoint is signed")
     if args.action == "status":
         unreadable: list[str] = []
         rows = retention.status(store, config, log, args.site, args.date, unreadable)
@@ -91,21 +99,20 @@ def cmd_retention(args: argparse.Namespace) -> int:
         if not rows:
             lines = ["nothing archived" + (f" on {args.date}" if args.date else "")]
         if not args.date:  # the recorder's horizon is about now, not about one day
-            lines += ["", *_horizon_lines(_horizons(store, config, args.site, []), config)[0]]
+            lines += ["", *_horizon_lines(_horizons(store, config, args.site, [], log.verifier), config)[0]]
         _print(args, [asdict(r) for r in rows], lines)
         for key in unreadable:
             say(f"ev-ingest retention: manifest {key} could not be read: run `retention audit`", file=sys.stderr)
         return 1 if unreadable or any(r.missing for r in rows) else 0
     if args.action == "horizon":
         untrusted: list[str] = []
-        found = _horizons(store, config, args.site, untrusted)
+        found = _horizons(store, config, args.site, untrusted, log.verifier)
         lines, alerts = _horizon_lines(found, config)
         _print(args, {"horizon": [r.as_json() for r in found], "alerts": alerts}, lines)
         for key in untrusted:
             say(f"ev-ingest retention: manifest {key} could not be read: run `retention audit`", file=sys.stderr)
         return 1 if alerts or untrusted else 0
     if args.action == "audit":
-        from pipelines import keys
 
         earlier = args.checkpoint or config.retention.checkpoint_file
         if args.checkpoint is None and earlier is not None and not earlier.exists():
@@ -116,7 +123,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
             args.site,
             deep=args.deep,
             audit_log=log,
-            verifier=keys.verifier_for(config, extra),
+            verifier=log.verifier,
             checkpoint=retention.load_checkpoint(earlier) if earlier else None,
         )
         kept = retention.keep_checkpoint(report, args.checkpoint_out or config.retention.checkpoint_file)
@@ -182,7 +189,7 @@ def cmd_audit_log(args: argparse.Namespace) -> int:
     from pipelines import retention
 
     config, store = _open(args)
-    log = retention.audit_log(store, config, read_only=True)
+    log = retention.audit_log(store, config, read_only=True, extra=[args.public_key] if args.public_key else None)
     verifier = log.verifier
     checked = [(r.shown(), r.check(verifier, AUDIT)) for r in log.records(args.date)]
     if args.action:
@@ -295,11 +302,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 UNKNOWN_SIGNER_EXIT = 3  # verify: nothing wrong found, but no trusted key vouches for it
 
 
-def _horizons(store: Any, config: PipelineConfig, site: str | None, unreadable: list[str]) -> list[Any]:
-    from pipelines import horizon, keys
+def _horizons(store: Any, config: PipelineConfig, site: str | None, unreadable: list[str], verifier: Any) -> list[Any]:
+    from pipelines import horizon
 
     sites = [site] if site else [s.name for s in config.sites]
-    return [r for name in sites for r in horizon.horizon(store, keys.verifier_for(config), config, name, unreadable)]
+    return [r for name in sites for r in horizon.horizon(store, verifier, config, name, unreadable)]
 
 
 def _horizon_lines(rows: list[Any], config: PipelineConfig) -> tuple[list[str], list[str]]:
@@ -364,6 +371,7 @@ def register(sub: Any, command: Any) -> None:
     config_options(p)
     p.add_argument("--date", help="only records of this UTC day, YYYY-MM-DD")
     p.add_argument("--action", help="only this action (audit, legal-hold, retention, dispose, ...)")
+    p.add_argument("--public-key", type=Path, help="also trust this public key (PEM); enough alone")
 
     p = command("keys", cmd_keys, "the Ed25519 key that signs manifests and audit records")
     p.add_argument("action", choices=["init", "show"])

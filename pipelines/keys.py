@@ -6,18 +6,18 @@ config's `signing.key_file`, or `$EV_SIGNING_KEY_FILE`; never from the store. Wi
 nothing is committed: an unsigned record would prove nothing.
 
 A verifier trusts the public half of that key plus `signing.public_keys` (keys used
-before a rotation). With `signing.fingerprint` pinned, a key with another fingerprint is
-neither used to sign nor trusted, and the change is said in one line. The public key
+before a rotation, which the operator lists by hand and so trusts whatever the pin says).
+With `signing.fingerprint` pinned, a signing key with another fingerprint is neither used
+to sign nor trusted, and every verb that reads the key says the change in one line. The public key
 published in the bucket (locked as long as the records it verifies) is for outside
 verifiers; it is never trusted because the bucket holds it.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-from ev_ingest.store import ArchiveStore, Retention
+from ev_ingest.store import ArchiveStore, Retention, StoreError
 from ev_ingest.store.signing import (
     PUBLIC_KEY_PREFIX,
     Signer,
@@ -29,7 +29,9 @@ from ev_ingest.store.signing import (
 )
 from pipelines.config import PipelineConfig
 
-log = logging.getLogger(__name__)
+
+class NoSigningKey(SigningError):
+    """No signing key is configured here at all (an outside auditor's machine)."""
 
 
 class KeyChanged(SigningError):
@@ -48,7 +50,7 @@ def use_key_pem(pem: str | None) -> None:
 def signer_for(config: PipelineConfig) -> Signer:
     signer = Signer.from_pem(_runtime_pem) if _runtime_pem else signer_from_env(config.signing.key_file)
     if signer is None:
-        raise SigningError(
+        raise NoSigningKey(
             "no signing key: set signing.key_file in the config or EV_SIGNING_KEY_FILE "
             "(`ev-ingest keys init -o FILE` makes one), or the Airflow connection ev_signing"
         )
@@ -66,11 +68,7 @@ def verifier_for(config: PipelineConfig, extra: list[Path] | None = None) -> Ver
     keys = [load_public_key(path.read_bytes()) for path in [*config.signing.public_keys, *(extra or [])]]
     try:
         keys.append(signer_for(config).public)
-    except KeyChanged as exc:  # never trusted; said once per reader, in one line
-        log.warning("%s", exc)
-        if not keys:
-            raise
-    except SigningError:
+    except SigningError:  # a changed key is never trusted (the verbs say so: `retention.audit_log`)
         if not keys:
             raise
     return Verifier(keys)
@@ -79,14 +77,21 @@ def verifier_for(config: PipelineConfig, extra: list[Path] | None = None) -> Ver
 def publish_public_key(store: ArchiveStore, signer: Signer, lock: Retention | None = None) -> str:
     """Store the public key (PEM) at `keys/signing/<fingerprint>.pem` unless it is there, locked
     at least until `lock` (a key kept for less time than the records it verifies proves
-    nothing to an outside verifier); its key. The audit reports a replaced or unlocked copy."""
-    key = f"{PUBLIC_KEY_PREFIX}{signer.fingerprint}.pem"
-    found = store.head(key)
-    if found is None:
-        store.put(key, public_pem(signer.public), content_type="application/x-pem-file", retention=lock)
+    nothing to an outside verifier); its key. The audit reports a replaced, planted or
+    unlocked copy."""
+    key, pem = f"{PUBLIC_KEY_PREFIX}{signer.fingerprint}.pem", public_pem(signer.public)
+    latest = store.head(key)  # what an outside verifier fetches
+    try:
+        ours = latest is not None and store.get_bytes(key, latest.version_id, limit=len(pem) + 1) == pem
+    except StoreError:  # larger than a key: a plant
+        ours = False
+    if latest is None or not ours:
+        # Absent, hidden by a delete marker, or replaced: ours is stored again, once (the
+        # audit reports what was done to the earlier versions).
+        store.put(key, pem, content_type="application/x-pem-file", retention=lock)
         return key
-    held = store.get_retention(key, found.version_id)
+    held = store.get_retention(key, latest.version_id)
     if lock is not None and (held is None or held.until < lock.until):
         mode = "COMPLIANCE" if held is not None and held.mode == "COMPLIANCE" else lock.mode
-        store.set_retention(key, found.version_id, Retention(mode, lock.until))
+        store.set_retention(key, latest.version_id, Retention(mode, lock.until))
     return key

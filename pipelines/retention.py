@@ -58,11 +58,12 @@ from ev_ingest.store.signing import (
     AUDIT,
     MANIFEST,
     PUBLIC_KEY_PREFIX,
-    SigningError,
+    Signer,
     Verifier,
     decode,
     fingerprint,
     load_public_key,
+    public_pem,
 )
 from pipelines import keys
 from pipelines.config import PipelineConfig, RetentionPolicy
@@ -99,6 +100,8 @@ class AuditReport:
     audit_key: str | None = None
     checkpoint: dict[str, Any] | None = None  # signed, of every chain read: keep it outside the bucket
     claims: dict[str, dict[int, str | None]] = field(default_factory=dict, repr=False)  # chain -> place -> hash
+    # fingerprint -> how long the objects of the manifests it signed are kept (None: unlocked)
+    signed_until: dict[str, datetime | None] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -143,14 +146,13 @@ def audit_log(
     """The signed, chained audit log. Without a signing key it refuses to exist, unless
     `read_only`: then it checks records with the public keys alone (`signing.public_keys`,
     `extra`) and refuses to write one (an outside auditor's status, audit and audit log)."""
-    verifier = keys.verifier_for(config, extra)
     try:
-        signer = keys.signer_for(config)
-    except SigningError:
+        signer: Signer | None = keys.signer_for(config)
+    except keys.NoSigningKey:  # none configured at all; a bad or changed key is an error, always
         if not read_only:
             raise
         signer = None
-    return AuditLog(store, records_lock(config), signer, verifier)
+    return AuditLog(store, records_lock(config), signer, keys.verifier_for(config, extra))
 
 
 def manifests(
@@ -417,7 +419,7 @@ def audit(
     report.guard("audit/", lambda: _check_holds(store, trail))
     report.guard("audit/", lambda: _check_hold_sync(site, trail))
     report.guard("audit/", lambda: _check_disposals(trail))
-    report.guard(PUBLIC_KEY_PREFIX, lambda: _check_public_keys(store))
+    report.guard(PUBLIC_KEY_PREFIX, lambda: _check_public_keys(store, report.signed_until))
     report.guard("chain/", lambda: _truncation(site, trail, report))
     if checkpoint is not None:
         report.guard("checkpoint", lambda: _check_checkpoint(store, checkpoint, verifier, site, report))
@@ -519,6 +521,7 @@ def _audit_records(
             report.findings.append(Finding(key, "unreadable", one_line(exc)))
             continue
         report.guard(key, lambda m=manifest, v=current: _check_record_lock(store, m, v))
+        _needs_key(report.signed_until, current.open(verifier, MANIFEST).keyid, manifest)
         for entry in manifest.entries:
             listed.add(entry.key)
             report.checked += 1
@@ -540,6 +543,18 @@ def _audit_records(
     for area in UNLISTED_PREFIXES:
         scoped = area if site is None else f"{area}site={store_keys.safe_part(site)}/"
         report.guard(scoped, lambda p=scoped: _unlisted(store, p, listed))
+
+
+def _needs_key(signed_until: dict[str, datetime | None], keyid: str | None, manifest: Manifest) -> None:
+    """The key `keyid` signed `manifest`: it must stay published as long as what it lists."""
+    if keyid is None:
+        return
+    until = max((e.retain_until for e in manifest.entries if e.retain_until), default=None)
+    known = signed_until.setdefault(keyid, until)
+    if known is not None and until is not None and until > known:
+        signed_until[keyid] = until
+    elif known is None:
+        signed_until[keyid] = until
 
 
 def rehash_day(key: str, period: int) -> int:
@@ -608,13 +623,31 @@ def last_sync_gaps(site: str | None, trail: list[dict[str, Any]]) -> list[dict[s
     return [gap for gap in gaps if isinstance(gap, dict)]
 
 
-def _check_public_keys(store: ArchiveStore) -> list[Finding]:
+def _check_public_keys(store: ArchiveStore, signed_until: dict[str, datetime | None]) -> list[Finding]:
     """Each published public key (what outside verifiers fetch): one version, not hidden,
-    locked, and the key its name says. Each key is read alone: junk in one hides no other."""
+    exactly the PEM of the key its name says, and locked at least as long as the objects
+    listed by the manifests it signed (`signed_until`, by fingerprint: every key that
+    signed a verified manifest must be published). Each key is read alone: junk in one
+    hides no other."""
     found: list[Finding] = []
     versions: dict[str, list[Any]] = {}
     for version in store.all_versions(PUBLIC_KEY_PREFIX):
         versions.setdefault(version.key, []).append(version)
+    for keyid, needed in sorted(signed_until.items()):
+        key = f"{PUBLIC_KEY_PREFIX}{keyid}.pem"
+        kept = [v for v in versions.get(key, []) if not v.deleted]
+        if not kept:
+            found.append(Finding(key, "public-key", "the key that signed the archive's manifests is not published"))
+            continue
+        held = store.get_retention(key, kept[-1].version_id)  # the latest: what a verifier fetches
+        if needed is not None and (held is None or held.until < needed - timedelta(seconds=1)):
+            found.append(
+                Finding(
+                    key,
+                    "public-key",
+                    f"kept until {held.until if held else None}, but verifies objects kept until {needed}",
+                )
+            )
     for key, listed in sorted(versions.items()):
         kept = [v for v in listed if not v.deleted]
         if len(kept) < len(listed):
@@ -623,13 +656,12 @@ def _check_public_keys(store: ArchiveStore) -> list[Finding]:
             found.append(Finding(key, "public-key", f"{len(kept)} versions: the published key was replaced"))
         for version in kept:
             try:
-                named = fingerprint(load_public_key(store.get_bytes(key, version.version_id, limit=16 * 1024)))
+                pem = store.get_bytes(key, version.version_id, limit=16 * 1024)
+                named = fingerprint(load_public_key(pem))
                 if key != f"{PUBLIC_KEY_PREFIX}{named}.pem":
-                    found.append(
-                        Finding(key, "public-key", f"holds the key {named[:16]}..., not the one its name says")
-                    )
-                if store.get_retention(key, version.version_id) is None:
-                    found.append(Finding(key, "public-key", "not locked (`ev-ingest keys show --publish` locks it)"))
+                    found.append(Finding(key, "public-key", f"holds the key {named[:16]}..., not the one named"))
+                elif pem != public_pem(load_public_key(pem)):  # a second key or junk around ours
+                    found.append(Finding(key, "public-key", "holds more than the key's PEM"))
             except OBJECT_ERRORS as exc:
                 found.append(Finding(key, "public-key", f"not a public key: {one_line(exc)}"))
     return found

@@ -30,7 +30,7 @@ from ev_ingest.store import records as store_records
 from ev_ingest.store.checkpoint import tree_hash
 from ev_ingest.store.records import AUDIT_CHAIN, Chain, missing_places
 from ev_ingest.store.signing import CHECKPOINT, MANIFEST, Verifier, decode
-from pipelines import retention
+from pipelines import keys, retention
 from pipelines.cli import main
 from pipelines.config import PipelineConfig
 from pipelines.terminal import safe
@@ -75,6 +75,7 @@ def commit(store: ArchiveStore, n: int, run: str | None = None, objects: int = 1
         interval_end=start + timedelta(hours=1),
         entries=entries,
     )
+    keys.publish_public_key(store, SIGNER)  # as the nightly commit does: outside verifiers fetch it
     return write_manifest(store, manifest, None, SIGNER)[0]
 
 

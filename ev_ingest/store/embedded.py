@@ -15,7 +15,8 @@ credentials (issues 14 and 23):
   (write tokens), `/vol/grow` and `/col/delete` without the certificate are refused in the
   TLS handshake. The S3 port stays plain HTTP on 127.0.0.1 and asks for the access key.
 - `weed` gets a scrubbed environment (PATH, HOME, locale, its credentials and memory
-  limit; never the caller's passwords or tokens), a 0700 data folder and umask 077.
+  limit; never the caller's passwords or tokens), a 0700 data folder and umask 077; its
+  unix sockets live in that folder, not in /tmp (where another user could block them).
 - Every port is chosen by us, grpc = http + 10000 (SeaweedFS's convention, which its
   built-in worker assumes for the admin server whatever `-admin.port.grpc` says), and all
   are held until just before `weed` starts.
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MEMORY_LIMIT = "384MiB"
 READY_TIMEOUT = 60.0
 DEFAULT_ACCESS_KEY = "ev-ingest"
+SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes with its NUL
 
 
 def weed_binary() -> str:
@@ -198,7 +200,19 @@ class EmbeddedS3:
             f"-master.port={p.master}", f"-master.port.grpc={p.master_grpc}",
             f"-volume.port={p.volume}", f"-volume.port.grpc={p.volume_grpc}",
             f"-admin.port={p.admin}", f"-admin.port.grpc={p.admin_grpc}",
+            *self._socket_flags(),
         ]  # fmt: skip
+
+    def _socket_flags(self) -> list[str]:
+        # weed's unix sockets default to /tmp/seaweedfs-<part>-<port>.sock: left behind after
+        # every run, and a file another user plants at that path stops weed from starting.
+        # Inside the 0700 data folder they are ours alone (when the path fits a socket's
+        # 108-byte limit; otherwise weed keeps its default).
+        filer, s3 = self.data_dir / "filer.sock", self.data_dir / "s3.sock"
+        if len(str(filer)) > SOCKET_PATH_MAX:
+            log.warning("data folder path too long for unix sockets: weed keeps them in /tmp")
+            return []
+        return [f"-filer.localSocket={filer}", f"-s3.localSocket={s3}", f"-s3.localFilerSocket={filer}"]
 
     def start(self, timeout: float = READY_TIMEOUT) -> EmbeddedS3:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
