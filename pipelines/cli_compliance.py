@@ -113,7 +113,6 @@ def cmd_retention(args: argparse.Namespace) -> int:
             say(f"ev-ingest retention: manifest {key} could not be read: run `retention audit`", file=sys.stderr)
         return 1 if alerts or untrusted else 0
     if args.action == "audit":
-
         earlier = args.checkpoint or config.retention.checkpoint_file
         if args.checkpoint is None and earlier is not None and not earlier.exists():
             earlier = None  # the configured file's first audit: nothing to compare with yet
