@@ -44,7 +44,7 @@ lint: setup
 
 # Two workers (pytest-xdist), each test module whole on one (its fixtures and order kept);
 # every worker has its own Airflow home, database and signing key (tests/conftest.py).
-XDIST := -n 2 --dist loadfile
+XDIST := -n 2 --dist loadfile --no-loadscope-reorder
 
 test: setup lint docs
 	$(BIN)/python -m pytest -q $(XDIST) -m "not stack"

@@ -348,7 +348,8 @@ def archived(sim: SimulatorServer, s3_server: Any) -> Any:
     return config, store, result
 
 
-# The longest modules start first: with two workers (`-n 2 --dist loadfile`, each module
+# The longest modules start first: with two workers (`-n 2 --dist loadfile
+# --no-loadscope-reorder`: xdist's default reorders modules by test count), each module
 # whole on one worker), a 3-minute module handed out last leaves the other worker idle
 # (measured: 10:31 with the scheduler night last). Only the modules' order changes; the
 # tests of a module keep theirs (some build on the module's shared fixtures in order).
