@@ -483,11 +483,14 @@ def _audit_records(
     prefix = list_manifests_prefix(site)
     by_chain: dict[str, list[RecordVersion]] = {}
     by_key: dict[str, list[RecordVersion]] = {}
+    signers: dict[tuple[str, str | None], str | None] = {}  # (key, version) -> the trusted key that signed it
     for version in _versions(store, prefix, report):  # oldest first per key
         chain = "site=" + version.key.split("site=", 1)[1].split("/", 1)[0] if "site=" in version.key else "?"
         by_chain.setdefault(chain, []).append(version)
-        if version.check(verifier, MANIFEST) is None:
+        opened = version.open(verifier, MANIFEST)
+        if opened.ok:
             by_key.setdefault(version.key, []).append(version)
+            signers[(version.key, version.version_id)] = opened.keyid
     # A chain whose records are all gone still has its claims: list the chains too.
     names = {manifest_chain(site)} if site else set()
     if site is None:
@@ -521,7 +524,7 @@ def _audit_records(
             report.findings.append(Finding(key, "unreadable", one_line(exc)))
             continue
         report.guard(key, lambda m=manifest, v=current: _check_record_lock(store, m, v))
-        _needs_key(report.signed_until, current.open(verifier, MANIFEST).keyid, manifest)
+        _needs_key(report.signed_until, signers[(current.key, current.version_id)], manifest)
         for entry in manifest.entries:
             listed.add(entry.key)
             report.checked += 1
@@ -550,11 +553,8 @@ def _needs_key(signed_until: dict[str, datetime | None], keyid: str | None, mani
     if keyid is None:
         return
     until = max((e.retain_until for e in manifest.entries if e.retain_until), default=None)
-    known = signed_until.setdefault(keyid, until)
-    if known is not None and until is not None and until > known:
-        signed_until[keyid] = until
-    elif known is None:
-        signed_until[keyid] = until
+    known = signed_until.get(keyid)
+    signed_until[keyid] = max((d for d in (known, until) if d is not None), default=None)
 
 
 def rehash_day(key: str, period: int) -> int:
@@ -657,10 +657,11 @@ def _check_public_keys(store: ArchiveStore, signed_until: dict[str, datetime | N
         for version in kept:
             try:
                 pem = store.get_bytes(key, version.version_id, limit=16 * 1024)
-                named = fingerprint(load_public_key(pem))
+                public = load_public_key(pem)
+                named = fingerprint(public)
                 if key != f"{PUBLIC_KEY_PREFIX}{named}.pem":
                     found.append(Finding(key, "public-key", f"holds the key {named[:16]}..., not the one named"))
-                elif pem != public_pem(load_public_key(pem)):  # a second key or junk around ours
+                elif pem != public_pem(public):  # a second key or junk around ours
                     found.append(Finding(key, "public-key", "holds more than the key's PEM"))
             except OBJECT_ERRORS as exc:
                 found.append(Finding(key, "public-key", f"not a public key: {one_line(exc)}"))
