@@ -53,12 +53,17 @@ def ev_motion_summary() -> None:
             manifest = verified_manifest(store, verifier, key)
             if manifest is None:
                 continue
+            # Each chunk is pre-rolled with the chunk before it (the night before's last for
+            # the first): a camera-day is one stream, whichever worker summarises which part.
+            earlier = motion.night_before(store, verifier, manifest.site, manifest.interval_start)
+            before = motion.previous_chunks(manifest.exports(), earlier)
             items += [
                 {
                     "manifest": key,
                     "site": manifest.site,
                     "interval_start": manifest.interval_start.isoformat(),
                     "entry": e.model_dump(mode="json"),
+                    "previous": before[e.key].model_dump(mode="json") if e.key in before else None,
                 }
                 for e in manifest.exports()
             ]
@@ -76,7 +81,8 @@ def ev_motion_summary() -> None:
         records = RecordIndex.of_day(
             store, item["site"], datetime.fromisoformat(item["interval_start"]), keys.verifier_for(config)
         )
-        entries = summarize_export(store, config, item["site"], export, workers=1, records=records)
+        previous = ManifestEntry.model_validate(item["previous"]) if item.get("previous") else None
+        entries = summarize_export(store, config, item["site"], export, workers=1, records=records, previous=previous)
         return [e.model_dump(mode="json") for e in entries]
 
     @task(multiple_outputs=False)

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -34,6 +35,7 @@ import pyarrow.fs as pafs
 from ev_ingest.store import ArchiveStore, ManifestEntry, StoreSettings
 from ev_ingest.store import keys as store_keys
 from ev_ingest.store.signing import decode
+from pipelines.video.detect import MotionConfig
 from pipelines.video.summary import EVENTS_SCHEMA, TIMELINE_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -207,11 +209,15 @@ class Archive:
         tz: str | None = None,
     ) -> pd.DataFrame:
         """Motion events that start in [start, end): server, camera_id, camera_name, start,
-        end, peak, mean, frames, bbox, source, duration_s (times as in `motion_timeline`).
+        end, peak, mean, frames, bbox, source, duration_s, parts (times as in `motion_timeline`).
+
+        A camera-day is one stream: an event that crosses the boundary between two exported
+        chunks (summarised apart, each its own Parquet part) is one event here (`stitch`;
+        `parts` says how many chunks it spans). One that runs on past `end` ends there.
 
             events.groupby("camera_name").duration_s.sum().idxmax()   # the busiest camera
         """
-        frame = self._read("events", EVENTS_SCHEMA, site, cameras, servers, start, end, days, tz)
+        frame = stitch(self._read("events", EVENTS_SCHEMA, site, cameras, servers, start, end, days, tz))
         frame["duration_s"] = (frame["end"] - frame["start"]).dt.total_seconds()
         return frame
 
@@ -306,6 +312,72 @@ class Archive:
         with self.filesystem.open_input_stream(f"{self.base}/{key}") as stream:
             while chunk := stream.read(1 << 20):
                 yield chunk
+
+
+def stitch(events: pd.DataFrame, gap_s: float | None = None) -> pd.DataFrame:
+    """Events of one camera that meet across a chunk boundary (the next starts at most `gap_s`
+    after the last ends: the detector's `merge_gap`, 1 s by default) as one event: earliest
+    start, latest end, highest peak, frame-weighted mean, frames summed, boxes joined, the
+    first part's source; `parts` counts the pieces. Within one chunk the detector already
+    merged such gaps, so only events cut by the chunking join. Rows sorted by camera and
+    start; idempotent (stitched events stitch to themselves)."""
+    gap = MotionConfig().merge_gap if gap_s is None else gap_s
+    if events.empty:
+        return events.assign(parts=pd.Series(dtype="int64"))
+    frame = events.sort_values(["server", "camera_id", "start"]).reset_index(drop=True)
+    if "parts" not in frame:
+        frame["parts"] = 1
+    camera = frame["server"].astype(str) + "/" + frame["camera_id"].astype(str)
+    reached = frame.groupby(camera, sort=False)["end"].cummax().groupby(camera, sort=False).shift()
+    apart = (frame["start"] - reached).dt.total_seconds() > gap + 1e-6
+    piece = (camera != camera.shift()) | apart | reached.isna()
+    group = piece.cumsum()
+    if bool(piece.all()):
+        return frame
+    boxes = frame["bbox"].map(lambda box: tuple(float(v) for v in box))
+    weighted = frame["mean"].astype("float64") * frame["frames"]
+    joined = frame.assign(_weighted=weighted, _box=boxes).groupby(group, sort=False)
+    out = joined.agg(
+        server=("server", "first"),
+        camera_id=("camera_id", "first"),
+        **({"camera_name": ("camera_name", "first")} if "camera_name" in frame else {}),
+        start=("start", "min"),
+        end=("end", "max"),
+        peak=("peak", "max"),
+        _weighted=("_weighted", "sum"),
+        frames=("frames", "sum"),
+        _box=("_box", _joined_box),
+        source=("source", "first"),
+        parts=("parts", "sum"),
+    )
+    out["mean"] = (out.pop("_weighted") / out["frames"].where(out["frames"] > 0)).fillna(0.0).astype("float32")
+    out["bbox"] = [np.array(box, np.float32) for box in out.pop("_box")]
+    columns = [c for c in frame.columns if c in out.columns]
+    return out[columns].reset_index(drop=True)
+
+
+def recorded_spans(timeline: pd.DataFrame, gap_s: float = 1.0) -> pd.DataFrame:
+    """What each camera recorded, as spans (server, camera_id, start, end) of a timeline's
+    seconds: a second without a row was not recorded (or not analysed), which is not the
+    same as a second without motion (a row with score 0)."""
+    columns = ["server", "camera_id", "start", "end"]
+    if timeline.empty:
+        return pd.DataFrame({c: pd.Series(dtype=timeline[c].dtype if c in timeline else "object") for c in columns})
+    keys = [c for c in ("server", "camera_id") if c in timeline]
+    frame = timeline.sort_values([*keys, "ts"]).reset_index(drop=True)
+    camera = frame[keys].astype(str).agg("/".join, axis=1)
+    gap = frame["ts"].diff().dt.total_seconds()
+    piece = ((camera != camera.shift()) | (gap > 1.0 + gap_s)).cumsum()
+    spans = frame.groupby(piece, sort=False).agg(
+        **{k: (k, "first") for k in keys}, start=("ts", "min"), end=("ts", "max")
+    )
+    spans["end"] = spans["end"] + pd.Timedelta(seconds=1)  # a row stands for its whole second
+    return spans.reset_index(drop=True).reindex(columns=[*keys, "start", "end"])
+
+
+def _joined_box(boxes: pd.Series) -> list[float]:
+    """The box around every box (x0, y0, x1, y1)."""
+    return [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
 
 
 def _utc(moment: datetime) -> datetime:

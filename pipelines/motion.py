@@ -9,6 +9,14 @@ with the export's retention. Each summary's entry carries its coverage: a summar
 than the whole recording is recorded as a failure of the motion run, never a silent
 success. Idempotent: summaries that a committed manifest records as derived from this
 export are reused, and identical bytes never add a version.
+
+A camera-day is one stream (issue 26): each chunk is pre-rolled with the last
+`PREROLL_S` of the same camera's chunk before it (`previous_chunks`), read from the archive
+by ranged reads of the version its manifest recorded, so the detector starts warm (a
+cold start learns whatever is in the first frame as background: a person walking through
+the boundary left a "ghost" that lasted the rest of the chunk) and any worker can
+summarise any chunk in any order. Events cut by the boundary are joined when read
+(`pipelines.datasets.stitch`).
 """
 
 from __future__ import annotations
@@ -19,14 +27,24 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ev_ingest.store import ArchiveStore, ManifestEntry, ManifestFailure, RecordIndex, Retention
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ev_ingest.store import ArchiveStore, ManifestEntry, ManifestFailure, RecordIndex, Retention, StoreError
 from ev_ingest.store import keys as store_keys
+from ev_ingest.store.ranged import RangedObject
+from ev_ingest.store.signing import Verifier
 from pipelines.config import PipelineConfig
-from pipelines.video import analyze
+from pipelines.video import analyze, media
+from pipelines.video.decode import VideoError
 from pipelines.video.summary import parquet_bytes
 
 log = logging.getLogger(__name__)
 MOTION_SUFFIX = "-motion"
+# Seconds of the chunk before that a chunk is pre-rolled with: more than the detector's
+# opening look (10 s), so the detector is settled when the chunk begins.
+PREROLL_S = 15.0
+# The chunk before counts as continuous when its recording reaches this close to the start.
+CONTINUOUS_WITHIN_S = 2.0
 
 
 def summarize_export(
@@ -36,8 +54,10 @@ def summarize_export(
     export: ManifestEntry,
     workers: int | None = None,
     records: RecordIndex | None = None,
+    previous: ManifestEntry | None = None,
 ) -> list[ManifestEntry]:
-    """Timeline and events entries (for the motion manifest) of one archived export."""
+    """Timeline and events entries (for the motion manifest) of one archived export;
+    `previous`: the same camera's export just before it (`previous_chunks`), to pre-roll with."""
     start = export.recorded_start or export.start
     timeline_key = store_keys.motion_key("timeline", site, export.server, export.camera_id, export.start)
     events_key = store_keys.motion_key("events", site, export.server, export.camera_id, export.start)
@@ -63,6 +83,7 @@ def summarize_export(
             start=start,
             workers=workers,
             name=export.key,
+            preroll=_preroll(store, previous, start) if previous is not None else None,
         )
         snapshots = (
             _store_snapshots(store, site, export, start, summary, local.name, retention, config.motion_snapshots)
@@ -118,6 +139,48 @@ def summarize_export(
     return [e.model_copy(update={"coverage": coverage}) for e in summaries] + snapshots
 
 
+def previous_chunks(
+    exports: list[ManifestEntry], earlier: list[ManifestEntry] | None = None
+) -> dict[str, ManifestEntry]:
+    """Export key -> the same camera's export whose chunk ends where its chunk starts, from
+    `exports` (a night's) and `earlier` (the night before's: its last chunk precedes this
+    night's first)."""
+    by_end = {(e.server, e.camera_id, e.end): e for e in [*(earlier or []), *exports] if e.kind == "export"}
+    found = {}
+    for export in exports:
+        before = by_end.get((export.server, export.camera_id, export.start))
+        if before is not None and before.key != export.key:
+            found[export.key] = before
+    return found
+
+
+def night_before(store: ArchiveStore, verifier: Verifier, site: str, start: datetime) -> list[ManifestEntry]:
+    """The exports the verified manifests of the site's night before `start` vouch for (its
+    last chunks precede this night's first); any other manifest vouches for nothing."""
+    return RecordIndex.of_day(store, site, start - timedelta(days=1), verifier).of_kind("export")
+
+
+def _preroll(store: ArchiveStore, previous: ManifestEntry, start: datetime) -> bytes | None:
+    """The last seconds of the previous chunk's recording, when it runs up to `start` (a
+    camera that stopped recording long before is not the same stream). Read by ranges of
+    the recorded version; anything wrong with it costs only the pre-roll (logged: cold)."""
+    source = RangedObject(store, previous.key, previous.version_id, previous.size)
+    try:
+        length = (previous.end - (previous.recorded_start or previous.start)).total_seconds()
+        tail = media.tail(source, PREROLL_S, size=previous.size, duration_s=length)
+    except (VideoError, OSError, StoreError, ClientError, BotoCoreError) as exc:
+        log.warning("no pre-roll from %s (%s): the chunk starts cold", previous.key, str(exc)[:200])
+        return None
+    if tail.ends_s is None:
+        log.info("%s does not say where it ends: no pre-roll", previous.key)
+        return None
+    ends = (previous.recorded_start or previous.start) + timedelta(seconds=tail.ends_s)
+    if (start - ends).total_seconds() > CONTINUOUS_WITHIN_S:
+        log.info("%s ends %.0f s before the next chunk: no pre-roll", previous.key, (start - ends).total_seconds())
+        return None
+    return tail.data
+
+
 def _store_snapshots(
     store: ArchiveStore,
     site: str,
@@ -131,7 +194,6 @@ def _store_snapshots(
     """A JPEG of each of the export's `most` strongest events, beside the summaries (a busy
     camera has an event a minute: a day's export would otherwise store 1,440). A ps_zip's
     events get none."""
-    from pipelines.video import media
     from pipelines.video.decode import is_zip
 
     if is_zip(local):

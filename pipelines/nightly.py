@@ -102,8 +102,14 @@ def run_nightly(
     if summarize:
         summaries: list[ManifestEntry] = []
         steps = Progress("motion", len(manifest.exports())) if progress else None
+        earlier = motion.night_before(store, keys.verifier_for(config), site, start)
+        before = motion.previous_chunks(manifest.exports(), earlier)
         for entry in manifest.exports():
-            summaries.extend(motion.summarize_export(store, config, site, entry, workers=workers, records=records))
+            summaries.extend(
+                motion.summarize_export(
+                    store, config, site, entry, workers=workers, records=records, previous=before.get(entry.key)
+                )
+            )
             if steps:
                 steps.step(f"camera {entry.camera_id} {entry.start:%H:%M}-{entry.end:%H:%M}")
         motion_run = motion.motion_run_id(run_id)

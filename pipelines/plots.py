@@ -2,7 +2,7 @@
 
 - `activity_heatmap`: camera by hour of the day, motion averaged over every second of the
   hour (unrecorded seconds count as none; blank: nothing recorded that hour).
-- `event_timeline`: one row per camera, a bar per motion event.
+- `event_timeline`: one row per camera, a bar per motion event, over what was recorded.
 - `event_sheet`: a grid of event thumbnails with their times and peaks.
 - `daily_comparison`: events per hour, one line per day.
 """
@@ -46,20 +46,35 @@ def activity_heatmap(timeline: pd.DataFrame, names: dict[Any, str] | None = None
     return figure
 
 
-def event_timeline(events: pd.DataFrame, names: dict[Any, str] | None = None) -> Figure:
-    cameras = sorted(events["camera_id"].unique()) if not events.empty else []
+def event_timeline(
+    events: pd.DataFrame, names: dict[Any, str] | None = None, recorded: pd.DataFrame | None = None
+) -> Figure:
+    """A bar per event; with `recorded` (`pipelines.datasets.recorded_spans`), what each camera
+    recorded is drawn grey behind them, so time not recorded (blank) is not read as "no
+    motion" (grey without bars)."""
+    shown = [events["camera_id"]] + ([recorded["camera_id"]] if recorded is not None else [])
+    cameras = sorted(pd.concat(shown).unique()) if any(len(c) for c in shown) else []
     figure = _figure(10, 1.2 + 0.5 * max(1, len(cameras)))
     axes = figure.add_subplot()
     for row, camera in enumerate(cameras):
+        if recorded is not None:
+            spans = recorded[recorded["camera_id"] == camera]
+            lengths = (spans["end"] - spans["start"]).dt.total_seconds()
+            axes.broken_barh(_bars(spans["start"], lengths), (row - 0.45, 0.9), color="0.9")
         mine = events[events["camera_id"] == camera]
-        starts = mdates.date2num(mine["start"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy())
-        widths = np.maximum(mine["duration_s"].to_numpy(), 1.0) / 86400  # at least a second: stays visible
-        axes.broken_barh(list(zip(starts, widths, strict=True)), (row - 0.35, 0.7), color="tab:orange")
+        axes.broken_barh(_bars(mine["start"], mine["duration_s"]), (row - 0.35, 0.7), color="tab:orange")
     axes.xaxis_date()
     axes.set_yticks(range(len(cameras)), [(names or {}).get(c, str(c)) for c in cameras])
     axes.set_xlabel("time (UTC)")
-    axes.set_title(f"{len(events)} motion events")
+    legend = "; grey: recorded, blank: not recorded" if recorded is not None else ""
+    axes.set_title(f"{len(events)} motion events{legend}")
     return figure
+
+
+def _bars(starts: pd.Series, seconds: pd.Series) -> list[tuple[float, float]]:
+    at = mdates.date2num(starts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy())
+    widths = np.maximum(seconds.to_numpy(dtype=float), 1.0) / 86400  # at least a second: stays visible
+    return list(zip(at, widths, strict=True))
 
 
 def event_sheet(thumbnails: Sequence[tuple[str, bytes]], columns: int = 4) -> Figure:

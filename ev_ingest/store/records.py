@@ -417,6 +417,10 @@ class RecordIndex:
     def get(self, key: str) -> ManifestEntry | None:
         return self._entries.get(key)
 
+    def of_kind(self, kind: str) -> list[ManifestEntry]:
+        """Every recorded entry of `kind` (e.g. the exports), by key."""
+        return sorted((e for e in self._entries.values() if e.kind == kind), key=lambda e: e.key)
+
 
 def list_manifests(store: ArchiveStore, site: str | None = None, on: datetime | None = None) -> list[str]:
     """Manifest keys, of every site, of one site, or of one site's interval starting on `on`."""

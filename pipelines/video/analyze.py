@@ -19,6 +19,7 @@ decoder each.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import multiprocessing
@@ -37,7 +38,7 @@ import numpy as np
 
 from pipelines.video import decode, gops
 from pipelines.video.decode import DecodeStats, Segment, Source, VideoError, ZipMember
-from pipelines.video.detect import KeyframeGate, MotionConfig, make_detector
+from pipelines.video.detect import KeyframeGate, MotionConfig, MotionDetector, make_detector
 from pipelines.video.summary import EPOCH, Event, Track, events_table, find_events, spans, timeline_table
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class Job:
     backend: str = "auto"
     threads: int = 0  # FFmpeg's threads for a sequential decode (0: its choice)
     gop_threads: int = 1  # over 1: GOPs decoded on this many threads
+    preroll: bytes | str | None = None  # the previous recording's last seconds (`warm`)
 
 
 @dataclass
@@ -71,6 +73,7 @@ class JobResult:
     job_seconds: float = 0.0
     error: str | None = None  # the segment could not be decoded at all (the others still count)
     size: tuple[int, int] = (0, 0)
+    preroll_s: float = 0.0
 
 
 @dataclass
@@ -90,6 +93,7 @@ class MotionSummary:
     fps: float = 0.0
     warnings: list[str] = field(default_factory=list)
     size: tuple[int, int] = (0, 0)  # the video's width and height, pixels
+    preroll_s: float = 0.0  # seconds of the previous recording the detector saw first (0: cold)
 
     def pixels(self, box: tuple[float, float, float, float]) -> list[int]:
         """A normalised box in the video's pixels."""
@@ -205,6 +209,7 @@ def _decode_job(job: Job, progress: Progress | None, backend: str) -> JobResult:
         else:
             frames = reader.frames("keyframe" if job.mode == "keyframe" else "full", step)
         detector = make_detector(config)
+        lead, preroll_s = warm(detector, job.preroll, job.mode, step) if job.preroll is not None else (0, 0.0)
         times: list[float] = []
         keys: list[bool] = []
         scores: list[float] = []
@@ -222,7 +227,7 @@ def _decode_job(job: Job, progress: Progress | None, backend: str) -> JobResult:
                 keys.append(frame.keyframe)
                 scores.append(result.score)
                 boxes.append(result.bbox or nan_box)
-                _revise(detector.revisions(), scores, boxes)
+                _revise(detector.revisions(), scores, boxes, lead)
         except (av.error.FFmpegError, ValueError, OSError) as exc:  # raw decoder errors end here
             if not times:
                 raise NothingDecoded(f"{reader.info.codec}: {type(exc).__name__}: {exc}") from None
@@ -232,7 +237,7 @@ def _decode_job(job: Job, progress: Progress | None, backend: str) -> JobResult:
             reader.stats.damage(where, 0.0)
         if not times:
             raise NothingDecoded(f"no frame could be decoded ({reader.info.codec})")
-        _revise(detector.revisions(final=True), scores, boxes)
+        _revise(detector.revisions(final=True), scores, boxes, lead)
         t = np.array(times, np.float64)
         frame_s = 1.0 / (reader.info.fps or 25.0)
         end = job.offset_s + reader.info.duration if reader.info.duration else None
@@ -252,18 +257,50 @@ def _decode_job(job: Job, progress: Progress | None, backend: str) -> JobResult:
             getattr(reader, "gops_decoded", 0),
             time.perf_counter() - began,
             size=(reader.info.width, reader.info.height),
+            preroll_s=preroll_s,
         )
     finally:
         reader.close()
 
 
+def warm(detector: MotionDetector, preroll: bytes | str, mode: Mode, step: int) -> tuple[int, float]:
+    """Show the detector the previous recording's last seconds (a camera-day is one stream:
+    the chunk starts warm, not blind). Their scores are dropped; (frames shown, seconds).
+    A pre-roll that cannot be decoded costs only itself: logged, and the chunk starts cold."""
+    try:
+        reader = decode.open_video(Segment("", preroll, None), backend="pyav")
+    except VideoError as exc:
+        log.warning("the pre-roll cannot be read (%s): this recording starts cold", exc)
+        return 0, 0.0
+    try:
+        frames = list(reader.frames("keyframe" if mode == "keyframe" else "full", step))
+    except (av.error.FFmpegError, ValueError, OSError) as exc:
+        log.warning("the pre-roll cannot be decoded (%s): this recording starts cold", exc)
+        return 0, 0.0
+    finally:
+        reader.close()
+    if not frames:
+        return 0, 0.0
+    # Times before this recording's first frame: the pre-roll ends where this begins.
+    end = max(reader.info.duration or 0.0, frames[-1].t + 1.0 / (reader.info.fps or 25.0))
+    for frame in frames:
+        detector.score(frame.luma, frame.t - end)
+        detector.revisions()  # revised pre-roll frames are not this recording's
+    return len(frames), end - frames[0].t
+
+
 def _revise(
-    revised: list[tuple[int, Any]], scores: list[float], boxes: list[tuple[float, float, float, float]]
+    revised: list[tuple[int, Any]],
+    scores: list[float],
+    boxes: list[tuple[float, float, float, float]],
+    lead: int = 0,
 ) -> None:
     """Earlier frames' scores the detector revised (its second look at the opening seconds):
-    a revision only adds motion, it never removes what was seen."""
-    for index, result in revised:
-        if index < len(scores) and result.score > scores[index]:
+    a revision only adds motion, it never removes what was seen. The detector counts the
+    `lead` pre-roll frames it saw first; those are not this recording's."""
+    for counted, result in revised:
+        index = counted - lead
+        if 0 <= index < len(scores) and result.score > scores[index]:
             scores[index] = result.score
             boxes[index] = result.bbox or boxes[index]
 
@@ -303,12 +340,15 @@ def analyze(
     progress: Progress | None = None,
     name: str | None = None,
     expected_s: float | None = None,
+    preroll: bytes | str | None = None,
 ) -> MotionSummary:
     """Motion summary of one recording (a file, bytes, a file object, or a ps_zip).
 
     `expected_s`, when the caller knows how long the recording should be (an export's
     span), turns a recording that ends early (truncated, or a container that stops
     making sense) into a reported damaged span instead of a silently short summary.
+    `preroll`: the same camera's recording just before this one, its last seconds
+    (`media.tail`): the detector sees them first, so the recording starts warm.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -318,6 +358,8 @@ def analyze(
     segments = decode.segments(source, start)
     start = start or next((s.start for s in segments if s.start is not None), None)
     jobs = plan_jobs(segments, mode, config, workers, backend)
+    if preroll is not None:  # the first segment follows the previous recording
+        jobs[0] = dataclasses.replace(jobs[0], preroll=preroll)
     results = _run(jobs, 1 if in_process(segments) else workers, progress)
     track = Track.concat([r.track for r in results])
     stats = DecodeStats()
@@ -346,6 +388,7 @@ def analyze(
         gops_decoded=sum(r.gops_decoded for r in results),
         fps=fps,
         size=results[0].size,
+        preroll_s=results[0].preroll_s,
     )
     if stats.corrupt_packets:
         summary.warnings.append(f"{stats.corrupt_packets} damaged packets skipped in {len(stats.damaged)} spans")

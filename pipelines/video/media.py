@@ -10,6 +10,8 @@ may begin up to one GOP early.
 from __future__ import annotations
 
 import io
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -17,10 +19,12 @@ import av.error
 import cv2
 import numpy as np
 
+from pipelines.video import fmp4
 from pipelines.video.decode import Source, VideoError, drain, plain_decoder
 from pipelines.video.summary import Event
 
 CLIP_PAD_S = 1.0  # seconds kept after the event's end
+UNSEEKABLE_LEAD_S = 30.0  # unseekable: a copy starts at a keyframe at most this before its start
 # Codecs an MP4 carries; anything else (MS-MPEG4, MJPEG) goes into Matroska.
 MP4_CODECS = frozenset({"h264", "hevc", "mpeg4", "av1"})
 
@@ -119,35 +123,103 @@ def _boxed_jpeg(image: np.ndarray, event: Event, quality: int) -> bytes:
 
 def clip(source: Source, event: Event) -> bytes:
     """The event's packets, stream-copied into an MP4 (or MKV) from the keyframe before its start."""
+    return copy_span(source, event.start_s, event.end_s + CLIP_PAD_S)
+
+
+def copy_span(source: Source, start_s: float, end_s: float) -> bytes:
+    """The packets from the keyframe before `start_s` to `end_s`, stream-copied (never
+    re-encoded) into an MP4, or an MKV for codecs MP4 does not carry."""
     with _open(source) as container:
-        stream = container.streams.video[0]
-        base = stream.start_time or 0
-        tb = stream.time_base
-        _seek(container, stream, event.start_s)
-        out_buffer = io.BytesIO()
-        fmt = "mp4" if stream.codec_context.name in MP4_CODECS else "matroska"
-        with av.open(out_buffer, "w", format=fmt) as output:
-            target = output.add_stream_from_template(stream)
-            origin: int | None = None
-            for packet in container.demux(stream):
-                if packet.dts is None and packet.pts is None:
-                    continue
-                t = ((packet.pts if packet.pts is not None else packet.dts) - base) * float(tb)
-                if origin is None:
-                    if not packet.is_keyframe:
-                        continue  # a clip starts on a keyframe
-                    origin = packet.dts if packet.dts is not None else packet.pts
-                if t > event.end_s + CLIP_PAD_S:
-                    break
-                if packet.pts is not None:
-                    packet.pts -= origin
-                if packet.dts is not None:
-                    packet.dts -= origin
-                packet.stream = target
-                output.mux(packet)
-            if origin is None:
-                raise VideoError(f"no keyframe before {event.end_s:.1f} s: no clip")
-        return out_buffer.getvalue()
+        return _copy(container, start_s, end_s)[0]
+
+
+@dataclass(frozen=True)
+class Tail:
+    data: bytes  # the last seconds, stream-copied into an MP4 or MKV
+    # Where the recording ends, seconds on its own clock (an export's starts at 0); None: unknown.
+    ends_s: float | None
+
+
+def tail(source: Source, seconds: float, *, size: int | None = None, duration_s: float | None = None) -> Tail:
+    """The recording's last `seconds` (from the keyframe before them), stream-copied: what
+    the next chunk of the same camera is pre-rolled with. Of a ps_zip, its last member's.
+    Reads only what it needs (a fragmented MP4's head and last fragments, `fmp4`; another
+    container's index and last GOPs), so the source may be a ranged object in the store
+    (`size`: its length; `duration_s`: about how long it is, to size the read from its end)."""
+    from pipelines.video.decode import ZipMember, segments
+
+    parts = segments(source)
+    last = parts[-1].data
+    if isinstance(last, ZipMember):
+        first, final = parts[0].start, parts[-1].start  # members are timed by their names
+        archive, member = last.open()
+        with archive, member, _open(member) as container:
+            length = _duration(container)
+            data, _ = _copy(container, length - seconds, math.inf)
+            return Tail(data, (final - first).total_seconds() + length if first and final else None)
+    if hasattr(last, "seek"):
+        length = size if size is not None else last.seek(0, io.SEEK_END)
+        fragments = fmp4.last_fragments(last, length, seconds, duration_s)  # type: ignore[arg-type]
+        if fragments is not None:
+            with _open(fragments) as container:  # already about the last seconds: all of it
+                return Tail(*_copy(container, -math.inf, math.inf, trim_to=seconds))
+        last.seek(0)
+    with _open(last) as container:
+        return Tail(*_copy(container, _duration(container) - seconds, math.inf))
+
+
+def _duration(container: av.container.InputContainer) -> float:
+    stream = container.streams.video[0]
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / 1e6
+    raise VideoError("the recording does not say its duration")
+
+
+def _copy(
+    container: av.container.InputContainer, start_s: float, end_s: float, trim_to: float | None = None
+) -> tuple[bytes, float]:
+    """The packets from the keyframe before `start_s` to `end_s`, and where the last one ends
+    (seconds of the stream's own clock). `trim_to`: of what is read, only the keyframe
+    before its last `trim_to` seconds on (needs one pass to know where the end is)."""
+    stream = container.streams.video[0]
+    base = stream.start_time or 0
+    tb = float(stream.time_base)
+    # Unseekable (a program stream read from the start): no copy of what lies long before.
+    earliest = -math.inf if _seek(container, stream, start_s) else start_s - UNSEEKABLE_LEAD_S
+    packets: list[av.Packet] = []
+    ends = -math.inf
+    for packet in container.demux(stream):
+        if packet.dts is None and packet.pts is None:
+            continue
+        t = ((packet.pts if packet.pts is not None else packet.dts) - base) * tb
+        if not packets and (not packet.is_keyframe or t < earliest):
+            continue  # a copy starts on a keyframe
+        if t > end_s:
+            break
+        packets.append(packet)
+        ends = max(ends, ((packet.pts if packet.pts is not None else packet.dts) + (packet.duration or 0)) * tb)
+    if trim_to is not None and packets:
+        cut = ends - trim_to
+        keys = [i for i, p in enumerate(packets) if p.is_keyframe and (p.pts or p.dts or 0) * tb <= cut]
+        packets = packets[keys[-1] :] if keys else packets
+    if not packets:
+        raise VideoError(f"no keyframe before {end_s:.1f} s: nothing to copy")
+    out_buffer = io.BytesIO()
+    fmt = "mp4" if stream.codec_context.name in MP4_CODECS else "matroska"
+    with av.open(out_buffer, "w", format=fmt) as output:
+        target = output.add_stream_from_template(stream)
+        first = packets[0]
+        origin = first.dts if first.dts is not None else first.pts
+        for packet in packets:
+            if packet.pts is not None:
+                packet.pts -= origin
+            if packet.dts is not None:
+                packet.dts -= origin
+            packet.stream = target
+            output.mux(packet)
+    return out_buffer.getvalue(), ends
 
 
 def _open(source: Source) -> av.container.InputContainer:
@@ -163,9 +235,13 @@ def _open(source: Source) -> av.container.InputContainer:
         raise VideoError(f"cannot open video: {exc}") from None
 
 
-def _seek(container: av.container.InputContainer, stream: av.VideoStream, seconds: float) -> None:
+def _seek(container: av.container.InputContainer, stream: av.VideoStream, seconds: float) -> bool:
+    """Seek to the keyframe before `seconds`; False when the container cannot seek (it is
+    then read from the start)."""
     base = stream.start_time or 0
     try:
         container.seek(base + int(max(0.0, seconds) / float(stream.time_base)), stream=stream, backward=True)
     except av.error.FFmpegError:
         container.seek(0)  # not seekable (a program stream): read from the start
+        return False
+    return True
