@@ -319,6 +319,8 @@ class Opening:
                 continue
             scaled, moving, boxes = found
             later = next((j for j in range(index, len(times)) if times[j] - t >= MOVED_WITHIN_S), None)
+            if later is not None and times[later] - t > 2 * MOVED_WITHIN_S:
+                continue  # keyframes of skipped GOPs, far apart: no evidence it moved then
             other = self.frames[later if later is not None else max(0, index - 1)][1]
             high, low = envelope(other)  # already uint8: its 3x3 range as is
             moved = _outside(scaled, high, low, config.pixel_threshold)
@@ -507,6 +509,13 @@ def make_detector(config: MotionConfig) -> MotionDetector:
 LIGHT_STEP = 0.1  # a brightness step between keyframes that opens `gated`'s gate
 
 
+def _around(region: Box) -> Box:
+    """The region grown by its own width and height on every side (within the frame)."""
+    x0, y0, x1, y1 = region
+    w, h = x1 - x0, y1 - y0
+    return (max(0.0, x0 - w), max(0.0, y0 - h), min(1.0, x1 + w), min(1.0, y1 + h))
+
+
 class KeyframeGate:
     """`gated` mode's gate: does the GOP between two keyframes need decoding?
 
@@ -519,7 +528,10 @@ class KeyframeGate:
 
     def __init__(self, config: MotionConfig) -> None:
         self.config = config
-        self.region = _Region(config.region, config.masks)
+        # The gate looks around the scored region too: what moves near it at a keyframe may
+        # cross it before the next (a car crossed DVR-Scan's 210x127 px lane in 0.6 s, between
+        # two keyframes 2 s apart that both showed the lane empty).
+        self.region = _Region(_around(config.region), config.masks)
         self._last: tuple[np.ndarray, np.ndarray] | None = None  # (a keyframe, its smoothed copy)
 
     def _smoothed(self, luma: np.ndarray) -> np.ndarray:
