@@ -75,14 +75,14 @@ def test_pipelines_imports_neither_airflow_nor_private_parts():
 
 def test_the_rules_catch_what_they_forbid(tmp_path):
     """The check itself can fail: each rule flags a module that breaks it."""
-    assert ev_ingest_rule("ev_ingest/store/x.py", "pipelines.archive", [])
+    assert ev_ingest_rule("ev_ingest/store/x.py", "pipelines.nightly.steps", [])
     assert ev_ingest_rule("ev_ingest/store/x.py", "airflow.sdk", [])
     assert ev_ingest_rule("ev_ingest/airflow/hooks.py", "airflow.sdk", []) is None
     assert pipelines_rule("pipelines/demo.py", "airflow.utils", ["db"])
-    assert pipelines_rule("pipelines/archive.py", "ev_ingest.client._base", ["DownloadTracker"])
-    assert pipelines_rule("pipelines/archive.py", "ev_ingest.client", ["_secret"])
-    assert pipelines_rule("pipelines/archive.py", "ev_tasks", [])
-    assert pipelines_rule("pipelines/archive.py", "ev_ingest.store", ["ArchiveStore"]) is None
+    assert pipelines_rule("pipelines/nightly/steps.py", "ev_ingest.client._base", ["DownloadTracker"])
+    assert pipelines_rule("pipelines/nightly/steps.py", "ev_ingest.client", ["_secret"])
+    assert pipelines_rule("pipelines/nightly/steps.py", "ev_tasks", [])
+    assert pipelines_rule("pipelines/nightly/steps.py", "ev_ingest.store", ["ArchiveStore"]) is None
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from airflow.utils import db\n")
     assert imports(bad) == [(2, "airflow.utils", ["db"])]  # nested imports are seen too
