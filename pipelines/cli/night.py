@@ -152,7 +152,6 @@ def cmd_thumbnails(args: argparse.Namespace) -> int:
     """A day's thumbnails of every camera into the archive, with each camera's contact sheet
     (what the ev_thumbnails DAG does hour by hour); `-o DIR` also saves the sheets there."""
     from pipelines import connections
-    from pipelines.nightly import steps
     from pipelines.nightly.thumbnails import thumbnails_to_store
     from pipelines.progress import Progress
 

@@ -82,7 +82,7 @@ def run_nightly(
             plan_failures += planned.failures
             no_footage += planned.no_footage
             recorders += [planned.recorder] if planned.recorder else []
-            steps = Progress(f"export {server.name}", len(planned.jobs)) if progress else None
+            shown = Progress(f"export {server.name}", len(planned.jobs)) if progress else None
             for job in planned.jobs:
                 result = None
                 try:
@@ -93,9 +93,9 @@ def run_nightly(
                     errors[job.job_id] = str(exc)
                 if on_job:
                     on_job(job, result)
-                if steps:
+                if shown:
                     outcome = "FAILED" if result is None else f"{result.entry.size / 1e6:.1f} MB"
-                    steps.step(f"camera {job.camera_id} {job.start_dt:%H:%M}-{job.end_dt:%H:%M}", outcome)
+                    shown.step(f"camera {job.camera_id} {job.start_dt:%H:%M}-{job.end_dt:%H:%M}", outcome)
     entries, failures = steps.results_to_manifest(jobs, results, errors)
     failures = plan_failures + failures
     manifest = steps.commit_manifest(
@@ -104,11 +104,11 @@ def run_nightly(
     motion_manifest = None
     if summarize:
         summaries: list[ManifestEntry] = []
-        steps = Progress("motion", len(manifest.exports())) if progress else None
+        shown = Progress("motion", len(manifest.exports())) if progress else None
         for entry in manifest.exports():
             summaries.extend(motion_step.summarize_export(store, config, site, entry, workers=workers, records=records))
-            if steps:
-                steps.step(f"camera {entry.camera_id} {entry.start:%H:%M}-{entry.end:%H:%M}")
+            if shown:
+                shown.step(f"camera {entry.camera_id} {entry.start:%H:%M}-{entry.end:%H:%M}")
         motion_run = motion_step.motion_run_id(run_id)
         lock = steps.record_lock(config, site, end, manifest.exports())
         recorder = horizon.at_night(store, signing_keys.verifier_for(config), config, site, start)
