@@ -121,7 +121,7 @@ image:
 	docker build -f deploy/Dockerfile -t ev-ingest-airflow .
 	docker run --rm ev-ingest-airflow airflow providers list | grep -q ev-ingest
 	docker run --rm ev-ingest-airflow python -c "import sys; sys.path.insert(0, '/opt/airflow/dags'); \
-	  import ev_nightly_archive, ev_motion_summary, ev_thumbnails, ev_retention, pipelines.nightly"
+	  import ev_nightly_archive, ev_motion_summary, ev_thumbnails, ev_retention, pipelines.nightly.run"
 
 clean:
 	rm -rf $(VENV) .airflow-test-home .demo .cache

@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def run(cameras: int, width: int, height: int, fps: int, hours: int) -> dict[str, float]:
     from ev_ingest.simulator import SimulatorConfig, SimulatorServer
     from ev_ingest.store import ArchiveStore, EmbeddedS3, StoreSettings
-    from pipelines import motion
     from pipelines.config import PipelineConfig
-    from pipelines.nightly import run_nightly
+    from pipelines.nightly import motion_step
+    from pipelines.nightly.run import run_nightly
 
     password, secret = secrets.token_urlsafe(12), secrets.token_urlsafe(16)
     os.environ["EV_BENCH_PASSWORD"] = password
@@ -72,7 +72,7 @@ def run(cameras: int, width: int, height: int, fps: int, hours: int) -> dict[str
         archived = time.perf_counter() - began
         began = time.perf_counter()
         for entry in result.manifest.exports():
-            motion.summarize_export(store, config, "bench", entry)
+            motion_step.summarize_export(store, config, "bench", entry)
         summarised = time.perf_counter() - began
         size = sum(e.size for e in result.manifest.exports())
     return {

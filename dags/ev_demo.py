@@ -240,8 +240,8 @@ def reopen() -> int:
 def progress(what: str, prefix: str, expected: int, every_s: float = 15.0) -> Iterator[None]:
     """While a DAG runs inside `dag.test()` (which prints nothing until it ends), a line every
     `every_s` seconds: how many of the `expected` objects under `prefix` are stored, and an ETA."""
-    from pipelines.archive import open_store
     from pipelines.config import load_config
+    from pipelines.connections import open_store
     from pipelines.progress import duration
 
     store = open_store(load_config())
@@ -297,7 +297,7 @@ def run_dags(day: str, began: float, sim_url: str, sim_password: str, expected: 
 
 def contact_sheets(day: str) -> bool:
     """The day's thumbnails (one an hour) and each camera's contact sheet, saved in .demo/."""
-    from pipelines.cli import main as cli
+    from pipelines.cli.main import main as cli
 
     say(f"thumbnails and contact sheets (ev-ingest thumbnails --date {day} -o {DEMO}):")
     return cli(["thumbnails", "--date", day, "-o", str(DEMO)]) == 0
@@ -318,7 +318,7 @@ def demo_case(sim_url: str, sim_password: str, day: str) -> int:
 def compliance(bag: Any, day: str, sim_url: str, sim_password: str) -> bool:
     """What a compliance officer does: a case in exacqVision, the daily retention DAG (holds,
     policy, audit), what is protected, and the case's evidence package checked offline."""
-    from pipelines.cli import main as cli
+    from pipelines.cli.main import main as cli
 
     camera = demo_case(sim_url, sim_password, day)
     say(f"case 'Demo incident' bookmarks camera {camera} at 09:00; running ev_retention (holds, policy, audit)")
@@ -344,16 +344,16 @@ def report(manifest_key: str, began: float) -> None:
     import pyarrow.parquet as pq
 
     from ev_ingest.store import read_manifest
-    from pipelines import keys, retention
-    from pipelines.archive import open_store
+    from pipelines.compliance import auditor, records, signing_keys
     from pipelines.config import load_config
+    from pipelines.connections import open_store
 
     config = load_config()
     store = open_store(config)
     manifest = read_manifest(store, manifest_key)
     exports = manifest.exports()
     verified = sum(store.verify(e.key, e.sha256, e.version_id).ok for e in exports)
-    audit = retention.audit(store, config, audit_log=retention.audit_log(store, config))
+    audit = auditor.audit(store, config, audit_log=records.audit_log(store, config))
     motion_key = manifest_key.replace(".json", "-motion.json")
     events: dict[int, int] = {}
     summary_keys: list[str] = []
@@ -383,7 +383,7 @@ def report(manifest_key: str, began: float) -> None:
     print(f"  verified hashes  {verified}/{len(exports)} (re-read from S3 and re-hashed)")
     print(
         f"  audit            {'OK' if audit.ok else f'{len(audit.findings)} findings'}: {audit.records} signed "
-        f"records, {audit.checked} objects; key {keys.signer_for(config).fingerprint[:16]}"
+        f"records, {audit.checked} objects; key {signing_keys.signer_for(config).fingerprint[:16]}"
     )
     print("  motion events    " + ", ".join(f"{name} ({cid}): {events.get(cid, 0)}" for cid, name in cameras))
     print(f"  manifest         s3://{store.bucket}/{manifest_key}")

@@ -64,12 +64,12 @@ def ev_nightly_archive() -> None:
 
     @task(multiple_outputs=False)
     def plan(target: dict[str, str], **context: Any) -> dict[str, Any]:
-        from pipelines import archive
+        from pipelines.nightly import steps
 
         config = load()
         start, end = day_interval(context, config.site(target["site"]))
         with client_for(target["site"], target["server"], config) as client:
-            return archive.plan(client, config, target["site"], target["server"], start, end).as_dict()
+            return steps.plan(client, config, target["site"], target["server"], start, end).as_dict()
 
     @task(trigger_rule="all_done", multiple_outputs=False)
     def jobs(plans: list[dict[str, Any] | None]) -> list[dict[str, Any]]:
@@ -86,27 +86,27 @@ def ev_nightly_archive() -> None:
         """Write each site's manifest: archived entries, chunks the server recorded nothing
         in, every planned job that failed, and every server whose plan failed (its exports
         were never even listed)."""
-        from pipelines import archive
-        from pipelines.export_job import JobResult
+        from pipelines.nightly import steps
+        from pipelines.nightly.export_job import JobResult
 
         config = load()
         store = store_for(config)
-        planned = [archive.Plan.from_dict(p) for p in plans if p]
+        planned = [steps.Plan.from_dict(p) for p in plans if p]
         results = [JobResult.from_dict(r) for r in exported if r]
         summary: dict[str, Any] = {}
         for site in _sites(context, config):
             start, end = day_interval(context, config.site(site))
             mine = [p for p in planned if p.site == site]
             site_jobs = [j for p in mine for j in p.jobs]
-            entries, failures = archive.results_to_manifest(site_jobs, results)
+            entries, failures = steps.results_to_manifest(site_jobs, results)
             failures = [f for p in mine for f in p.failures] + failures
             unplanned = {t["server"] for t in servers if t["site"] == site} - {p.server for p in mine}
-            failures += [archive.plan_failure(server, start, end) for server in sorted(unplanned)]
-            manifest = archive.commit_manifest(
+            failures += [steps.plan_failure(server, start, end) for server in sorted(unplanned)]
+            manifest = steps.commit_manifest(
                 store,
                 config,
                 site,
-                archive.run_id_for(site, start),
+                steps.run_id_for(site, start),
                 start,
                 end,
                 entries,
@@ -141,13 +141,14 @@ def ev_nightly_archive() -> None:
     def recorder_horizon(summary: dict[str, Any], **context: Any) -> dict[str, Any]:
         """Fails the run, and so alerts through `EV_ON_FAILURE`, when footage the archive still
         owes (a failed export, a night no run archived) is within `horizon.margin_hours` of
-        being overwritten by its recorder (pipelines.horizon); returns the owed nights."""
-        from pipelines import horizon, keys
+        being overwritten by its recorder (pipelines.nightly.horizon); returns the owed nights."""
+        from pipelines.compliance import signing_keys
+        from pipelines.nightly import horizon
 
         config = load()
         store, owed, found = store_for(config), {}, []
         for site in summary:
-            rows = horizon.horizon(store, keys.verifier_for(config), config, site)
+            rows = horizon.horizon(store, signing_keys.verifier_for(config), config, site)
             owed[site] = horizon.owed_nights(rows)
             found += horizon.alerts(rows, config.horizon.margin_hours)
         if found:

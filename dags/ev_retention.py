@@ -28,7 +28,7 @@ from ev_tasks import DEFAULT_ARGS, client_for, load, store_for
 def ev_retention() -> None:
     @task(multiple_outputs=False)
     def legal_holds() -> dict[str, Any]:
-        from pipelines import case_holds, retention
+        from pipelines.compliance import case_holds, records
 
         config = load()
         store = store_for(config)
@@ -36,7 +36,7 @@ def ev_retention() -> None:
         for site in config.sites:
             names = [server.name for server in site.servers]
             listings = case_holds.list_site(names, lambda name, site=site.name: client_for(site, name, config))
-            synced = case_holds.sync_legal_holds(listings, store, site.name, retention.audit_log(store, config), names)
+            synced = case_holds.sync_legal_holds(listings, store, site.name, records.audit_log(store, config), names)
             result[site.name] = synced.as_json()
             gaps += [f"{site.name}/{gap.server}: {gap.detail}" for gap in synced.gaps]
         if gaps:  # every hold that could be placed was: the run fails for what may be missed
@@ -45,24 +45,24 @@ def ev_retention() -> None:
 
     @task(multiple_outputs=False, trigger_rule="all_done")
     def apply_policy() -> dict[str, int]:
-        from pipelines import retention
+        from pipelines.compliance import policy, records
 
         config = load()
         store = store_for(config)
-        return retention.apply_policy(store, config.retention, None, retention.audit_log(store, config))
+        return policy.apply_policy(store, config.retention, None, records.audit_log(store, config))
 
     @task(multiple_outputs=False, trigger_rule="all_done", retries=0)
     def audit() -> dict[str, Any]:
-        from pipelines import retention
+        from pipelines.compliance import audit_checkpoint, auditor, records
 
         config = load()
         store = store_for(config)
         # The checkpoint is kept outside the bucket: in the file the config names (checked by
         # the next run) and in this task's XCom (the Airflow metadata database).
         path = config.retention.checkpoint_file
-        earlier = retention.load_checkpoint(path) if path is not None and path.exists() else None
-        report = retention.audit(store, config, None, audit_log=retention.audit_log(store, config), checkpoint=earlier)
-        retention.keep_checkpoint(report, path)
+        earlier = audit_checkpoint.load_checkpoint(path) if path is not None and path.exists() else None
+        report = auditor.audit(store, config, None, audit_log=records.audit_log(store, config), checkpoint=earlier)
+        audit_checkpoint.keep_checkpoint(report, path)
         if not report.ok:
             raise RuntimeError(f"audit found {len(report.findings)} problems; see {report.audit_key}")
         return {"checked": report.checked, "audit_key": report.audit_key, "checkpoint": report.checkpoint}

@@ -91,12 +91,12 @@ SIGNING_CONN_ID = "ev_signing"  # its password: the Ed25519 PEM private key that
 
 def load() -> Any:
     """The configuration; and the signing key from the `ev_signing` connection (any secrets
-    backend) when one is defined, held in this task's memory only (pipelines.keys)."""
-    from pipelines import keys
+    backend) when one is defined, held in this task's memory only (pipelines.compliance.signing_keys)."""
+    from pipelines.compliance import signing_keys
     from pipelines.config import load_config
 
     config = load_config()
-    keys.use_key_pem(signing_pem())
+    signing_keys.use_key_pem(signing_pem())
     return config
 
 
@@ -111,7 +111,7 @@ def signing_pem() -> str | None:
 
 
 def store_for(config: Any) -> Any:
-    from pipelines.archive import open_store
+    from pipelines.connections import open_store
 
     store = open_store(config)
     store.ensure_bucket()
@@ -137,7 +137,7 @@ def client_for(site: str, server: str, config: Any) -> Any:
 
 
 class ExportToStoreOperator(BaseOperator):
-    """Run one `ExportJob` (pipelines.export_job): start it, defer while the recording server
+    """Run one `ExportJob` (pipelines.nightly.export_job): start it, defer while the recording server
     builds the export, then finish it into the store. Returns a `JobResult` dict.
 
     A retry reuses what the last try started. Airflow can put a task up for retry while
@@ -168,7 +168,8 @@ class ExportToStoreOperator(BaseOperator):
         from ev_ingest.airflow.triggers import ExportProgressTrigger
         from ev_ingest.client import NotFoundError
         from ev_ingest.store import RecordIndex
-        from pipelines import export_job, keys
+        from pipelines.compliance import signing_keys
+        from pipelines.nightly import export_job
 
         config = load()
         store = store_for(config)
@@ -187,7 +188,10 @@ class ExportToStoreOperator(BaseOperator):
                     started = None
             if started is None:
                 started = export_job.start(
-                    client, store, job, RecordIndex.of_day(store, job.site, interval_start, keys.verifier_for(config))
+                    client,
+                    store,
+                    job,
+                    RecordIndex.of_day(store, job.site, interval_start, signing_keys.verifier_for(config)),
                 )
                 if isinstance(started, export_job.JobResult):
                     Variable.delete(key)
@@ -210,7 +214,7 @@ class ExportToStoreOperator(BaseOperator):
         from airflow.sdk import Variable
 
         from ev_ingest.airflow.triggers import ExportProgressEvent
-        from pipelines import export_job
+        from pipelines.nightly import export_job
 
         outcome = ExportProgressEvent.model_validate(event)
         config = load()

@@ -39,7 +39,7 @@ def ev_thumbnails() -> None:
 
     @task(multiple_outputs=False)
     def thumbnails(camera: dict[str, Any], **context: Any) -> int:
-        from pipelines.thumbnails import thumbnails_to_store
+        from pipelines.nightly.thumbnails import thumbnails_to_store
 
         config = load()
         start, end = context.get("data_interval_start"), context.get("data_interval_end")

@@ -2,10 +2,10 @@
 
     from pipelines.sandbox import Sandbox
     with Sandbox(days=2) as box:          # starts both, archives the last 2 days if empty
-        archive = box.archive             # a pipelines.datasets.Archive over the bucket
+        archive = box.archive             # a pipelines.analytics.datasets.Archive over the bucket
         client = box.client()             # an ExacqClient on the simulator
 
-Runs the same steps as the nightly DAG (`pipelines.nightly.run_nightly`), without Airflow.
+Runs the same steps as the nightly DAG (`pipelines.nightly.run.run_nightly`), without Airflow.
 Small by default (2 cameras, 160x120 at 5 fps) so a notebook starts in under a minute.
 
 Without `folder` it works in a new temporary folder and removes it on exit (nothing is
@@ -29,9 +29,9 @@ from ev_ingest.client import ExacqClient
 from ev_ingest.simulator import SimulatorConfig, SimulatorServer
 from ev_ingest.store import ArchiveStore, EmbeddedS3, StoreSettings
 from ev_ingest.store.signing import Signer
+from pipelines.analytics.datasets import Archive
 from pipelines.config import PipelineConfig
-from pipelines.datasets import Archive
-from pipelines.nightly import run_nightly
+from pipelines.nightly.run import run_nightly
 
 SITE = "sandbox"
 

@@ -332,7 +332,7 @@ def pipeline_config(sim: SimulatorServer, **overrides: Any) -> Any:
 def archived(sim: SimulatorServer, s3_server: Any) -> Any:
     """One nightly run over two hours of three cameras (one of them motion-triggered)."""
     from ev_ingest.store import ArchiveStore, StoreSettings
-    from pipelines.nightly import run_nightly
+    from pipelines.nightly.run import run_nightly
 
     config = pipeline_config(sim)
     store = ArchiveStore(

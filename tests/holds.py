@@ -1,10 +1,10 @@
-"""The hold sync of a one-server site, as tests call it (`pipelines.case_holds`)."""
+"""The hold sync of a one-server site, as tests call it (`pipelines.compliance.case_holds`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pipelines import case_holds
+from pipelines.compliance import case_holds
 
 
 def sync_holds(client: Any, store: Any, audit_log: Any, server: str = "nvr1", site: str = "HQ") -> dict[str, int]:

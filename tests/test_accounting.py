@@ -15,11 +15,11 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from pipelines import report
-from pipelines.cli import main
+from pipelines.analytics import report
+from pipelines.analytics.datasets import Archive
+from pipelines.cli.main import main
 from pipelines.config import PipelineConfig
-from pipelines.datasets import Archive
-from pipelines.nightly import run_nightly
+from pipelines.nightly.run import run_nightly
 from tests.conftest import FROZEN_NOW, S3_SECRET
 
 LOBBY, PARKING, DOCK = 4593152, 4593408, 4593664  # the third records nothing (idle_cameras=1)
@@ -148,7 +148,7 @@ def test_a_rerun_never_forgets_what_was_archived(make_sim, make_store, then):
 def test_a_camera_listed_twice_is_planned_once_and_no_cameras_is_a_failure():
     """Over a real socket: a server that lists a camera twice, and one that lists none."""
     from ev_ingest.client import ExacqClient
-    from pipelines import archive
+    from pipelines.nightly import steps
     from tests.conftest import pipeline_config
     from tests.hostile import CAMERAS, HostileServer, json_answer
 
@@ -161,7 +161,7 @@ def test_a_camera_listed_twice_is_planned_once_and_no_cameras_is_a_failure():
         with HostileServer(routes) as server:
             url = f"http://127.0.0.1:{server.port}"
             with ExacqClient(url, "admin", "pw") as client:
-                planned = archive.plan(client, pipeline_config(SimpleNamespace(url=url)), "HQ", "nvr1", day,
+                planned = steps.plan(client, pipeline_config(SimpleNamespace(url=url)), "HQ", "nvr1", day,
                                        day + timedelta(hours=1))  # fmt: skip
         assert len(planned.jobs) == jobs
         assert [(f.camera_id, f.kind) for f in planned.failures] == failed

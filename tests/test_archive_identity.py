@@ -17,10 +17,11 @@ import pytest
 from ev_ingest import clock
 from ev_ingest.client import ExacqClient
 from ev_ingest.store import read_manifest
-from pipelines import archive
+from pipelines import connections
 from pipelines.config import PipelineConfig
-from pipelines.export_job import ExportJob
-from pipelines.nightly import run_nightly
+from pipelines.nightly import steps
+from pipelines.nightly.export_job import ExportJob
+from pipelines.nightly.run import run_nightly
 from tests.conftest import FROZEN_NOW, PASSWORD
 
 LOBBY = 4593152
@@ -87,7 +88,7 @@ def test_a_day_that_has_not_ended_is_archived_in_part_and_completed_later(make_s
     store = make_store()
     today = clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
     start, end = today, today + timedelta(days=1)
-    ended = [b for _, b in archive.chunk_grid(start, end, 240) if b <= clock.now() - timedelta(seconds=65)]
+    ended = [b for _, b in steps.chunk_grid(start, end, 240) if b <= clock.now() - timedelta(seconds=65)]
 
     first = run_nightly(config, store, "HQ", start, end, summarize=False)
     manifest = first.manifest
@@ -104,7 +105,7 @@ def test_a_day_that_has_not_ended_is_archived_in_part_and_completed_later(make_s
     assert all(e.version_id == earlier[e.key] for e in second.manifest.exports() if e.key in earlier)
     assert read_manifest(store, manifest.key).complete
 
-    with pytest.raises(archive.IntervalError, match="has not started"):
+    with pytest.raises(steps.IntervalError, match="has not started"):
         run_nightly(config, store, "HQ", start + timedelta(days=3), end + timedelta(days=3), summarize=False)
 
 
@@ -150,8 +151,8 @@ def test_a_scheduled_runs_pendulum_interval_plans(sim):
     moment = pendulum.instance(FROZEN_NOW.replace(hour=7, minute=0), tz="UTC")
     start, end = config.site("HQ").previous_day(moment)
     assert type(start) is datetime and start.tzinfo is UTC and end - start == timedelta(days=1)
-    with archive.connect(config.sites[0].servers[0]) as client:
-        planned = archive.plan(client, config, "HQ", "nvr1", start, end)
+    with connections.connect(config.sites[0].servers[0]) as client:
+        planned = steps.plan(client, config, "HQ", "nvr1", start, end)
     assert len(planned.jobs) == 24 and planned.pending == 0
 
 
@@ -166,7 +167,7 @@ def test_an_exports_recorded_start_is_its_earliest_clip_whatever_the_order() -> 
         (hour - 5 * minute, hour + 1 * minute),  # starts before the chunk: clipped to it
         (hour + 70 * minute, hour + 80 * minute),  # after the chunk: not in it
     ]
-    spans = archive.recorded_spans(clips, hour, hour + 60 * minute)
+    spans = steps.recorded_spans(clips, hour, hour + 60 * minute)
     assert spans == [
         (hour, hour + minute),
         (hour + 5 * minute, hour + 12 * minute),

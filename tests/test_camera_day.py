@@ -20,9 +20,9 @@ from ev_ingest.simulator import scene
 from ev_ingest.simulator.recordings import make_clip, truth
 from ev_ingest.store import ManifestEntry
 from ev_ingest.store.ranged import RangeBudgetExceeded, RangedObject
-from pipelines import motion
-from pipelines.datasets import Archive, stitch
-from pipelines.nightly import run_nightly
+from pipelines.analytics.datasets import Archive, stitch
+from pipelines.nightly import motion_step as motion
+from pipelines.nightly.run import run_nightly
 from pipelines.video import analyze, media
 from tests.conftest import FROZEN_NOW, PASSWORD, pipeline_config
 
@@ -256,7 +256,7 @@ def test_a_previous_chunk_that_is_not_video_costs_only_the_pre_roll(night, s3_se
     stranger = ManifestEntry.model_validate(
         {**second.model_dump(), "key": planted.key, "version_id": planted.version_id, "size": planted.size}
     )
-    with caplog.at_level(logging.WARNING, logger="pipelines.motion"):
+    with caplog.at_level(logging.WARNING, logger="pipelines.nightly.motion_step"):
         entries = motion.summarize_export(elsewhere, config, "HQ", chunk, workers=1, previous=stranger)
     assert {e.kind for e in entries} >= {"motion_timeline", "motion_events"}
     assert any("no pre-roll from exports/planted/not-video.mp4" in r.getMessage() for r in caplog.records)
@@ -281,3 +281,31 @@ def test_a_chunk_summarised_alone_out_of_order_gives_the_same_bytes(night):
     again = motion.summarize_export(store, config, "HQ", second, workers=2, previous=first)
     assert {e.key: e.sha256 for e in again} == committed
     assert {k: store.versions(k) for k in committed} == before
+
+
+def test_the_day_tells_unrecorded_time_from_time_without_motion():
+    """Seconds without a timeline row were not recorded; a row with score 0 is "no motion"."""
+    from pipelines.analytics import plots
+    from pipelines.analytics.datasets import recorded_spans
+
+    at = pd.Timestamp("2026-11-20T10:00:00Z")
+    seconds = [*range(0, 60), *range(600, 630)]  # recorded 10:00:00-10:01:00 and 10:10:00-10:10:30
+    timeline = pd.DataFrame(
+        {
+            "server": "nvr1",
+            "camera_id": 1,
+            "ts": [at + pd.Timedelta(seconds=s) for s in seconds],
+            "score": np.float32(0.0),
+        }
+    )
+    spans = recorded_spans(timeline)
+    assert [((r.start - at).total_seconds(), (r.end - at).total_seconds()) for r in spans.itertuples()] == [
+        (0.0, 60.0),
+        (600.0, 630.0),
+    ]
+    events = _events([("nvr1", 1, 10.0, 20.0)])
+    figure = plots.event_timeline(events.assign(duration_s=10.0), None, spans)
+    axes = figure.axes[0]
+    grey, orange = axes.collections
+    assert len(grey.get_paths()) == 2 and len(orange.get_paths()) == 1
+    assert "blank: not recorded" in axes.get_title()

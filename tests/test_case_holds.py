@@ -24,7 +24,7 @@ import yaml
 
 from ev_ingest.client import ExacqClient
 from ev_ingest.store import read_manifest
-from pipelines.cli import main
+from pipelines.cli.main import main
 from tests.conftest import FROZEN_NOW, PASSWORD, S3_SECRET
 
 LOBBY, PARKING = 4593152, 4593408

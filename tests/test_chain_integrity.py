@@ -30,8 +30,8 @@ from ev_ingest.store import records as store_records
 from ev_ingest.store.checkpoint import tree_hash
 from ev_ingest.store.records import AUDIT_CHAIN, Chain, missing_places
 from ev_ingest.store.signing import CHECKPOINT, MANIFEST, Verifier, decode
-from pipelines import keys, retention
-from pipelines.cli import main
+from pipelines.cli.main import main
+from pipelines.compliance import auditor, disposal, findings, signing_keys
 from pipelines.config import PipelineConfig
 from pipelines.terminal import safe
 from tests.conftest import S3_SECRET, SIGNER
@@ -75,7 +75,7 @@ def commit(store: ArchiveStore, n: int, run: str | None = None, objects: int = 1
         interval_end=start + timedelta(hours=1),
         entries=entries,
     )
-    keys.publish_public_key(store, SIGNER)  # as the nightly commit does: outside verifiers fetch it
+    signing_keys.publish_public_key(store, SIGNER)  # as the nightly commit does: outside verifiers fetch it
     return write_manifest(store, manifest, None, SIGNER)[0]
 
 
@@ -85,12 +85,12 @@ def remove(store: ArchiveStore, key: str) -> None:
         store.delete_version(key, version)
 
 
-def problems(report: retention.AuditReport) -> set[tuple[str, str]]:
+def problems(report: findings.AuditReport) -> set[tuple[str, str]]:
     return {(f.key, f.problem) for f in report.findings}
 
 
-def audit(store: ArchiveStore, config: PipelineConfig, **kwargs: Any) -> retention.AuditReport:
-    return retention.audit(store, config, audit_log=AuditLog(store, None, SIGNER), verifier=VERIFIER, **kwargs)
+def audit(store: ArchiveStore, config: PipelineConfig, **kwargs: Any) -> findings.AuditReport:
+    return auditor.audit(store, config, audit_log=AuditLog(store, None, SIGNER), verifier=VERIFIER, **kwargs)
 
 
 @pytest.fixture
@@ -221,7 +221,7 @@ def test_junk_is_a_finding_about_its_place_and_hides_nothing(store, cli, monkeyp
     # The junk: a claim `[]` at the manifests' next place, a non-JSON claim at the audit
     # chain's, a junk object under audit/, a manifest over the size a record may have.
     monkeypatch.setattr(store_records, "MAX_RECORD_BYTES", 1 << 20)
-    monkeypatch.setattr(retention, "MAX_RECORD_BYTES", 1 << 20)
+    monkeypatch.setattr(auditor, "MAX_RECORD_BYTES", 1 << 20)
     manifest_claim = Chain(store, "site=HQ").claim_key(3)
     audit_claim = Chain(store, AUDIT_CHAIN).claim_key(Chain(store, AUDIT_CHAIN).head()[0] + 1)
     store.put(manifest_claim, b"[]")
@@ -257,9 +257,9 @@ def test_a_lawful_disposal_is_honoured(store) -> None:
     config = config_for(store)
     manifest = commit(store, 1)
     log = AuditLog(store, None, SIGNER)
-    expired = retention.expired(store)
+    expired = disposal.expired(store)
     assert {e.key for e in expired} == {manifest.entries[0].key}
-    assert retention.dispose(store, expired, log) == 1
+    assert disposal.dispose(store, expired, log) == 1
     report = audit(store, config)
     assert report.ok, report.findings
     # A version removed without a signed disposal is still missing.
@@ -270,11 +270,11 @@ def test_a_lawful_disposal_is_honoured(store) -> None:
 
 def test_the_daily_audit_rehashes_a_rotating_sample(store) -> None:
     manifest = commit(store, 1, objects=6)
-    days = {retention.rehash_day(e.key, 30) for e in manifest.entries}
+    days = {auditor.rehash_day(e.key, 30) for e in manifest.entries}
     assert all(0 <= d < 30 for d in days) and len(days) > 1  # spread over the period
     assert audit(store, config_for(store, rehash_days=1)).verified == 6  # a period of one day: all
     day = clock.now().date().toordinal() % 30
-    expected = sum(retention.rehash_day(e.key, 30) == day for e in manifest.entries)
+    expected = sum(auditor.rehash_day(e.key, 30) == day for e in manifest.entries)
     assert audit(store, config_for(store)).verified == expected
 
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
-from pipelines.cli import main
+from pipelines.cli.main import main
 from tests.conftest import FROZEN_NOW
 
 START = (FROZEN_NOW - timedelta(hours=3)).isoformat()

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines.cli import main
+from pipelines.cli.main import main
 from tests.conftest import FROZEN_NOW, S3_SECRET
 
 

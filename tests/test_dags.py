@@ -283,7 +283,7 @@ def test_the_dag_and_the_cli_write_the_same_manifest(nightly_run, site, s3_serve
     """One export step for both paths: the in-process runner (`ev-ingest archive`) over the
     same day, into another bucket, records the same objects with the same bytes."""
     from pipelines.config import load_config
-    from pipelines.nightly import run_nightly
+    from pipelines.nightly.run import run_nightly
 
     config = load_config()
     data = config.model_dump(mode="json")

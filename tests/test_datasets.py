@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipelines.datasets import Archive
+from pipelines.analytics.datasets import Archive
 from pipelines.video.summary import Track, timeline_table
 
 

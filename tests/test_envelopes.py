@@ -23,7 +23,7 @@ from ev_ingest.store import checkpoint as checkpoints
 from ev_ingest.store.archive import json_bytes
 from ev_ingest.store.records import AUDIT_CHAIN, Chain, manifest_chain, read_version, verify_chain
 from ev_ingest.store.signing import AUDIT, CHECKPOINT, MANIFEST, PACKAGE_INDEX, Signer, Verifier, pae, sha256_hex
-from pipelines import retention
+from pipelines.compliance import auditor
 from pipelines.config import PipelineConfig
 from tests.conftest import SIGNER
 
@@ -147,7 +147,7 @@ def test_records_written_before_envelopes_still_verify_and_the_chain_goes_on(sto
     legacy_append(store, audit, "audit/date=2026-01-01/hold.json", {"action": "legal-hold", "at": OLD.isoformat()})
     AuditLog(store, None, SIGNER).record("verify", key="new")
     assert [r["action"] for r in AuditLog(store, None, SIGNER).trusted()] == ["legal-hold", "verify"]
-    report = retention.audit(
+    report = auditor.audit(
         store, config_for(store), audit_log=AuditLog(store, None, SIGNER), verifier=VERIFIER, deep=True
     )
     assert not [f for f in report.findings if f.problem in ("signature", "chain", "gap")], report.findings

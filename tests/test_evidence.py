@@ -34,9 +34,9 @@ from ev_ingest.store import ArchiveStore, EmbeddedS3, Retention, StoreSettings
 from ev_ingest.store.embedded import weed_binary
 from ev_ingest.store.records import AUDIT_CHAIN, Chain
 from ev_ingest.store.signing import AUDIT, MANIFEST, PACKAGE_INDEX
-from pipelines import retention
-from pipelines.cli import main
-from pipelines.nightly import run_nightly
+from pipelines.cli.main import main
+from pipelines.compliance import auditor, disposal, records
+from pipelines.nightly.run import run_nightly
 from tests import reaper
 from tests.conftest import PASSWORD, S3_SECRET, SIGNER, START, pipeline_config
 
@@ -258,7 +258,7 @@ def test_attacks_are_audit_findings_never_a_crash(sim, tmp_path, capsys, monkeyp
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
         config, store, result, path = archive_in(sim, s3, "attacked", tmp_path)
         cfg = ("--config", str(path))
-        assert retention.audit(store, config, audit_log=retention.audit_log(store, config)).ok
+        assert auditor.audit(store, config, audit_log=records.audit_log(store, config)).ok
 
         def audit(*extra: str) -> tuple[int, dict[str, Any], set[tuple[str, str]]]:
             code, out, err = run(capsys, "retention", "audit", "--json", *extra, *cfg)
@@ -346,19 +346,19 @@ def test_s3_serve_exits_when_weed_dies(tmp_path) -> None:
 
 def test_no_key_no_commit_and_keys_only_from_private_files(tmp_path, monkeypatch, capsys) -> None:
     from ev_ingest.store.signing import Signer, SigningError
-    from pipelines import keys
+    from pipelines.compliance import signing_keys
     from pipelines.config import PipelineConfig
 
     config = PipelineConfig.model_validate({"sites": [{"name": "HQ", "servers": [{"name": "nvr1"}]}]})
     monkeypatch.delenv("EV_SIGNING_KEY_FILE")
     with pytest.raises(SigningError, match="no signing key"):
-        keys.signer_for(config)
+        signing_keys.signer_for(config)
     loose = tmp_path / "loose.pem"
     Signer.generate().write(loose)
     loose.chmod(0o644)
     monkeypatch.setenv("EV_SIGNING_KEY_FILE", str(loose))
     with pytest.raises(SigningError, match="readable by others"):
-        keys.signer_for(config)
+        signing_keys.signer_for(config)
     # `keys init` makes a 0600 key and never overwrites one.
     made = tmp_path / "made.pem"
     code, out, _ = run(capsys, "keys", "init", "-o", str(made))
@@ -377,9 +377,9 @@ def test_dispose_deletes_only_expired_unheld_versions(store) -> None:
     locked = store.put(
         "exports/site=X/kept.mp4", b"still retained", retention=Retention("GOVERNANCE", START + timedelta(days=30))
     )
-    found = retention.expired(store)
+    found = disposal.expired(store)
     assert [(e.key, e.version_id) for e in found] == [(expired.key, expired.version_id)]
-    assert retention.dispose(store, found, log) == 1
+    assert disposal.dispose(store, found, log) == 1
     assert store.head(expired.key, expired.version_id) is None
     assert store.head(held.key, held.version_id) is not None and store.head(locked.key, locked.version_id) is not None
     assert [(r["action"], r["key"]) for r in log.trusted()] == [("dispose", expired.key)]

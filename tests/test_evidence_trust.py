@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ev_ingest.store.signing import PACKAGE_INDEX, Signer, public_pem
-from pipelines.cli import main
+from pipelines.cli.main import main
 from tests import zipkit
 
 LEGACY = Path(__file__).parent / "data" / "legacy-package.zip"

@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from ev_ingest.store import Manifest, ManifestEntry, ManifestFailure, NoFootage, RecorderEdge, read_manifest
-from pipelines import horizon
-from pipelines.cli import main
+from pipelines.cli.main import main
 from pipelines.config import PipelineConfig
+from pipelines.nightly import horizon
 from tests.conftest import FROZEN_NOW, S3_SECRET
 
 TODAY = FROZEN_NOW.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -296,7 +296,7 @@ def test_owed_footage_past_a_known_edge_is_lost_not_alerted_forever():
 
 
 def test_a_rerun_past_the_edge_keeps_the_chunk_proven_quiet():
-    from pipelines.archive import carried_forward
+    from pipelines.nightly.steps import carried_forward
 
     before = _run(DAY, {"no_footage": [_quiet(DAY, 8)]}, [], DAY)
     lost = ManifestFailure(server="nvr1", camera_id=8, start=DAY, end=DAY + 24 * H, error="x", kind="overwritten")

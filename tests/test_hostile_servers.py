@@ -129,7 +129,7 @@ def test_planner_isolates_a_camera_whose_search_answers_in_an_unknown_shape():
     "plan", with the reason), never an "archived" day with no exports, and never its
     server's whole night (issue 25)."""
     from ev_ingest.client import ExacqClient
-    from pipelines import archive
+    from pipelines.nightly import steps
     from tests.conftest import pipeline_config
 
     day = clock.midnight(2)  # any ended interval: derived from now, not a date in the code
@@ -138,12 +138,12 @@ def test_planner_isolates_a_camera_whose_search_answers_in_an_unknown_shape():
         url = f"http://127.0.0.1:{server.port}"
         config = pipeline_config(SimpleNamespace(url=url))
         with ExacqClient(url, "admin", "pw") as client:
-            planned = archive.plan(client, config, "HQ", "nvr1", day, day + timedelta(hours=1))
+            planned = steps.plan(client, config, "HQ", "nvr1", day, day + timedelta(hours=1))
     assert planned.jobs == []
     [failure] = planned.failures
     assert (failure.kind, failure.camera_id, failure.server) == ("plan", 4593152, "nvr1")
     assert "unrecognised answer to search of camera 4593152: clips.0" in failure.error
-    assert archive.Plan.from_dict(planned.as_dict()).failures == planned.failures  # survives XCom
+    assert steps.Plan.from_dict(planned.as_dict()).failures == planned.failures  # survives XCom
 
 
 @pytest.mark.parametrize("empty", [{}, {"success": True}, {"videoInfo": [{}]}, {"success": True, "videoInfo": []}])

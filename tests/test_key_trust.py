@@ -21,8 +21,8 @@ import yaml
 from ev_ingest import clock
 from ev_ingest.store import ArchiveStore, Manifest, ManifestEntry, Retention, write_manifest
 from ev_ingest.store.signing import PUBLIC_KEY_PREFIX, Signer, public_pem
-from pipelines import keys, retention
-from pipelines.cli import main
+from pipelines.cli.main import main
+from pipelines.compliance import records, signing_keys
 from pipelines.config import PipelineConfig
 from tests.conftest import S3_SECRET, SIGNER
 from tests.test_chain_integrity import OLD, audit, commit, config_for
@@ -35,10 +35,10 @@ def public_key_findings(store: ArchiveStore) -> set[tuple[str, str]]:
 
 def locked_commit(store: ArchiveStore, config: Any) -> Retention:
     """One night as the nightly commit makes it: locked objects, the key published locked."""
-    lock = retention.records_lock(config)
+    lock = records.records_lock(config)
     stored = store.put("exports/site=HQ/camera=1/locked.mp4", b"footage", retention=lock)
     entry = ManifestEntry.of(stored, "export", server="nvr1", camera_id=1, start=OLD, end=OLD, retention=lock)
-    keys.publish_public_key(store, SIGNER, lock)
+    signing_keys.publish_public_key(store, SIGNER, lock)
     write_manifest(
         store, Manifest(run_id="r", site="HQ", interval_start=OLD, interval_end=OLD, entries=[entry]), lock, SIGNER
     )
@@ -53,8 +53,8 @@ def test_the_published_key_is_locked_and_every_change_to_it_is_reported(store: A
     # A later record kept longer extends the key's lock; a shorter one never shortens it,
     # and a rerun stores nothing new.
     longer = Retention(lock.mode, lock.until + timedelta(days=30))
-    keys.publish_public_key(store, SIGNER, longer)
-    keys.publish_public_key(store, SIGNER, lock)
+    signing_keys.publish_public_key(store, SIGNER, longer)
+    signing_keys.publish_public_key(store, SIGNER, lock)
     assert store.get_retention(key) == longer and len(store.versions(key)) == 1
 
     # A stranger's key stored under our name (the lock keeps our version, not the name).
@@ -72,8 +72,8 @@ def test_the_published_key_is_locked_and_every_change_to_it_is_reported(store: A
     assert any(k == key and d.startswith("holds the key") and d.endswith("not the one named") for k, d in found)
     assert (planted, "not a public key") in found and (wrapped, "holds more than the key's PEM") in found
     # The next commit puts ours back on top, once (the history stays reported).
-    keys.publish_public_key(store, SIGNER, lock)
-    keys.publish_public_key(store, SIGNER, lock)
+    signing_keys.publish_public_key(store, SIGNER, lock)
+    signing_keys.publish_public_key(store, SIGNER, lock)
     assert store.get_bytes(key) == public_pem(SIGNER.public) and len(store.versions(key)) == 3
     # Hidden behind a delete marker: reported, never taken as "no key published".
     store.s3.delete_object(Bucket=store.bucket, Key=key)
@@ -97,7 +97,7 @@ def test_a_published_key_removed_or_unlocked_under_governance_is_reported(store:
 
 def test_old_archives_published_their_key_unlocked_and_the_next_commit_locks_it(store: ArchiveStore) -> None:
     config = config_for(store)
-    keys.publish_public_key(store, SIGNER)  # as archives before issue 23 published it
+    signing_keys.publish_public_key(store, SIGNER)  # as archives before issue 23 published it
     lock = locked_commit(store, config)  # the next commit
     key = f"{PUBLIC_KEY_PREFIX}{SIGNER.fingerprint}.pem"
     assert store.get_retention(key) == lock and public_key_findings(store) == set()
@@ -141,7 +141,7 @@ def test_a_pinned_fingerprint_refuses_a_changed_key(
     # With the pinned key's public half, the audit checks against it, never the stranger's.
     (tmp_path / "ours.pem").write_bytes(public_pem(SIGNER.public))
     pinned = PipelineConfig.model_validate({**config_for(store).model_dump(mode="json"), "signing": pin})
-    assert set(keys.verifier_for(pinned, [tmp_path / "ours.pem"]).keys) == {SIGNER.fingerprint}
+    assert set(signing_keys.verifier_for(pinned, [tmp_path / "ours.pem"]).keys) == {SIGNER.fingerprint}
     # A changed key is never quietly set aside, even with the public keys: an error, in one line.
     with_ours = {**pin, "public_keys": [str(tmp_path / "ours.pem")]}
     code, out, err = officer(with_ours, "retention", "audit")

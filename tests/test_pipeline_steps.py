@@ -17,10 +17,11 @@ import pytest
 
 from ev_ingest.client import ExacqClient
 from ev_ingest.store.signing import decode
-from pipelines import archive, retention
+from pipelines.analytics.datasets import Archive
+from pipelines.compliance import auditor, holds, records
 from pipelines.config import ConfigError, PipelineConfig, load_config
-from pipelines.datasets import Archive
-from pipelines.nightly import run_nightly
+from pipelines.nightly import steps
+from pipelines.nightly.run import run_nightly
 from tests.conftest import END, PASSWORD, START, day, stamp
 from tests.holds import sync_holds
 
@@ -85,12 +86,12 @@ def test_rerun_of_the_same_interval_writes_nothing_new(archived):
 
 def test_audit_is_clean_then_flags_tampering(archived):
     config, store, result = archived
-    log = retention.audit_log(store, config)
-    clean = retention.audit(store, config, "HQ", deep=True, audit_log=log)
+    log = records.audit_log(store, config)
+    clean = auditor.audit(store, config, "HQ", deep=True, audit_log=log)
     assert clean.ok and clean.checked == len(result.manifest.entries) + len(result.motion_manifest.entries)
     victim = result.manifest.exports()[0]
     store.s3.put_object(Bucket=store.bucket, Key=victim.key, Body=b"not the evidence")  # behind our back
-    report = retention.audit(store, config, "HQ", audit_log=log)
+    report = auditor.audit(store, config, "HQ", audit_log=log)
     assert [f.problem for f in report.findings] == ["superseded"] and report.findings[0].key == victim.key
     assert decode(store.get_json(report.audit_key))["findings"][0]["problem"] == "superseded"
     assert store.get_retention(report.audit_key) is not None  # the audit trail is locked too
@@ -110,7 +111,7 @@ def test_audit_is_clean_then_flags_tampering(archived):
 def test_legal_holds_follow_cases(archived, sim):
     config, store, result = archived
     entry = next(e for e in result.manifest.exports() if e.camera_id == 4593408)
-    log = retention.audit_log(store, config)
+    log = records.audit_log(store, config)
     counts = dict.fromkeys(["held", "restored", "released", "unreadable", "deferred", "gaps"], 0)
     with ExacqClient(sim.url, "admin", PASSWORD) as ev:
         case = ev.cases.create("Incident 42")
@@ -122,7 +123,7 @@ def test_legal_holds_follow_cases(archived, sim):
             case=case.guid,
         )
         # The export, the two motion summaries and the event snapshots derived from it.
-        listed = retention.manifests(store, log.verifier, "HQ")
+        listed = records.manifests(store, log.verifier, "HQ")
         derived = [e for m in listed for e in m.entries if e.derived_from == entry.key]
         snapshots = {e.key for e in derived if e.kind == "motion_snapshot"}
         held = 3 + len(snapshots)
@@ -130,16 +131,16 @@ def test_legal_holds_follow_cases(archived, sim):
         assert store.get_legal_hold(entry.key, entry.version_id)
         assert sync_holds(ev, store, log) == counts  # idempotent
         # A release of what an open case holds is refused, and says how to force it.
-        with pytest.raises(retention.HoldRefused, match="Incident|--force"):
-            retention.set_hold(store, entry.key, False, "manual", log, entry.version_id)
+        with pytest.raises(holds.HoldRefused, match="Incident|--force"):
+            holds.set_hold(store, entry.key, False, "manual", log, entry.version_id)
         # A hold removed behind the pipeline's back (tag untouched): the audit finds it, the
         # next sync places it again.
         # What the audit finds already (whatever earlier tests left in the shared store) is
         # taken from this test's own audit, never assumed.
-        earlier = {(f.key, f.problem) for f in retention.audit(store, config, "HQ").findings}
+        earlier = {(f.key, f.problem) for f in auditor.audit(store, config, "HQ").findings}
         assert (entry.key, "legal-hold") not in earlier
         store.set_legal_hold(entry.key, entry.version_id, False)
-        found = retention.audit(store, config, "HQ")
+        found = auditor.audit(store, config, "HQ")
         assert {(f.key, f.problem) for f in found.findings} - earlier == {(entry.key, "legal-hold")}
         assert sync_holds(ev, store, log) == {**counts, "restored": 1}
         assert store.get_legal_hold(entry.key, entry.version_id)
@@ -156,13 +157,13 @@ def test_legal_holds_follow_cases(archived, sim):
         ev.cases.delete(case.guid)
         assert sync_holds(ev, store, log) == {**counts, "released": held}
     assert not store.get_legal_hold(entry.key, entry.version_id)
-    assert {(f.key, f.problem) for f in retention.audit(store, config, "HQ").findings} == earlier
+    assert {(f.key, f.problem) for f in auditor.audit(store, config, "HQ").findings} == earlier
     actions = [a["action"] for a in log.entries()]
     assert "legal-hold" in actions and "legal-hold-release" in actions
 
 
 def test_thumbnails_and_contact_sheet(archived, sim):
-    from pipelines.thumbnails import thumbnails_to_store
+    from pipelines.nightly.thumbnails import thumbnails_to_store
 
     config, store, result = archived
     span = (START, START + timedelta(hours=1))
@@ -202,7 +203,7 @@ def test_interval_is_the_previous_local_day():
     ).site("HQ")
     start, end = site.previous_day(datetime(2026, 11, 21, 7, 0, tzinfo=UTC))  # 02:00 in New York
     assert (start, end) == (datetime(2026, 11, 20, 5, tzinfo=UTC), datetime(2026, 11, 21, 5, tzinfo=UTC))
-    assert archive.run_id_for("HQ", start) == "nightly-20261120T050000Z"
+    assert steps.run_id_for("HQ", start) == "nightly-20261120T050000Z"
 
 
 def test_events_between_two_moments_with_names_in_the_sites_zone(archived):
@@ -242,7 +243,7 @@ def test_the_heatmap_averages_over_every_second_of_the_hour():
     recorded the whole hour at a sixth of the motion: the same total motion, the same cell."""
     import pandas as pd
 
-    from pipelines import plots
+    from pipelines.analytics import plots
 
     hour = pd.Timestamp("2026-01-05T09:00:00Z")
     triggered = pd.DataFrame({"camera_id": 1, "ts": [hour + pd.Timedelta(seconds=s) for s in range(600)], "score": 0.6})
@@ -258,7 +259,7 @@ def test_the_heatmap_averages_over_every_second_of_the_hour():
 def test_the_motion_catch_up_finds_nights_without_summaries(store):
     """Nights whose motion run failed or never ran are found from the archive alone (no clock):
     the last CATCH_UP_DAYS nights of each site before its newest, without a `-motion` manifest."""
-    from pipelines.motion import CATCH_UP_DAYS, unsummarised
+    from pipelines.nightly.motion_step import CATCH_UP_DAYS, unsummarised
 
     def night(site: str, on: str, motion: bool) -> str:
         key = f"manifests/site={site}/date={on}/nightly-{on.replace('-', '')}T000000Z.json"

@@ -27,10 +27,11 @@ from ev_ingest import clock
 from ev_ingest.client import ExacqClient
 from ev_ingest.store import ArchiveStore, EmbeddedS3, StoreSettings, read_manifest
 from ev_ingest.store.keys import manifest_key
-from pipelines import archive
-from pipelines.archive import ClockSkewError
+from pipelines import connections
 from pipelines.config import PipelineConfig
-from pipelines.nightly import run_nightly
+from pipelines.nightly import steps
+from pipelines.nightly.run import run_nightly
+from pipelines.nightly.steps import ClockSkewError
 from tests import reaper
 from tests.conftest import FROZEN_NOW, PASSWORD, ROOT, S3_SECRET
 
@@ -146,7 +147,7 @@ def not_lost_to_the_recorder(failures: list) -> list:
 
 
 def assert_archived_completely(store: ArchiveStore, sim) -> None:
-    manifest = read_manifest(store, manifest_key("HQ", START, archive.run_id_for("HQ", START)))
+    manifest = read_manifest(store, manifest_key("HQ", START, steps.run_id_for("HQ", START)))
     exports = manifest.exports()
     assert len(exports) == manifest.planned >= 2 and not not_lost_to_the_recorder(manifest.failures)
     listed = {e.key for e in exports}
@@ -266,8 +267,8 @@ def small_disk(folder: Path, megabytes: int):
 
 
 def test_full_disk_is_a_clear_error_and_leaves_nothing(make_sim, own_s3, tmp_path, capsys, monkeypatch):
-    from pipelines.cli import main
-    from pipelines.motion import summarize_export
+    from pipelines.cli.main import main
+    from pipelines.nightly.motion_step import summarize_export
 
     sim = make_sim(cameras=1, frozen_now=NOW, retention_days=0.15)  # full speed: the disk is the limit
     monkeypatch.setenv("EV_URL", f"exacqvision://admin@{sim.url.removeprefix('http://')}")
@@ -302,16 +303,16 @@ def test_clock_skew_is_measured_and_a_server_behind_the_interval_is_refused(make
     behind = make_sim(cameras=1, frozen_now=None, clock_offset_s=-3 * 3600)
     config = config_for(behind, "unused", "http://127.0.0.1:1")
     now = clock.now().replace(minute=0, second=0, microsecond=0)
-    with archive.connect(config.sites[0].servers[0]) as client:
+    with connections.connect(config.sites[0].servers[0]) as client:
         client.cameras.list()
         assert abs(client.clock_skew.total_seconds() + 3 * 3600) < 5
         # The last hour has not happened yet on a server three hours behind: refused, clearly.
         with pytest.raises(ClockSkewError, match="3 h 00 min behind") as refused:
-            archive.plan(client, config, "HQ", "nvr1", now - timedelta(hours=2), now - timedelta(hours=1))
+            steps.plan(client, config, "HQ", "nvr1", now - timedelta(hours=2), now - timedelta(hours=1))
         assert "NTP" in str(refused.value) and PASSWORD not in str(refused.value)
         # An interval that is over on both clocks is planned, with a warning that says why.
-        with caplog.at_level(logging.WARNING, logger="pipelines.archive"):
-            chunks = archive.plan(client, config, "HQ", "nvr1", now - timedelta(hours=6), now - timedelta(hours=5))
+        with caplog.at_level(logging.WARNING, logger="pipelines.nightly.steps"):
+            chunks = steps.plan(client, config, "HQ", "nvr1", now - timedelta(hours=6), now - timedelta(hours=5))
         assert chunks and "clock is 3 h 00 min behind" in caplog.text
     on_time = make_sim(cameras=1, frozen_now=None)
     with ExacqClient(on_time.url, "admin", PASSWORD) as client:

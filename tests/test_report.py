@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from ev_ingest.store import read_manifest
-from pipelines import report
-from pipelines.datasets import Archive
+from pipelines.analytics import report
+from pipelines.analytics.datasets import Archive
 from tests.conftest import END, START, day, stamp
 
 pytestmark = pytest.mark.slow
@@ -44,7 +44,8 @@ def published(archived):
 
 
 def test_report_is_linked_stored_and_self_contained(published, archived):
-    from pipelines import horizon, keys
+    from pipelines.compliance import signing_keys
+    from pipelines.nightly import horizon
 
     store, result, link = published
     config = archived[0]
@@ -59,7 +60,7 @@ def test_report_is_linked_stored_and_self_contained(published, archived):
     assert not re.search(r"""(src|href)=["']?(https?:|//|/[^/])""", text)  # nothing fetched from elsewhere
     # A second render over the same archive is byte-identical: reruns add no version.
     # The recorder-horizon table is judged at the run's own moment, so it renders the same too.
-    recorder = horizon.at_night(store, keys.verifier_for(config), config, "HQ", START)
+    recorder = horizon.at_night(store, signing_keys.verifier_for(config), config, "HQ", START)
     assert recorder.as_of is not None and "<h2>Recorder horizon</h2>" in text
     again = report.render(Archive.from_store(store), "HQ", START, END, recorder).encode()
     assert hashlib.sha256(again).hexdigest() == entry.sha256, _first_difference(again, document)
@@ -107,7 +108,7 @@ def test_the_busiest_events_are_spread_across_cameras():
     """One busy camera cannot fill the report's table or its frames: an even share each."""
     import pandas as pd
 
-    from pipelines.report import _spread
+    from pipelines.analytics.report import _spread
 
     events = pd.DataFrame({"camera": ["a"] * 30 + ["b"] * 3, "peak": [0.9] * 30 + [0.1] * 3})
     chosen = _spread(events, 10)

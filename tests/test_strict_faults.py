@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from ev_ingest.store import read_manifest
-from pipelines.cli import main
+from pipelines.cli.main import main
 from tests.conftest import FROZEN_NOW, S3_SECRET
 
 LOBBY, PARKING, DOCK = 4593152, 4593408, 4593664

@@ -20,8 +20,8 @@ from ev_ingest.client import ExacqClient
 from ev_ingest.store import ArchiveStore, RecordIndex, verified_manifest, verified_manifests
 from ev_ingest.store.records import Chain, manifest_chain
 from ev_ingest.store.signing import MANIFEST, Signer, Verifier, decode
-from pipelines import retention
-from pipelines.nightly import run_nightly
+from pipelines.compliance import auditor, holds, policy, records, status
+from pipelines.nightly.run import run_nightly
 from tests.conftest import PASSWORD, SIGNER, START, pipeline_config
 from tests.holds import sync_holds
 
@@ -60,13 +60,13 @@ def test_a_rewritten_manifest_decides_nothing(archived: tuple[Any, Any], store: 
     assert any("rolled back or rewritten" in p for p in problems_of(store, manifest.key))
     # Every decision sees every export; the forgery is named where the caller reports.
     untrusted: list[str] = []
-    log = retention.audit_log(store, config)
-    assert {r.camera_id for r in retention.status(store, config, log, "HQ", None, untrusted)} == {
+    log = records.audit_log(store, config)
+    assert {r.camera_id for r in status.status(store, config, log, "HQ", None, untrusted)} == {
         e.camera_id for e in manifest.exports()
     }
     assert len(untrusted) == 1 and untrusted[0].startswith(manifest.key)
-    assert {e.key for e in retention.select_entries(store, VERIFIER, "HQ", None, None, None, None)} == exports
-    assert retention.apply_policy(store, config.retention, "HQ", log)["unreadable"] == 1
+    assert {e.key for e in holds.select_entries(store, VERIFIER, "HQ", None, None, None, None)} == exports
+    assert policy.apply_policy(store, config.retention, "HQ", log)["unreadable"] == 1
     index = RecordIndex.of_day(store, "HQ", manifest.interval_start, VERIFIER)
     assert all(index.get(key) is not None for key in exports)  # nothing is exported again
     # The motion DAG's and a rerun's one-key read refuses the unchained latest version.
@@ -124,10 +124,10 @@ def test_a_persons_hold_outlives_a_case_and_a_tag(archived: tuple[Any, Any], sim
     own hold, a tag written by hand releases nothing, and the audit names a hold nobody in
     the trail placed as well as a trail's hold missing from the store."""
     config, manifest = archived
-    log = retention.audit_log(store, config)
+    log = records.audit_log(store, config)
     cased, tagged, planted = manifest.exports()[:3]
-    assert retention.set_hold(store, cased.key, True, "subpoena 7", log, cased.version_id)
-    assert retention.set_hold(store, tagged.key, True, "subpoena 8", log, tagged.version_id)
+    assert holds.set_hold(store, cased.key, True, "subpoena 7", log, cased.version_id)
+    assert holds.set_hold(store, tagged.key, True, "subpoena 8", log, tagged.version_id)
     with ExacqClient(sim.url, "admin", PASSWORD) as ev:
         case = ev.cases.create("Break-in 9")
         try:
@@ -142,7 +142,7 @@ def test_a_persons_hold_outlives_a_case_and_a_tag(archived: tuple[Any, Any], sim
         finally:
             ev.cases.delete(case.guid)
         # Anyone with write access can write the sync's tag: it must not make a person's hold the sync's.
-        store.set_tags(tagged.key, tagged.version_id, {retention.HOLD_TAG: case.guid})
+        store.set_tags(tagged.key, tagged.version_id, {holds.HOLD_TAG: case.guid})
         assert sync_holds(ev, store, log)["released"] >= 1
     assert store.get_legal_hold(cased.key, cased.version_id)  # the case's hold went, the person's stayed
     assert store.get_legal_hold(tagged.key, tagged.version_id)
@@ -150,14 +150,14 @@ def test_a_persons_hold_outlives_a_case_and_a_tag(archived: tuple[Any, Any], sim
     assert len(release) == 1 and release[0]["still_held_by"] == ["subpoena 7"]
     assert not [r for r in log.entries() if r["action"] == "legal-hold-release" and r["key"] == tagged.key]
     # Status says who holds it; a release by hand is still refused, naming the person.
-    rows = retention.status(store, config, log, "HQ", None, [])
+    rows = status.status(store, config, log, "HQ", None, [])
     assert any("'subpoena 7'" in holder for row in rows for holder in row.holders)
-    with pytest.raises(retention.HoldRefused, match="subpoena 7"):
-        retention.set_hold(store, cased.key, False, "manual", log, cased.version_id)
+    with pytest.raises(holds.HoldRefused, match="subpoena 7"):
+        holds.set_hold(store, cased.key, False, "manual", log, cased.version_id)
     # Clean now; then a hold placed around the pipeline, and a person's hold removed around it.
-    assert not [f for f in retention.audit(store, config, "HQ", audit_log=log).findings if "hold" in f.problem]
+    assert not [f for f in auditor.audit(store, config, "HQ", audit_log=log).findings if "hold" in f.problem]
     store.set_legal_hold(planted.key, planted.version_id, True)
     store.set_legal_hold(tagged.key, tagged.version_id, False)
-    found = {(f.key, f.problem): f.detail for f in retention.audit(store, config, "HQ", audit_log=log).findings}
+    found = {(f.key, f.problem): f.detail for f in auditor.audit(store, config, "HQ", audit_log=log).findings}
     assert set(found) == {(planted.key, "unplaced-hold"), (tagged.key, "legal-hold")}
     assert "subpoena 8" in found[(tagged.key, "legal-hold")]

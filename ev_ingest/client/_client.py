@@ -25,16 +25,14 @@ from ev_ingest.client import _deadline, bookmarks, cameras, events, exports, sea
 from ev_ingest.client._base import (
     BaseClient,
     Call,
-    CappedBody,
     Flow,
     Pause,
     Relogin,
     Send,
-    decoding_error,
     is_stream,
-    stream_error,
 )
 from ev_ingest.client._config import DEFAULT_TIMEOUT, ClientSettings
+from ev_ingest.client._streams import CappedBody, decoding_error, stream_error
 
 T = TypeVar("T")
 

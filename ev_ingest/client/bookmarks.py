@@ -1,7 +1,7 @@
 """Bookmarks and cases: list, create, update, delete.
 
 Compliance workflows use them as legal holds: video of a camera and interval that a
-bookmark in an existing case covers must not expire (see `pipelines.retention`).
+bookmark in an existing case covers must not expire (see `pipelines.compliance.holds`).
 """
 
 from __future__ import annotations

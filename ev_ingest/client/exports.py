@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ev_ingest.client import paths
-from ev_ingest.client._base import Call, DownloadTracker, check_range
+from ev_ingest.client._base import Call, check_range
 from ev_ingest.client._config import (
     EXPORT_POLL_INTERVAL,
     EXPORT_STALL_POLLS,
@@ -36,6 +36,7 @@ from ev_ingest.client._exceptions import (
     NotFoundError,
     TransportError,
 )
+from ev_ingest.client._streams import DownloadTracker
 from ev_ingest.client.models import DownloadResult, ExportFormat, ExportProgress
 
 log = logging.getLogger("ev_ingest.client")

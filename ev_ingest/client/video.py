@@ -14,8 +14,10 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from ev_ingest.client import paths
-from ev_ingest.client._base import Call, FrameGap, MultipartFrames
+from ev_ingest.client._base import Call
 from ev_ingest.client._exceptions import ProtocolError
+from ev_ingest.client._multipart import MultipartFrames
+from ev_ingest.client._streams import FrameGap
 from ev_ingest.client.models import Camera, NativeFrame
 
 FORMAT_JPEG = 6  # transcoded JPEG

@@ -10,9 +10,10 @@ from typing import Any
 
 import uvicorn
 
-from ev_ingest.simulator.app import SimulatorState, build_app
+from ev_ingest.simulator.app import build_app
 from ev_ingest.simulator.config import SimulatorConfig
 from ev_ingest.simulator.faults import DroppedConnection
+from ev_ingest.simulator.state import SimulatorState
 
 
 class _QuietDrops(logging.Filter):

@@ -19,6 +19,10 @@
   upload or later, and read back; `verify()` re-reads and re-hashes an object.
 
 Works unchanged on AWS S3, and on SeaweedFS, Ceph RGW or StorageGRID via `endpoint_url`.
+
+Over 500 lines: `ArchiveStore` is the one owner of the boto3 client; its reads, uploads
+(single and multipart, with their confirmation) and Object Lock calls share that client,
+the bucket and the error mapping, so they stay one class.
 """
 
 from __future__ import annotations

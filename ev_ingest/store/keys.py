@@ -4,7 +4,7 @@ Camera ids are only unique within one recording server (two NVRs number their ca
 the same way), so the server is a partition of every per-camera key:
 `exports/site=S/server=V/camera=C/date=D/...`. Archives written before the server was
 part of the identity (`.../site=S/camera=C/...`) stay readable: readers follow the keys
-that manifests record, and `pipelines.datasets` lists both layouts.
+that manifests record, and `pipelines.analytics.datasets` lists both layouts.
 
 The layout (DESIGN.md) is Hive-style so pyarrow, pandas, polars and duckdb read the
 partitions directly. Site and camera parts are sanitised: anything outside
@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+MOTION_SUFFIX = "-motion"  # the run id of a nightly run's motion summaries: `<its run id>-motion`
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_PART = 100
 

@@ -16,6 +16,10 @@ before that (legacy signed JSON) are still read and verified. A record names its
 and the SHA-256 of its predecessor's stored bytes (`previous`), so a removed, rewritten,
 reordered or forged record is found offline by anyone with the public key
 (`verify_chain`).
+
+Over 500 lines: one record format. Manifests and audit records are written, signed and
+read through the same envelope and `Chain`, and `verify_chain` checks both; kept together
+so a change of the format is one module (`Chain` and `verify_chain` could move out whole).
 """
 
 from __future__ import annotations

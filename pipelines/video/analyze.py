@@ -63,7 +63,7 @@ class Job:
 
 
 @dataclass
-class JobResult:
+class DecodeResult:
     track: Track
     stats: DecodeStats
     fps: float
@@ -169,7 +169,7 @@ class MotionSummary:
         }
 
 
-def run_job(job: Job, progress: Progress | None = None) -> JobResult:
+def run_job(job: Job, progress: Progress | None = None) -> DecodeResult:
     """Decode and score one recording. Runs in a worker process (or in-process, where
     `progress` hears of each second of video done, when the duration is known).
 
@@ -191,7 +191,7 @@ class NothingDecoded(VideoError):
     """The backend opened the recording but produced no frame from it."""
 
 
-def _decode_job(job: Job, progress: Progress | None, backend: str) -> JobResult:
+def _decode_job(job: Job, progress: Progress | None, backend: str) -> DecodeResult:
     began = time.perf_counter()
     config = job.config
     reader = decode.open_video(Segment("", job.data, None, job.container_format), threads=job.threads, backend=backend)  # type: ignore[arg-type]
@@ -248,7 +248,7 @@ def _decode_job(job: Job, progress: Progress | None, backend: str) -> JobResult:
             np.array(boxes, np.float32).reshape(-1, 4),
             spans(t, held, frame_s, end),
         )
-        return JobResult(
+        return DecodeResult(
             track,
             reader.stats,
             reader.info.fps,
@@ -415,17 +415,17 @@ def analyze(
     return summary
 
 
-def run_segment(job: Job) -> JobResult:
+def run_segment(job: Job) -> DecodeResult:
     """One segment of several (a ps_zip member): one that cannot be decoded is reported as
     unreadable, and the others are still summarised."""
     try:
         return run_job(job)
     except VideoError as exc:
         stats = DecodeStats(unreadable_from=0.0, damaged=[(job.offset_s, job.offset_s)])
-        return JobResult(Track(), stats, 0.0, None, error=str(exc))
+        return DecodeResult(Track(), stats, 0.0, None, error=str(exc))
 
 
-def _run(jobs: list[Job], workers: int, progress: Progress | None) -> list[JobResult]:
+def _run(jobs: list[Job], workers: int, progress: Progress | None) -> list[DecodeResult]:
     total = float(len(jobs))
     if len(jobs) == 1:
         return [run_job(jobs[0], progress)]
@@ -439,7 +439,7 @@ def _run(jobs: list[Job], workers: int, progress: Progress | None) -> list[JobRe
     # fork starts in milliseconds but copies a threaded process mid-flight (servers, Airflow
     # runners): only fork when this process runs a single thread, else spawn.
     context = multiprocessing.get_context("fork" if threading.active_count() == 1 else "spawn")
-    ordered: list[JobResult | None] = [None] * len(jobs)
+    ordered: list[DecodeResult | None] = [None] * len(jobs)
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
         futures = {pool.submit(run_segment, job): index for index, job in enumerate(jobs)}
         for done, future in enumerate(as_completed(futures), start=1):

@@ -10,7 +10,7 @@ from ev_ingest.client import Case
 from ev_ingest.store import ArchiveStore, AuditLog, EmbeddedS3, Manifest, ManifestEntry, StoreSettings
 from ev_ingest.store.records import write_manifest
 from ev_ingest.store.signing import Signer, public_pem
-from pipelines import evidence
+from pipelines.compliance import evidence
 
 secret = "legacy-secret-" + "x" * 16
 signer = Signer.generate()

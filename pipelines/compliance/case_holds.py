@@ -36,17 +36,9 @@ from typing import Any
 
 from ev_ingest.client import Bookmark, Case, ExacqClient, ExacqError
 from ev_ingest.store import ArchiveStore, AuditLog, ManifestEntry
+from pipelines.compliance.holds import HOLD_TAG, SYNC_ACTION, Holders, holders, last_sync_gaps
+from pipelines.compliance.records import OBJECT_ERRORS, error_line, manifests
 from pipelines.config import SiteConfig
-from pipelines.retention import (
-    HOLD_TAG,
-    OBJECT_ERRORS,
-    SYNC_ACTION,
-    Holders,
-    holders,
-    last_sync_gaps,
-    manifests,
-    one_line,
-)
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +109,10 @@ def list_cases(client: ExacqClient, server: str) -> CaseListing:
 def listings_of(site: SiteConfig) -> list[CaseListing]:
     """The cases and bookmarks of every server of `site` that could be listed (`list_site`
     through the configured connections)."""
-    from pipelines import archive  # the one place a configured server is connected
+    from pipelines import connections  # the one place a configured server is connected
 
     servers = {s.name: s for s in site.servers}
-    return list_site(list(servers), lambda name: archive.connect(servers[name]))
+    return list_site(list(servers), lambda name: connections.connect(servers[name]))
 
 
 def sync_site(store: ArchiveStore, site: SiteConfig, audit_log: AuditLog) -> SyncResult:
@@ -140,7 +132,7 @@ def list_site(
             with connect(server) as client:
                 found.append(list_cases(client, server))
         except ExacqError as exc:
-            log.error("cases of %s could not be listed: %s", server, one_line(exc))
+            log.error("cases of %s could not be listed: %s", server, error_line(exc))
     return found
 
 
@@ -228,7 +220,7 @@ def sync_legal_holds(
                 )
             except OBJECT_ERRORS as exc:
                 outcome = "unreadable"
-                log.error("hold of %s@%s not synced: %s", entry.key, entry.version_id, one_line(exc))
+                log.error("hold of %s@%s not synced: %s", entry.key, entry.version_id, error_line(exc))
             if outcome:
                 setattr(result, outcome, getattr(result, outcome) + 1)
     for gap in gaps:

@@ -6,7 +6,7 @@ different ways); streaming readers (`unzip` of a pipe, `jar x <`, browsers, liba
 walk the local headers and find a member's end where its deflate stream ends; `unzip`
 honours the Unicode Path extra field, libarchive others. A package that verifies must
 be read the same way by all of them, so only the form our own writer produces is
-accepted (`pipelines.evidence.build_package`: `zipfile` to a seekable file, stored
+accepted (`pipelines.compliance.evidence.build_package`: `zipfile` to a seekable file, stored
 members, ZIP64 extras only): every departure is a named problem, found before any member
 is read. `format_problems` is the one check.
 

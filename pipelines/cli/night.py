@@ -1,4 +1,4 @@
-"""`ev-ingest archive` and `ev-ingest report`: the archival verbs (compliance: cli_compliance)."""
+"""The operator's night by hand: `ev-ingest archive`, `report` and `thumbnails` (no Airflow needed)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelines.cli.common import load_config, say_gaps
 from pipelines.terminal import say
 
 if TYPE_CHECKING:
-    from pipelines.config import PipelineConfig
-
-
-def load_config(path: Any) -> PipelineConfig:
-    """The pipeline config, imported on use: `ev-ingest motion` starts without it (issue 17)."""
-    from pipelines.config import load_config as load
-
-    return load(path)
+    pass
 
 
 def _day(text: str) -> datetime:
@@ -47,11 +41,13 @@ def _interval(config: Any, site: str, day: datetime) -> tuple[datetime, datetime
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
-    from pipelines import archive, horizon, keys
-    from pipelines.nightly import run_nightly
+    from pipelines import connections
+    from pipelines.compliance import signing_keys
+    from pipelines.nightly import horizon
+    from pipelines.nightly.run import run_nightly
 
     config = load_config(args.config)
-    store = archive.open_store(config)
+    store = connections.open_store(config)
     store.ensure_bucket()
     site = args.site or config.sites[0].name
     nights = [args.date]
@@ -59,7 +55,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
         # Oldest first: the oldest footage is the first the recorder overwrites (issue 25).
         # Back to `horizon.lookback_days` only: an older night's search could not reach the
         # server's now (servers answer 31 days at most); those stay owed and are shown.
-        owed = horizon.owed_nights(horizon.horizon(store, keys.verifier_for(config), config, site))
+        owed = horizon.owed_nights(horizon.horizon(store, signing_keys.verifier_for(config), config, site))
         reach = args.date - timedelta(days=config.horizon.lookback_days)
         nights = sorted({*(d for d in map(_day, owed) if reach <= d < args.date), args.date})[: args.max_nights]
     done, failed, lines = [], False, []
@@ -93,12 +89,11 @@ def cmd_archive(args: argparse.Namespace) -> int:
             ]
     synced = None
     if args.holds:  # the same sync as `retention apply --holds`, after the night is committed
-        from pipelines import case_holds, retention
-        from pipelines.cli_compliance import say_gaps
+        from pipelines.compliance import case_holds, records
 
-        synced = case_holds.sync_site(store, config.site(site), retention.audit_log(store, config))
+        synced = case_holds.sync_site(store, config.site(site), records.audit_log(store, config))
         say_gaps(synced.gaps)
-    rows = horizon.horizon(store, keys.verifier_for(config), config, site)
+    rows = horizon.horizon(store, signing_keys.verifier_for(config), config, site)
     alerts = horizon.alerts(rows, config.horizon.margin_hours)
     owed = horizon.owed_nights(rows)
     payload = {**done[-1], "nights": done, "horizon": [r.as_json() for r in rows], "alerts": alerts}
@@ -122,17 +117,20 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pipelines import archive, horizon, keys, motion, report
-    from pipelines.datasets import Archive
+    from pipelines import connections
+    from pipelines.analytics import report
+    from pipelines.analytics.datasets import Archive
+    from pipelines.compliance import signing_keys
+    from pipelines.nightly import horizon, motion_step, steps
 
     config = load_config(args.config)
     site = args.site or config.sites[0].name
     start, end = _interval(config, site, args.date)
-    store = archive.open_store(config)
-    recorder = horizon.at_night(store, keys.verifier_for(config), config, site, start)  # as its run saw it
+    store = connections.open_store(config)
+    recorder = horizon.at_night(store, signing_keys.verifier_for(config), config, site, start)  # as its run saw it
     if args.publish:
-        run_id = motion.motion_run_id(archive.run_id_for(site, start))
-        lock = archive.record_lock(config, site, end, [])
+        run_id = motion_step.motion_run_id(steps.run_id_for(site, start))
+        lock = steps.record_lock(config, site, end, [])
         entry = report.publish(store, site, start, end, run_id, lock, recorder)
         say(f"stored: s3://{store.settings.bucket}/{entry.key} (sha256 {entry.sha256})")
         document = store.get_bytes(entry.key, entry.version_id).decode()
@@ -153,18 +151,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_thumbnails(args: argparse.Namespace) -> int:
     """A day's thumbnails of every camera into the archive, with each camera's contact sheet
     (what the ev_thumbnails DAG does hour by hour); `-o DIR` also saves the sheets there."""
-    from pipelines import archive
+    from pipelines import connections
+    from pipelines.nightly.thumbnails import thumbnails_to_store
     from pipelines.progress import Progress
-    from pipelines.thumbnails import thumbnails_to_store
 
     config = load_config(args.config)
-    store = archive.open_store(config)
+    store = connections.open_store(config)
     store.ensure_bucket()
     site = args.site or config.sites[0].name
     start, end = _interval(config, site, args.date)
     sheets: list[dict[str, Any]] = []
     for server in config.site(site).servers:
-        with archive.connect(server) as client:
+        with connections.connect(server) as client:
             cameras = [c for c in client.cameras.list() if server.wants(c.id) and args.camera in (None, c.id)]
             steps = Progress(f"thumbnails {server.name}", len(cameras))
             for camera in cameras:

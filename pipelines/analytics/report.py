@@ -25,9 +25,8 @@ from matplotlib.figure import Figure
 
 from ev_ingest.store import ArchiveStore, ManifestEntry, Retention
 from ev_ingest.store import keys as store_keys
-from pipelines import plots
-from pipelines.datasets import Archive, recorded_spans
-from pipelines.motion import MOTION_SUFFIX
+from pipelines.analytics import plots
+from pipelines.analytics.datasets import Archive, recorded_spans
 
 log = logging.getLogger(__name__)
 
@@ -130,13 +129,14 @@ def _event_frames(archive: Archive, events: pd.DataFrame, site: str) -> list[tup
 
 def render(archive: Archive, site: str, start: datetime, end: datetime, recorder: Any = None) -> str:
     """The report of the site's runs over [start, end) as one HTML document; `recorder` (a
-    `pipelines.horizon.Report`) adds the recorder-horizon table."""
+    `pipelines.nightly.horizon.Report`) adds the recorder-horizon table."""
     # The archival runs of the interval; motion manifests are left out: they link this report,
     # so reading them would make each rerun's report differ from the last.
     runs = [
         m
         for m in archive.manifests(site)
-        if pd.Timestamp(m["interval_start"]) == pd.Timestamp(start) and not m["run_id"].endswith(MOTION_SUFFIX)
+        if pd.Timestamp(m["interval_start"]) == pd.Timestamp(start)
+        and not m["run_id"].endswith(store_keys.MOTION_SUFFIX)
     ]
     entries = [e for m in runs for e in m["entries"]]
     failures = [f for m in runs for f in m.get("failures", [])]

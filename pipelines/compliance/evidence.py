@@ -49,8 +49,8 @@ from ev_ingest.store.signing import (
     sha256_hex,
     strict_loads,
 )
-from pipelines import case_holds, retention
-from pipelines.package_zip import MAX_RECORD_BYTES, format_problems
+from pipelines.compliance import case_holds, holds
+from pipelines.compliance.package_zip import MAX_RECORD_BYTES, format_problems
 
 PACKAGE_FORMAT = "ev-ingest-evidence/1"
 
@@ -73,9 +73,7 @@ def case_entries(
     bookmarks cover, on whichever server they name (`case_holds.coverage`)."""
     mine = [c for c in covers if c.case == case.guid]
     return [
-        e
-        for e in retention.select_entries(store, verifier, site, None, None, None, None)
-        if case_holds.covering(e, mine)
+        e for e in holds.select_entries(store, verifier, site, None, None, None, None) if case_holds.covering(e, mine)
     ]
 
 

@@ -24,9 +24,12 @@ from ev_ingest.store import (
     RecordIndex,
     StoreError,
 )
-from pipelines import archive, export_job, horizon, keys, motion, report
+from pipelines import connections
+from pipelines.analytics import report
+from pipelines.compliance import signing_keys
 from pipelines.config import PipelineConfig
-from pipelines.export_job import ExportJob, JobResult
+from pipelines.nightly import export_job, horizon, motion_step, steps
+from pipelines.nightly.export_job import ExportJob, JobResult
 from pipelines.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -53,8 +56,8 @@ def run_nightly(
 ) -> NightlyResult:
     """`progress`: a line per export and per motion summary on stderr, with an ETA."""
     site_cfg = config.site(site)
-    run_id = archive.run_id_for(site, start)
-    records = RecordIndex.of_day(store, site, start, keys.verifier_for(config))
+    run_id = steps.run_id_for(site, start)
+    records = RecordIndex.of_day(store, site, start, signing_keys.verifier_for(config))
     jobs: list[ExportJob] = []
     results: list[JobResult] = []
     errors: dict[str, str] = {}
@@ -64,14 +67,14 @@ def run_nightly(
     pending = 0
     for server in site_cfg.servers:
         try:
-            client = archive.connect(server)
+            client = connections.connect(server)
         except ExacqError as exc:
             plan_failures.append(_unplanned(site, server.name, start, end, exc))
             continue
         with client:
             try:
-                planned = archive.plan(client, config, site, server.name, start, end)
-            except (ExacqError, archive.ClockSkewError) as exc:  # that server's cameras, not the night
+                planned = steps.plan(client, config, site, server.name, start, end)
+            except (ExacqError, steps.ClockSkewError) as exc:  # that server's cameras, not the night
                 plan_failures.append(_unplanned(site, server.name, start, end, exc))
                 continue
             jobs += planned.jobs
@@ -79,7 +82,7 @@ def run_nightly(
             plan_failures += planned.failures
             no_footage += planned.no_footage
             recorders += [planned.recorder] if planned.recorder else []
-            steps = Progress(f"export {server.name}", len(planned.jobs)) if progress else None
+            shown = Progress(f"export {server.name}", len(planned.jobs)) if progress else None
             for job in planned.jobs:
                 result = None
                 try:
@@ -90,33 +93,33 @@ def run_nightly(
                     errors[job.job_id] = str(exc)
                 if on_job:
                     on_job(job, result)
-                if steps:
+                if shown:
                     outcome = "FAILED" if result is None else f"{result.entry.size / 1e6:.1f} MB"
-                    steps.step(f"camera {job.camera_id} {job.start_dt:%H:%M}-{job.end_dt:%H:%M}", outcome)
-    entries, failures = archive.results_to_manifest(jobs, results, errors)
+                    shown.step(f"camera {job.camera_id} {job.start_dt:%H:%M}-{job.end_dt:%H:%M}", outcome)
+    entries, failures = steps.results_to_manifest(jobs, results, errors)
     failures = plan_failures + failures
-    manifest = archive.commit_manifest(
+    manifest = steps.commit_manifest(
         store, config, site, run_id, start, end, entries, failures, len(jobs), pending, no_footage, recorders
     )
     motion_manifest = None
     if summarize:
         summaries: list[ManifestEntry] = []
-        steps = Progress("motion", len(manifest.exports())) if progress else None
-        earlier = motion.night_before(store, keys.verifier_for(config), site, start)
-        before = motion.previous_chunks(manifest.exports(), earlier)
+        shown = Progress("motion", len(manifest.exports())) if progress else None
+        earlier = motion_step.night_before(store, signing_keys.verifier_for(config), site, start)
+        before = motion_step.previous_chunks(manifest.exports(), earlier)
         for entry in manifest.exports():
             summaries.extend(
-                motion.summarize_export(
+                motion_step.summarize_export(
                     store, config, site, entry, workers=workers, records=records, previous=before.get(entry.key)
                 )
             )
-            if steps:
-                steps.step(f"camera {entry.camera_id} {entry.start:%H:%M}-{entry.end:%H:%M}")
-        motion_run = motion.motion_run_id(run_id)
-        lock = archive.record_lock(config, site, end, manifest.exports())
-        recorder = horizon.at_night(store, keys.verifier_for(config), config, site, start)
+            if shown:
+                shown.step(f"camera {entry.camera_id} {entry.start:%H:%M}-{entry.end:%H:%M}")
+        motion_run = motion_step.motion_run_id(run_id)
+        lock = steps.record_lock(config, site, end, manifest.exports())
+        recorder = horizon.at_night(store, signing_keys.verifier_for(config), config, site, start)
         summaries.append(report.publish(store, site, start, end, motion_run, lock, recorder))
-        motion_manifest = archive.commit_manifest(
+        motion_manifest = steps.commit_manifest(
             store, config, site, motion_run, start, end, summaries, [], len(manifest.exports())
         )
     return NightlyResult(manifest, motion_manifest, manifest.failures)
@@ -127,4 +130,4 @@ def _unplanned(site: str, server: str, start: datetime, end: datetime, exc: Exce
     cameras, never the site's night (issue 25): its failure is in the manifest and the other
     servers are archived."""
     log.error("%s/%s: not planned: %s", site, server, exc)
-    return archive.plan_failure(server, start, end, f"planning failed: {exc}")
+    return steps.plan_failure(server, start, end, f"planning failed: {exc}")

@@ -3,7 +3,7 @@
 Plain functions with plain arguments (a client, a store, dicts and datetimes), keyed on
 the data interval and idempotent. `plan()` turns an interval into `ExportJob`s, one per
 (server, camera, chunk) that holds recordings and has ended on the server's clock; the
-one export step is `pipelines.export_job`; `commit_manifest()` writes the record, last.
+one export step is `pipelines.nightly.export_job`; `commit_manifest()` writes the record, last.
 Airflow DAGs, the CLI (`ev-ingest archive`) and notebooks call the same functions.
 
 What travels between steps (Airflow XCom) is small JSON: `Plan`, `ExportJob` and
@@ -13,14 +13,12 @@ What travels between steps (Airflow XCom) is small JSON: `Plan`, `ExportJob` and
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from ev_ingest import clock
-from ev_ingest.client import ClientSettings, ExacqClient, ExacqError
+from ev_ingest.client import ExacqClient, ExacqError
 from ev_ingest.store import (
     ArchiveStore,
     Manifest,
@@ -29,49 +27,15 @@ from ev_ingest.store import (
     NoFootage,
     RecorderEdge,
     Retention,
-    StoreSettings,
 )
 from ev_ingest.store import keys as store_keys
 from ev_ingest.store.records import verified_manifest, write_manifest
-from pipelines import horizon, keys
-from pipelines.config import PipelineConfig, ServerConfig
-from pipelines.export_job import SHORT, ExportJob, JobResult
+from pipelines.compliance import signing_keys
+from pipelines.config import PipelineConfig
+from pipelines.nightly import horizon
+from pipelines.nightly.export_job import SHORT, ExportJob, JobResult
 
 log = logging.getLogger(__name__)
-
-
-def connect(server: ServerConfig, **options: Any) -> ExacqClient:
-    """A client for a configured server, outside Airflow: the password comes from the environment."""
-    if not server.url:
-        raise ValueError(f"server {server.name!r} has no url (in Airflow it uses its connection instead)")
-    password = os.environ.get(server.password_env)
-    settings = ClientSettings.from_url(
-        server.url,
-        username=server.username,
-        password=password,
-        max_concurrency=server.max_concurrent_exports + 2,
-        **options,
-    )
-    return ExacqClient(settings=settings)
-
-
-def open_store(config: PipelineConfig, **overrides: Any) -> ArchiveStore:
-    """The archive store of the config, credentials from the environment (boto3's chain).
-
-    For a store on this machine (a loopback `endpoint_url`: SeaweedFS, MinIO) credentials
-    must be in the environment: without them boto3 would probe the cloud's instance
-    metadata address for seconds before failing; this fails at once, in one line. (A
-    remote endpoint may rightly rely on an instance role.)"""
-    settings = StoreSettings.from_env(
-        bucket=config.store.bucket, endpoint_url=config.store.endpoint_url, region=config.store.region, **overrides
-    )
-    host = urlsplit(settings.endpoint_url or "").hostname or ""
-    local = host == "localhost" or host.startswith("127.") or host == "::1"
-    if local and not (settings.access_key and settings.secret_key):
-        raise ValueError(
-            f"no credentials for the store at {settings.endpoint_url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-        )
-    return ArchiveStore(settings)
 
 
 def recorded_spans(
@@ -193,7 +157,7 @@ def plan(client: ExacqClient, config: PipelineConfig, site: str, server: str, st
         log.warning("%s/%s: no chunk of the interval has ended on the server's clock yet", site, server)
         return result
     # Each camera's one search starts a margin and a day before the night and runs to the
-    # server's now: its answer also shows where the recorder's video begins (pipelines.horizon).
+    # server's now: its answer also shows where the recorder's video begins (pipelines.nightly.horizon).
     searched_from = start - timedelta(hours=config.horizon.margin_hours) - horizon.SEARCHED_BEYOND_MARGIN
     answers: dict[int, list[Any]] = {}
     for camera in cameras:
@@ -371,17 +335,17 @@ def commit_manifest(
         complete=pending == 0,
         pending=pending,
     )
-    signer = keys.signer_for(config)  # before anything is written: no key, no commit
+    signer = signing_keys.signer_for(config)  # before anything is written: no key, no commit
     # A rerun that changes nothing writes nothing; only a verified manifest can say so (a
     # planted copy of the same content must not stand in for the commit).
-    previous = verified_manifest(store, keys.verifier_for(config), manifest.key)
+    previous = verified_manifest(store, signing_keys.verifier_for(config), manifest.key)
     if previous is not None:
         manifest = carried_forward(previous, manifest)
     if previous is not None and previous.same_content(manifest):
         log.info("manifest %s unchanged: not rewritten", manifest.key)
         return previous
     lock = record_lock(config, site, end, entries)
-    keys.publish_public_key(store, signer, lock)
+    signing_keys.publish_public_key(store, signer, lock)
     manifest, _ = write_manifest(store, manifest, lock, signer)
     log.info(
         "manifest %s: %d objects, %d failures%s",

@@ -6,7 +6,7 @@ With cameras and a date range the exact Hive partitions (`.../camera=C/date=D/`)
 opened, so loading one camera-day of a 30-day, 16-camera archive opens that day's files
 only; without cameras the site's partitions are listed and pruned by date.
 
-    from pipelines.datasets import Archive
+    from pipelines.analytics.datasets import Archive
     archive = Archive.from_env()                     # or Archive.local("/data/ev-archive")
     events = archive.motion_events("HQ", start=datetime(2026, 11, 20, 14, tzinfo=UTC),
                                    end=datetime(2026, 11, 20, 18, tzinfo=UTC), tz="America/New_York")

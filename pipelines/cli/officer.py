@@ -20,21 +20,14 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelines.cli.common import load_config, parse_time, say_gaps
 from pipelines.terminal import say
 
 if TYPE_CHECKING:
     from pipelines.config import PipelineConfig
-
-
-def load_config(path: Any) -> PipelineConfig:
-    """The pipeline config, imported on use: `ev-ingest motion` starts without it (issue 17)."""
-    from pipelines.config import load_config as load
-
-    return load(path)
 
 
 def _print(args: argparse.Namespace, payload: Any, lines: list[str]) -> None:
@@ -46,18 +39,12 @@ def _print(args: argparse.Namespace, payload: Any, lines: list[str]) -> None:
 
 
 def _open(args: argparse.Namespace) -> tuple[Any, Any]:
-    from pipelines import archive
+    from pipelines import connections
 
     config = load_config(args.config)
     # Few tries per request: an audit of a damaged store must report, not stall for minutes
     # on every unreadable object (the archival keeps the store's patient default).
-    return config, archive.open_store(config, max_attempts=3)
-
-
-def _time(text: str) -> datetime:
-    from pipelines.cli import parse_time
-
-    return parse_time(text)
+    return config, connections.open_store(config, max_attempts=3)
 
 
 # The retention verbs that only read: they run with the public keys alone.
@@ -65,7 +52,7 @@ READ_ONLY_ACTIONS = ("status", "horizon", "audit")
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
-    from pipelines import case_holds, retention
+    from pipelines.compliance import audit_checkpoint, auditor, case_holds, disposal, holds, policy, records, status
 
     config, store = _open(args)
     # What only reads works with the public keys alone: an outside auditor has no private key.
@@ -76,12 +63,12 @@ def cmd_retention(args: argparse.Namespace) -> int:
             f"--public-key is for {', '.join(READ_ONLY_ACTIONS)}: `{args.action}` trusts the configured keys only"
         )
     extra = [args.public_key] if args.public_key else None
-    log = retention.audit_log(store, config, read_only=read_only, extra=extra)
+    log = records.audit_log(store, config, read_only=read_only, extra=extra)
     if args.action == "audit" and args.checkpoint_out and log.signer is None:
         raise ValueError("--checkpoint-out needs the signing key: a checkpoint is signed")
     if args.action == "status":
         unreadable: list[str] = []
-        rows = retention.status(store, config, log, args.site, args.date, unreadable)
+        rows = status.status(store, config, log, args.site, args.date, unreadable)
         lines = [
             f"{'site':<8} {'server':<8} {'camera':<24} {'day':<10} {'objects':>7} {'GB':>6}  "
             f"{'mode':<11} {'retained until':<25} held"
@@ -116,16 +103,16 @@ def cmd_retention(args: argparse.Namespace) -> int:
         earlier = args.checkpoint or config.retention.checkpoint_file
         if args.checkpoint is None and earlier is not None and not earlier.exists():
             earlier = None  # the configured file's first audit: nothing to compare with yet
-        report = retention.audit(
+        report = auditor.audit(
             store,
             config,
             args.site,
             deep=args.deep,
             audit_log=log,
             verifier=log.verifier,
-            checkpoint=retention.load_checkpoint(earlier) if earlier else None,
+            checkpoint=audit_checkpoint.load_checkpoint(earlier) if earlier else None,
         )
-        kept = retention.keep_checkpoint(report, args.checkpoint_out or config.retention.checkpoint_file)
+        kept = audit_checkpoint.keep_checkpoint(report, args.checkpoint_out or config.retention.checkpoint_file)
         lines = [
             f"checked {report.records} signed records and {report.checked} objects "
             f"({'re-hashed' if args.deep else f'metadata, {report.verified} re-hashed'}): "
@@ -135,11 +122,11 @@ def cmd_retention(args: argparse.Namespace) -> int:
         lines += [f"  {f.problem:<16} {f.key}  {f.detail}" for f in report.findings]
         if earlier:
             lines.append(f"compared with the checkpoint {earlier}")
-        lines += retention.checkpoint_lines(report.checkpoint, kept)
+        lines += audit_checkpoint.checkpoint_lines(report.checkpoint, kept)
         _print(args, report.as_json(), lines)
         return 0 if report.ok else 1
     if args.action == "apply":
-        result: dict[str, Any] = retention.apply_policy(store, config.retention, args.site, log)
+        result: dict[str, Any] = policy.apply_policy(store, config.retention, args.site, log)
         gaps: list[case_holds.Gap] = []
         if args.holds:
             synced = case_holds.sync_site(store, config.site(args.site or config.sites[0].name), log)
@@ -155,11 +142,11 @@ def cmd_retention(args: argparse.Namespace) -> int:
         say_gaps(gaps)
         return 1 if unreadable or gaps else 0
     if args.action == "dispose":
-        candidates = retention.expired(store)
+        candidates = disposal.expired(store)
         lines = [f"{len(candidates)} expired, unheld versions ({sum(c.size for c in candidates) / 1e9:.2f} GB)"]
         lines += [f"  {c.key}@{c.version_id}  retained until {c.retain_until}" for c in candidates]
         if args.yes and candidates:
-            deleted = retention.dispose(store, candidates, log)
+            deleted = disposal.dispose(store, candidates, log)
             lines.append(f"deleted {deleted} (each recorded in the audit log)")
         elif candidates:
             lines.append("nothing deleted: run again with --yes to delete them")
@@ -168,15 +155,13 @@ def cmd_retention(args: argparse.Namespace) -> int:
     # hold / release
     on = args.action == "hold"
     if args.key:
-        version = retention.set_hold(store, args.key, on, args.reason, log, force=args.force)
+        version = holds.set_hold(store, args.key, on, args.reason, log, force=args.force)
         changed = [f"{args.key}@{version}"]
     elif args.camera is not None:
         if args.start is None or args.end is None:
             raise ValueError("--camera needs --start and --end")
-        entries = retention.select_entries(
-            store, log.verifier, args.site, args.server, args.camera, args.start, args.end
-        )
-        changed = retention.hold_range(store, entries, on, args.reason, log, force=args.force)
+        entries = holds.select_entries(store, log.verifier, args.site, args.server, args.camera, args.start, args.end)
+        changed = holds.hold_range(store, entries, on, args.reason, log, force=args.force)
     else:
         raise ValueError(f"{args.action} needs --key, or --camera with --start and --end")
     _print(args, {"legal_hold": on, "objects": changed}, [f"{'held' if on else 'released'}: {k}" for k in changed])
@@ -185,10 +170,10 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
 def cmd_audit_log(args: argparse.Namespace) -> int:
     from ev_ingest.store.signing import AUDIT
-    from pipelines import retention
+    from pipelines.compliance.records import audit_log
 
     config, store = _open(args)
-    log = retention.audit_log(store, config, read_only=True, extra=[args.public_key] if args.public_key else None)
+    log = audit_log(store, config, read_only=True, extra=[args.public_key] if args.public_key else None)
     verifier = log.verifier
     checked = [(r.shown(), r.check(verifier, AUDIT)) for r in log.records(args.date)]
     if args.action:
@@ -223,11 +208,11 @@ def cmd_keys(args: argparse.Namespace) -> int:
             "keep the fingerprint in your own records: verifiers check packages against it",
         )
         return 0
-    from pipelines import keys, retention
+    from pipelines.compliance import records, signing_keys
 
     config, store = _open(args)
-    signer = keys.signer_for(config)
-    published = keys.publish_public_key(store, signer, retention.records_lock(config)) if args.publish else None
+    signer = signing_keys.signer_for(config)
+    published = signing_keys.publish_public_key(store, signer, records.records_lock(config)) if args.publish else None
     _print(
         args,
         {"fingerprint": signer.fingerprint, "public_key": public_pem(signer.public).decode(), "published": published},
@@ -237,17 +222,11 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-def say_gaps(gaps: list[Any]) -> None:
-    """A hold that may miss video is a failure, never a quiet nothing: one line per gap."""
-    for gap in gaps:
-        say(f"ev-ingest: holds of {gap.server} may miss video: {gap.detail}", file=sys.stderr)
-
-
 def cmd_case(args: argparse.Namespace) -> int:
-    from pipelines import case_holds, evidence, keys, retention
+    from pipelines.compliance import case_holds, evidence, records, signing_keys
 
     config, store = _open(args)
-    signer = keys.signer_for(config)
+    signer = signing_keys.signer_for(config)
     site = config.site(args.site or config.sites[0].name)
     listings = case_holds.listings_of(site)
     found = next((c for listing in listings for c in listing.cases if args.case in (c.guid, c.name)), None)
@@ -256,13 +235,13 @@ def cmd_case(args: argparse.Namespace) -> int:
     covers, gaps = case_holds.coverage(listings, [s.name for s in site.servers])
     for gap in gaps:  # the package is made, and says what it may lack
         say(f"ev-ingest case: {gap.server}: {gap.detail}: the package may lack footage", file=sys.stderr)
-    entries = evidence.case_entries(store, keys.verifier_for(config), site.name, found, covers)
+    entries = evidence.case_entries(store, signing_keys.verifier_for(config), site.name, found, covers)
 
     def progress(done: int, total: int, key: str) -> None:
         say(f"[{done}/{total}] {key}", file=sys.stderr)
 
     package = evidence.build_package(store, signer, found, entries, args.output, progress=progress)
-    audit_key = retention.audit_log(store, config).record(
+    audit_key = records.audit_log(store, config).record(
         "case-export", case=found.guid, name=found.name, footage=len(package.footage), package_size=package.size
     )
     _print(
@@ -279,7 +258,7 @@ def cmd_case(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from ev_ingest.store.signing import load_public_key
-    from pipelines import evidence
+    from pipelines.compliance import evidence
 
     keys = [load_public_key(path.read_bytes()) for path in args.key or []]
     check = evidence.verify_package(args.package, args.fingerprint, keys)
@@ -302,7 +281,7 @@ UNKNOWN_SIGNER_EXIT = 3  # verify: nothing wrong found, but no trusted key vouch
 
 
 def _horizons(store: Any, config: PipelineConfig, site: str | None, unreadable: list[str], verifier: Any) -> list[Any]:
-    from pipelines import horizon
+    from pipelines.nightly import horizon
 
     sites = [site] if site else [s.name for s in config.sites]
     return [r for name in sites for r in horizon.horizon(store, verifier, config, name, unreadable)]
@@ -310,7 +289,7 @@ def _horizons(store: Any, config: PipelineConfig, site: str | None, unreadable: 
 
 def _horizon_lines(rows: list[Any], config: PipelineConfig) -> tuple[list[str], list[str]]:
     """The recorder-horizon table (one row per camera) and its alerts."""
-    from pipelines import horizon
+    from pipelines.nightly import horizon
 
     alerts = horizon.alerts(rows, config.horizon.margin_hours)
     lines = [
@@ -359,8 +338,8 @@ def register(sub: Any, command: Any) -> None:
     p.add_argument("--key", help="hold/release: one object's key")
     p.add_argument("--server", help="hold/release: the camera's server")
     p.add_argument("--camera", type=int, help="hold/release: every export of this camera in --start..--end")
-    p.add_argument("--start", type=_time, help="hold/release: from (ISO time; no zone = UTC)")
-    p.add_argument("--end", type=_time, help="hold/release: until (ISO time; no zone = UTC)")
+    p.add_argument("--start", type=parse_time, help="hold/release: from (ISO time; no zone = UTC)")
+    p.add_argument("--end", type=parse_time, help="hold/release: until (ISO time; no zone = UTC)")
     p.add_argument("--reason", default="manual", help="hold/release: kept in the audit log")
     p.add_argument("--force", action="store_true", help="release: even what a case or a person holds (audited)")
     p.add_argument("--yes", action="store_true", help="dispose: really delete")

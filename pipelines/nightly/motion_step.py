@@ -16,7 +16,7 @@ by ranged reads of the version its manifest recorded, so the detector starts war
 cold start learns whatever is in the first frame as background: a person walking through
 the boundary left a "ghost" that lasted the rest of the chunk) and any worker can
 summarise any chunk in any order. Events cut by the boundary are joined when read
-(`pipelines.datasets.stitch`).
+(`pipelines.analytics.datasets.stitch`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from pipelines.video.decode import VideoError
 from pipelines.video.summary import parquet_bytes
 
 log = logging.getLogger(__name__)
-MOTION_SUFFIX = "-motion"
 # Seconds of the chunk before that a chunk is pre-rolled with: more than the detector's
 # opening look (10 s), so the detector is settled when the chunk begins.
 PREROLL_S = 15.0
@@ -261,7 +260,7 @@ def _entry(
 
 
 def motion_run_id(archive_run_id: str) -> str:
-    return f"{archive_run_id}{MOTION_SUFFIX}"
+    return f"{archive_run_id}{store_keys.MOTION_SUFFIX}"
 
 
 # How far back the motion DAG looks for nights without summaries, counted back from each
@@ -277,13 +276,15 @@ def unsummarised(store: ArchiveStore, sites: list[str], days: int = CATCH_UP_DAY
     found: list[str] = []
     for site in sites:
         keys = set(store.list_keys(f"manifests/site={store_keys.safe_part(site)}/"))
-        nightly = sorted(k for k in keys if k.rsplit("/", 1)[-1].startswith("nightly-") and MOTION_SUFFIX not in k)
+        nightly = sorted(
+            k for k in keys if k.rsplit("/", 1)[-1].startswith("nightly-") and store_keys.MOTION_SUFFIX not in k
+        )
         if not nightly:
             continue
         newest = datetime.fromisoformat(_date_of(nightly[-1]))
         for key in nightly:
             recent = newest - datetime.fromisoformat(_date_of(key)) < timedelta(days=days)
-            if recent and key.removesuffix(".json") + f"{MOTION_SUFFIX}.json" not in keys:
+            if recent and key.removesuffix(".json") + f"{store_keys.MOTION_SUFFIX}.json" not in keys:
                 found.append(key)
     return found
 
