@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ev_ingest import clock
 from ev_ingest.store.signing import strict_loads
-from pipelines.video.detect import MotionConfig
+from pipelines.video.motion_config import MotionConfig
 
 if TYPE_CHECKING:
     from ev_ingest.store import Retention

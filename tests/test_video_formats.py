@@ -21,7 +21,8 @@ import pytest
 from ev_ingest.simulator import scene
 from ev_ingest.simulator.recordings import make_clip, truth
 from pipelines.video import analyze
-from pipelines.video.detect import MotionConfig, RunningAverageDetector
+from pipelines.video.detect import RunningAverageDetector
+from pipelines.video.motion_config import MotionConfig
 from pipelines.video.scoring import reference_config, score
 from tests.video_variants import Variant, make
 

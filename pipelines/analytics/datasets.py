@@ -35,7 +35,7 @@ import pyarrow.fs as pafs
 from ev_ingest.store import ArchiveStore, ManifestEntry, StoreSettings
 from ev_ingest.store import keys as store_keys
 from ev_ingest.store.signing import decode
-from pipelines.video.detect import MotionConfig
+from pipelines.video.motion_config import MotionConfig
 from pipelines.video.summary import EVENTS_SCHEMA, TIMELINE_SCHEMA
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,8 @@ Pure and reusable: no Airflow, no S3. `analyze(path_or_bytes, mode="gated")` giv
 
 from pipelines.video.analyze import MODES, MotionSummary, analyze
 from pipelines.video.decode import CorruptVideoError, VideoError
-from pipelines.video.detect import MOG2Detector, MotionConfig, RunningAverageDetector
+from pipelines.video.detect import MOG2Detector, RunningAverageDetector
+from pipelines.video.motion_config import MotionConfig
 from pipelines.video.summary import EVENTS_SCHEMA, TIMELINE_SCHEMA, Event
 
 __all__ = [

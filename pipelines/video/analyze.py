@@ -38,7 +38,8 @@ import numpy as np
 
 from pipelines.video import decode, gops
 from pipelines.video.decode import DecodeStats, Segment, Source, VideoError, ZipMember
-from pipelines.video.detect import KeyframeGate, MotionConfig, MotionDetector, make_detector
+from pipelines.video.detect import KeyframeGate, MotionDetector, make_detector
+from pipelines.video.motion_config import MotionConfig
 from pipelines.video.summary import EPOCH, Event, Track, events_table, find_events, spans, timeline_table
 
 log = logging.getLogger(__name__)

@@ -16,6 +16,11 @@ Damaged input is tolerated: a packet that fails to decode is counted and skipped
 time recorded as a damaged span; only `MAX_CONSECUTIVE_ERRORS` failures in a row give
 up (`CorruptVideoError`). PyAV is the backend; OpenCV is the fallback for what PyAV
 cannot open.
+
+Over 500 lines: one reader. Opening a container, its timing (PTS, a non-zero start, PTS
+carried forward in program streams), the error policy for damaged packets and the luma
+views are one contract that every mode and backend reads through; split, each part would
+re-state the others' assumptions.
 """
 
 from __future__ import annotations

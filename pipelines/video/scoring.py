@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.video.detect import MotionConfig
+from pipelines.video.motion_config import MotionConfig
 
 Span = tuple[float, float]
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipelines.video.detect import FrameScore, MotionConfig
+from pipelines.video.motion_config import FrameScore, MotionConfig
 
 if TYPE_CHECKING:
     import pyarrow as pa
