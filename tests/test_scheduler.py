@@ -145,15 +145,19 @@ def check_scheduled_nights(
     assert "deferred" in export_states  # each export's wait ran in the triggerer, not a worker
     stats = httpx.get(sim.url + "/_sim/stats").json()
     # Pool of 1 slot, deferred tasks counted: one export open at a time, each created once.
-    # Except where this Airflow's scheduler race (apache/airflow#67287) reported a running
-    # export task finished and put it up for retry: its slot was handed on while its process
-    # still held an export, and its retry may need a fresh one (when the first was already
-    # freed). Each such retry is in the database (try_number > 1), and is allowed one more.
+    # The one exception is this Airflow's scheduler race (apache/airflow#67287): it reports a
+    # running export task finished and retries it, while the first try's process still holds
+    # its export; the retry may create its own. So an export may only ever be open beside
+    # exports of the same job (the name says which job), never beside another job's, and a
+    # job's export is created again only by a retry the database shows (try_number > 1).
     raced = airflow.sql("SELECT COALESCE(SUM(try_number - 1), 0) FROM task_instance WHERE task_id = 'export'")[0][0]
-    assert stats["peak_exports"] <= 1 + raced, (stats, raced)
-    assert 2 * len(days) <= stats["exports_created"] <= 2 * len(days) + raced, (stats, raced)
+    foreign = [(name, open_) for name, open_ in stats["overlaps"] if any(other != name for other in open_)]
+    assert not foreign, ("two jobs' exports open at once: the pool did not hold", foreign)
+    names = stats["export_names"]
+    assert len(set(names)) == 2 * len(days), names  # every job's export, no other
+    assert len(names) - len(set(names)) <= raced, (names, raced)  # created again only by a retry
     assert stats["exports"] == 0  # every export finished on the recorder, also the raced ones
-    print(f"\n{len(days)} nights, {stats['exports_created']} exports, peak {stats['peak_exports']} open, {raced} raced")
+    print(f"\n{len(days)} nights, {len(names)} exports, peak {stats['peak_exports']} open, {raced} raced")
 
     store = ArchiveStore(
         StoreSettings(bucket=bucket, endpoint_url=s3_server.endpoint_url, access_key="ev-ingest", secret_key=S3_SECRET)

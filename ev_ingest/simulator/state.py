@@ -98,6 +98,10 @@ class SimulatorState:
         self.exports: dict[str, Export] = {}
         self.peak_exports = 0  # most exports open at once: what a pool must bound
         self.exports_created = 0
+        # Each export's name as it was created, and the names of the exports open then: a pool
+        # that bounds open exports leaves no other name open (tests/test_scheduler.py).
+        self.export_names: list[str] = []
+        self.overlaps: list[tuple[str, list[str]]] = []
         self.bookmarks: dict[str, dict[str, Any]] = {}
         self.cases: dict[str, dict[str, Any]] = {}
         self.libraries: dict[int, CameraLibrary] = {}

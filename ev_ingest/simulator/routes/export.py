@@ -79,7 +79,10 @@ def make(state: SimulatorState) -> SimpleNamespace:
             len(plays) * scene.GOP_SECONDS,
             time.monotonic(),
         )
+        if state.exports:
+            state.overlaps.append((found.name, sorted(e.name for e in state.exports.values())))
         state.exports[found.id] = found
+        state.export_names.append(found.name)
         state.exports_created += 1
         state.peak_exports = max(state.peak_exports, len(state.exports))
         return json_answer({"success": True, "export_id": found.id})

@@ -41,6 +41,8 @@ def make(state: SimulatorState, faults: Any) -> SimpleNamespace:
                 "exports": len(state.exports),
                 "peak_exports": state.peak_exports,
                 "exports_created": state.exports_created,
+                "export_names": state.export_names,
+                "overlaps": state.overlaps,
                 "sessions": len(state.sessions),
             }
         )
