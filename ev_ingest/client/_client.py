@@ -33,6 +33,7 @@ from ev_ingest.client._base import (
 )
 from ev_ingest.client._config import DEFAULT_TIMEOUT, ClientSettings
 from ev_ingest.client._streams import CappedBody, decoding_error, stream_error
+from ev_ingest.client._transport import AsyncDeadlineTransport, DeadlineTransport
 
 T = TypeVar("T")
 
@@ -89,8 +90,7 @@ class ExacqClient(BaseClient, _Areas):
     ) -> None:
         super().__init__(_settings(base_url, username, password, settings, options))
         if transport is None:
-            transport = httpx.HTTPTransport(verify=self.settings.verify(), limits=_limits(self.settings))
-            _deadline.install(transport)
+            transport = DeadlineTransport(self.settings.verify(), _limits(self.settings))
         self._http = httpx.Client(
             base_url=self.settings.base_url,
             timeout=timeout,
@@ -231,8 +231,7 @@ class AsyncExacqClient(BaseClient, _Areas):
     ) -> None:
         super().__init__(_settings(base_url, username, password, settings, options))
         if transport is None:
-            transport = httpx.AsyncHTTPTransport(verify=self.settings.verify(), limits=_limits(self.settings))
-            _deadline.install(transport)
+            transport = AsyncDeadlineTransport(self.settings.verify(), _limits(self.settings))
         self._http = httpx.AsyncClient(
             base_url=self.settings.base_url,
             timeout=timeout,

@@ -5,10 +5,9 @@ byte every 30 s (into its headers or its body) keeps a 60 s read timeout from ev
 firing. So the client sets a `Deadline` around each call (a ContextVar: it follows the
 call into httpcore in the same thread or task), and the network streams below cut every
 read, write and connect down to the time the call has left. A read past the deadline
-raises httpcore's own timeout, which httpx maps and `_base.translate_transport` names.
-
-httpx has no parameter for a network backend, so `install()` swaps the one inside the
-transport's httpcore pool (checked: it fails loudly if httpcore moves it).
+raises httpcore's own timeout, which the client's transport maps (`_transport`) and
+`_base.translate_transport` names. The streams reach httpcore through its public
+`network_backend=` (`Backend`, `AsyncBackend`), on the pool `_transport` owns.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpcore
-import httpx
 
 
 @dataclass
@@ -91,7 +89,7 @@ class _Stream(httpcore.NetworkStream):
         return self._inner.get_extra_info(info)
 
 
-class _Backend(httpcore.NetworkBackend):
+class Backend(httpcore.NetworkBackend):
     def __init__(self, inner: httpcore.NetworkBackend) -> None:
         self._inner = inner
 
@@ -136,7 +134,7 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
         return self._inner.get_extra_info(info)
 
 
-class _AsyncBackend(httpcore.AsyncNetworkBackend):
+class AsyncBackend(httpcore.AsyncNetworkBackend):
     def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
         self._inner = inner
 
@@ -157,13 +155,3 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
-
-
-def install(transport: httpx.HTTPTransport | httpx.AsyncHTTPTransport) -> None:
-    """Put deadline-aware streams under `transport` (see the module's docstring)."""
-    pool = getattr(transport, "_pool", None)
-    inner = getattr(pool, "_network_backend", None)
-    if inner is None:
-        raise RuntimeError("httpx/httpcore changed: the call deadline cannot be installed (ev_ingest.client._deadline)")
-    wrapper = _AsyncBackend if isinstance(transport, httpx.AsyncHTTPTransport) else _Backend
-    pool._network_backend = wrapper(inner)  # type: ignore[union-attr]
