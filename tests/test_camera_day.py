@@ -117,7 +117,7 @@ def _events(rows):
             "mean": np.float32(0.05),
             "frames": np.int32(10),
             "bbox": [np.array([0.1, 0.1, 0.2, 0.2], np.float32)] * len(rows),
-            "source": "exports/x.mp4",
+            "source": [f"exports/chunk-{int(r[2] // 3600)}.mp4" for r in rows],  # hourly chunks
         }
     )
 

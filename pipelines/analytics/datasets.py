@@ -20,7 +20,7 @@ import io
 import json
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -129,8 +129,10 @@ class Archive:
         end: datetime | None,
         days: int,
         tz: str | None,
+        keep: Callable[[pd.DataFrame, pd.Timestamp, pd.Timestamp], pd.Series] | None = None,
     ) -> pd.DataFrame:
-        """Rows of [start, end) (exact moments), from the UTC day partitions they span."""
+        """Rows of [start, end) (exact moments), from the UTC day partitions they span;
+        `keep(frame, start, end)`: which rows, where "starts in [start, end)" is not it."""
         first_day = _day_start(start)
         if first_day is not None and end is None:
             end = first_day + timedelta(days=days)
@@ -154,7 +156,8 @@ class Archive:
         frame = pa.concat_tables(tables).to_pandas()
         frame = frame.sort_values(["server", "camera_id", column]).reset_index(drop=True)
         if start is not None and end is not None:
-            frame = frame[(frame[column] >= pd.Timestamp(_utc(start))) & (frame[column] < pd.Timestamp(end))]
+            lo, hi = pd.Timestamp(_utc(start)), pd.Timestamp(end)
+            frame = frame[keep(frame, lo, hi) if keep else (frame[column] >= lo) & (frame[column] < hi)]
         return self._finish(site, frame.reset_index(drop=True), tz)
 
     def _finish(self, site: str, frame: pd.DataFrame, tz: str | None) -> pd.DataFrame:
@@ -213,13 +216,58 @@ class Archive:
 
         A camera-day is one stream: an event that crosses the boundary between two exported
         chunks (summarised apart, each its own Parquet part) is one event here (`stitch`;
-        `parts` says how many chunks it spans). One that runs on past `end` ends there.
+        `parts` says how many chunks it spans), whole even where it crosses the edge of what
+        was asked: it belongs to the window it starts in, with its whole end, so reading day
+        after day counts it once. Its parts are found a day either side of the window (the
+        neighbouring days' partitions are opened only when a part touches their midnight).
 
             events.groupby("camera_name").duration_s.sum().idxmax()   # the busiest camera
         """
-        frame = stitch(self._read("events", EVENTS_SCHEMA, site, cameras, servers, start, end, days, tz))
-        frame["duration_s"] = (frame["end"] - frame["start"]).dt.total_seconds()
-        return frame
+        args = (site, cameras, servers)
+        if start is None:
+            return _with_duration(stitch(self._read("events", EVENTS_SCHEMA, *args, start, end, days, tz)))
+        first = _day_start(start)
+        begin = pd.Timestamp(_utc(start))
+        finish = pd.Timestamp(_utc(end)) if end is not None else pd.Timestamp(first + timedelta(days=days))
+        gap = pd.Timedelta(seconds=MotionConfig().merge_gap + 1e-3)
+        # The parts that overlap the window, and those that meet them at its edges.
+        frame = self._read("events", EVENTS_SCHEMA, *args, begin, finish, days, tz, keep=_touching(gap))
+        opened = self.files_opened
+        midnight = pd.Timestamp(first)
+        last = pd.Timestamp(_day_start(finish - pd.Timedelta(microseconds=1)) + timedelta(days=1))
+        pieces = [frame]
+        if not frame.empty and bool((frame["start"] - midnight <= gap).any()):
+            pieces.append(
+                self._read(
+                    "events",
+                    EVENTS_SCHEMA,
+                    *args,
+                    midnight - timedelta(days=1),
+                    midnight,
+                    1,
+                    tz,
+                    keep=lambda f, lo, hi: f["end"] >= hi - gap,
+                )
+            )
+            opened += self.files_opened
+        if not frame.empty and bool((last - frame["end"] <= gap).any()):
+            pieces.append(
+                self._read(
+                    "events",
+                    EVENTS_SCHEMA,
+                    *args,
+                    last,
+                    last + timedelta(days=1),
+                    1,
+                    tz,
+                    keep=lambda f, lo, hi: f["start"] < lo + gap,
+                )
+            )
+            opened += self.files_opened
+        self.files_opened = opened
+        joined = stitch(pd.concat([p for p in pieces if not p.empty] or [frame], ignore_index=True))
+        joined = joined[(joined["start"] >= begin) & (joined["start"] < finish)]
+        return _with_duration(joined.reset_index(drop=True))
 
     # --- manifests and exports ------------------------------------------------------------
     def _bytes(self, key: str) -> bytes:
@@ -314,13 +362,24 @@ class Archive:
                 yield chunk
 
 
+def _touching(gap: pd.Timedelta) -> Callable[[pd.DataFrame, pd.Timestamp, pd.Timestamp], pd.Series]:
+    """Event rows that overlap [lo, hi) or meet it within `gap` (parts of one event)."""
+    return lambda f, lo, hi: (f["end"] >= lo - gap) & (f["start"] < hi + gap)
+
+
+def _with_duration(frame: pd.DataFrame) -> pd.DataFrame:
+    frame["duration_s"] = (frame["end"] - frame["start"]).dt.total_seconds()
+    return frame
+
+
 def stitch(events: pd.DataFrame, gap_s: float | None = None) -> pd.DataFrame:
     """Events of one camera that meet across a chunk boundary (the next starts at most `gap_s`
     after the last ends: the detector's `merge_gap`, 1 s by default) as one event: earliest
     start, latest end, highest peak, frame-weighted mean, frames summed, boxes joined, the
-    first part's source; `parts` counts the pieces. Within one chunk the detector already
-    merged such gaps, so only events cut by the chunking join. Rows sorted by camera and
-    start; idempotent (stitched events stitch to themselves)."""
+    first part's source; `parts` counts the pieces. Only parts of different chunks (their
+    `source`, the export) join: a chunk's own events stay apart whatever its camera's
+    `merge_gap`. Rows sorted by camera and start; idempotent (stitched events stitch to
+    themselves)."""
     gap = MotionConfig().merge_gap if gap_s is None else gap_s
     if events.empty:
         return events.assign(parts=pd.Series(dtype="int64"))
@@ -330,7 +389,10 @@ def stitch(events: pd.DataFrame, gap_s: float | None = None) -> pd.DataFrame:
     camera = frame["server"].astype(str) + "/" + frame["camera_id"].astype(str)
     reached = frame.groupby(camera, sort=False)["end"].cummax().groupby(camera, sort=False).shift()
     apart = (frame["start"] - reached).dt.total_seconds() > gap + 1e-6
-    piece = (camera != camera.shift()) | apart | reached.isna()
+    # Two events of one chunk are two events, however close (its detector kept them apart,
+    # with the camera's own merge_gap): only parts of different chunks join.
+    same_chunk = frame["source"] == frame["source"].shift()
+    piece = (camera != camera.shift()) | apart | reached.isna() | same_chunk
     group = piece.cumsum()
     if bool(piece.all()):
         return frame

@@ -27,9 +27,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from ev_ingest.store import ArchiveStore, ManifestEntry, ManifestFailure, RecordIndex, Retention, StoreError
+from ev_ingest.store import ArchiveStore, ManifestEntry, ManifestFailure, RecordIndex, Retention
 from ev_ingest.store import keys as store_keys
 from ev_ingest.store.ranged import RangedObject
 from ev_ingest.store.signing import Verifier
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 PREROLL_S = 15.0
 # The chunk before counts as continuous when its recording reaches this close to the start.
 CONTINUOUS_WITHIN_S = 2.0
+GONE = frozenset({"NoSuchKey", "NoSuchVersion", "404", "InvalidRange"})  # content, not the store failing
 
 
 def summarize_export(
@@ -161,21 +162,30 @@ def night_before(store: ArchiveStore, verifier: Verifier, site: str, start: date
 
 def _preroll(store: ArchiveStore, previous: ManifestEntry, start: datetime) -> bytes | None:
     """The last seconds of the previous chunk's recording, when it runs up to `start` (a
-    camera that stopped recording long before is not the same stream). Read by ranges of
-    the recorded version; anything wrong with it costs only the pre-roll (logged: cold)."""
+    camera that stopped recording before, or a chunk that overlaps this one, is not the same
+    stream). Read by ranges of the recorded version. What is wrong with its content (not
+    video, damaged, its version gone, more to read than the budget) costs only the pre-roll:
+    logged, and the chunk starts cold. A store that fails (throttled, unreachable) fails the
+    summary like its own download would, so it is retried: never a cold result in its place
+    that a rerun would then reuse for good."""
     source = RangedObject(store, previous.key, previous.version_id, previous.size)
     try:
         length = (previous.end - (previous.recorded_start or previous.start)).total_seconds()
         tail = media.tail(source, PREROLL_S, size=previous.size, duration_s=length)
-    except (VideoError, OSError, StoreError, ClientError, BotoCoreError) as exc:
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in GONE:
+            raise
+        log.warning("no pre-roll from %s (its recorded version is gone): the chunk starts cold", previous.key)
+        return None
+    except (VideoError, OSError) as exc:  # content (RangeBudgetExceeded is an OSError too)
         log.warning("no pre-roll from %s (%s): the chunk starts cold", previous.key, str(exc)[:200])
         return None
     if tail.ends_s is None:
         log.info("%s does not say where it ends: no pre-roll", previous.key)
         return None
-    ends = (previous.recorded_start or previous.start) + timedelta(seconds=tail.ends_s)
-    if (start - ends).total_seconds() > CONTINUOUS_WITHIN_S:
-        log.info("%s ends %.0f s before the next chunk: no pre-roll", previous.key, (start - ends).total_seconds())
+    gap = (start - ((previous.recorded_start or previous.start) + timedelta(seconds=tail.ends_s))).total_seconds()
+    if abs(gap) > CONTINUOUS_WITHIN_S:
+        log.info("%s ends %.0f s from the next chunk's start: not one stream, no pre-roll", previous.key, gap)
         return None
     return tail.data
 

@@ -125,6 +125,7 @@ class MotionSummary:
             "complete": not stats.damaged and stats.unreadable_from is None,
             "damaged_spans": [[round(a, 3), round(b, 3)] for a, b in stats.damaged],
             "unreadable_from_s": stats.unreadable_from,
+            "preroll_s": round(self.preroll_s, 3),  # 0: the detector started cold
         }
 
     @property
@@ -210,7 +211,9 @@ def _decode_job(job: Job, progress: Progress | None, backend: str) -> DecodeResu
         else:
             frames = reader.frames("keyframe" if job.mode == "keyframe" else "full", step)
         detector = make_detector(config)
-        lead, preroll_s = warm(detector, job.preroll, job.mode, step) if job.preroll is not None else (0, 0.0)
+        # The analysed size (rows, columns) of this recording's frames, which a pre-roll must share.
+        size = (-(-reader.info.height // step), -(-reader.info.width // step))
+        lead, preroll_s = warm(detector, job.preroll, job.mode, step, size) if job.preroll is not None else (0, 0.0)
         times: list[float] = []
         keys: list[bool] = []
         scores: list[float] = []
@@ -264,7 +267,9 @@ def _decode_job(job: Job, progress: Progress | None, backend: str) -> DecodeResu
         reader.close()
 
 
-def warm(detector: MotionDetector, preroll: bytes | str, mode: Mode, step: int) -> tuple[int, float]:
+def warm(
+    detector: MotionDetector, preroll: bytes | str, mode: Mode, step: int, size: tuple[int, int]
+) -> tuple[int, float]:
     """Show the detector the previous recording's last seconds (a camera-day is one stream:
     the chunk starts warm, not blind). Their scores are dropped; (frames shown, seconds).
     A pre-roll that cannot be decoded costs only itself: logged, and the chunk starts cold."""
@@ -281,6 +286,10 @@ def warm(detector: MotionDetector, preroll: bytes | str, mode: Mode, step: int) 
     finally:
         reader.close()
     if not frames:
+        return 0, 0.0
+    if all(size) and frames[0].luma.shape != size:
+        # The detector starts again at a new frame size: such a pre-roll would warm nothing.
+        log.warning("the pre-roll is %s, this recording %s: it starts cold", frames[0].luma.shape, size)
         return 0, 0.0
     # Times before this recording's first frame: the pre-roll ends where this begins.
     end = max(reader.info.duration or 0.0, frames[-1].t + 1.0 / (reader.info.fps or 25.0))

@@ -13,6 +13,7 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import av
 import av.error
@@ -24,6 +25,8 @@ from pipelines.video.decode import Source, VideoError, drain, plain_decoder
 from pipelines.video.summary import Event
 
 CLIP_PAD_S = 1.0  # seconds kept after the event's end
+GROW = (1, 4, 16, 64)  # the fMP4 window read from the end, times the average bitrate's estimate
+FRAGMENT_SLACK_S = 0.5  # a tail this much short of what was asked is enough
 UNSEEKABLE_LEAD_S = 30.0  # unseekable: a copy starts at a keyframe at most this before its start
 # Codecs an MP4 carries; anything else (MS-MPEG4, MJPEG) goes into Matroska.
 MP4_CODECS = frozenset({"h264", "hevc", "mpeg4", "av1"})
@@ -155,17 +158,39 @@ def tail(source: Source, seconds: float, *, size: int | None = None, duration_s:
         archive, member = last.open()
         with archive, member, _open(member) as container:
             length = _duration(container)
-            data, _ = _copy(container, length - seconds, math.inf)
+            data, _, _ = _copy(container, length - seconds, math.inf)
             return Tail(data, (final - first).total_seconds() + length if first and final else None)
     if hasattr(last, "seek"):
         length = size if size is not None else last.seek(0, io.SEEK_END)
-        fragments = fmp4.last_fragments(last, length, seconds, duration_s)  # type: ignore[arg-type]
-        if fragments is not None:
-            with _open(fragments) as container:  # already about the last seconds: all of it
-                return Tail(*_copy(container, -math.inf, math.inf, trim_to=seconds))
+        found = _from_fragments(last, length, seconds, duration_s)  # type: ignore[arg-type]
+        if found is not None:
+            return found
         last.seek(0)
     with _open(last) as container:
-        return Tail(*_copy(container, _duration(container) - seconds, math.inf))
+        data, ends, _ = _copy(container, _duration(container) - seconds, math.inf)
+        return Tail(data, ends)
+
+
+def _from_fragments(source: IO[bytes], size: int, seconds: float, duration_s: float | None) -> Tail | None:
+    """The tail of a fragmented MP4 from its last fragments (`fmp4`). The window read from
+    the end is sized by the average bitrate, and the end of a chunk is often its busiest
+    (motion crossing into the next): while the fragments found hold less than `seconds`,
+    the window grows (up to `fmp4.MAX_WINDOW`). None when it is not an fMP4 or what was
+    found does not decode: the caller reads the file the ordinary way."""
+    best: Tail | None = None
+    for grow in GROW:
+        fragments = fmp4.last_fragments(source, size, seconds, duration_s, grow)
+        if fragments is None:
+            return best
+        try:
+            with _open(fragments) as container:  # already about the last seconds: all of it
+                data, ends, begins = _copy(container, -math.inf, math.inf, trim_to=seconds)
+        except (VideoError, av.error.FFmpegError):
+            return best
+        best = Tail(data, ends)
+        if ends - begins >= seconds - FRAGMENT_SLACK_S or len(fragments) >= size:
+            return best
+    return best
 
 
 def _duration(container: av.container.InputContainer) -> float:
@@ -179,9 +204,9 @@ def _duration(container: av.container.InputContainer) -> float:
 
 def _copy(
     container: av.container.InputContainer, start_s: float, end_s: float, trim_to: float | None = None
-) -> tuple[bytes, float]:
-    """The packets from the keyframe before `start_s` to `end_s`, and where the last one ends
-    (seconds of the stream's own clock). `trim_to`: of what is read, only the keyframe
+) -> tuple[bytes, float, float]:
+    """The packets from the keyframe before `start_s` to `end_s`, where the last one ends and
+    where the first begins (seconds of the stream's own clock). `trim_to`: of what is read, only the keyframe
     before its last `trim_to` seconds on (needs one pass to know where the end is)."""
     stream = container.streams.video[0]
     base = stream.start_time or 0
@@ -206,6 +231,7 @@ def _copy(
         packets = packets[keys[-1] :] if keys else packets
     if not packets:
         raise VideoError(f"no keyframe before {end_s:.1f} s: nothing to copy")
+    first_at = (packets[0].pts if packets[0].pts is not None else packets[0].dts or 0) * tb
     out_buffer = io.BytesIO()
     fmt = "mp4" if stream.codec_context.name in MP4_CODECS else "matroska"
     with av.open(out_buffer, "w", format=fmt) as output:
@@ -219,7 +245,7 @@ def _copy(
                 packet.dts -= origin
             packet.stream = target
             output.mux(packet)
-    return out_buffer.getvalue(), ends
+    return out_buffer.getvalue(), ends, first_at
 
 
 def _open(source: Source) -> av.container.InputContainer:

@@ -57,14 +57,18 @@ class Opening:
         revised = []
         times = [t for t, _ in self.frames]
         blind = self.frames[: self.blind_until] if self.blind_until is not None else self.frames
+        # How far the frame that says "it moved" may be: twice the wait, or twice the stream's
+        # usual frame interval where frames are that sparse (a low-rate camera, keyframe mode).
+        usual = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+        reach = 2 * max(MOVED_WITHIN_S, usual)
         for index, (t, frame) in enumerate(blind):
             found = compare(frame, median, config, region.fit(frame.shape), bounds, region.looked)
             if found is None or found[1] is None:
                 continue
             scaled, moving, boxes = found
             later = next((j for j in range(index, len(times)) if times[j] - t >= MOVED_WITHIN_S), None)
-            if later is not None and times[later] - t > 2 * MOVED_WITHIN_S:
-                continue  # keyframes of skipped GOPs, far apart: no evidence it moved then
+            if later is not None and times[later] - t > reach:
+                continue  # across GOPs `gated` skipped: no evidence it moved then
             other = self.frames[later if later is not None else max(0, index - 1)][1]
             high, low = envelope(other)  # already uint8: its 3x3 range as is
             moved = outside(scaled, high, low, config.pixel_threshold)
