@@ -197,6 +197,7 @@ def _store(s3_server, bucket):
     return store
 
 
+@pytest.mark.slow  # a night on the simulator and SeaweedFS: make test, not make check
 def test_an_event_across_a_chunk_boundary_is_one_event_of_the_day(night):
     config, store, result, boundary, event = night
     assert [e.start for e in result.manifest.exports()] == [boundary - timedelta(minutes=1), boundary]
@@ -214,6 +215,7 @@ def test_an_event_across_a_chunk_boundary_is_one_event_of_the_day(night):
     assert (table["start"].min() - pd.Timestamp(boundary)).total_seconds() <= 1.0
 
 
+@pytest.mark.slow  # a night on the simulator and SeaweedFS: make test, not make check
 def test_a_rerun_of_the_night_writes_nothing_new(night):
     config, store, result, boundary, _ = night
     before = {k: store.versions(k) for k in store.list_keys("")}
@@ -221,6 +223,7 @@ def test_a_rerun_of_the_night_writes_nothing_new(night):
     assert {k: store.versions(k) for k in store.list_keys("")} == before
 
 
+@pytest.mark.slow  # a night on the simulator and SeaweedFS: make test, not make check
 def test_the_pre_roll_reads_only_the_end_of_an_hour_export(night, sim):
     """An hour's export of the simulator (a fragmented MP4 without an index, as
     exacqVision's): FFmpeg would walk every fragment to seek (49 of 50 MB read); the tail
@@ -244,6 +247,7 @@ def test_the_pre_roll_reads_only_the_end_of_an_hour_export(night, sim):
         media.tail(small, motion.PREROLL_S, size=stored.size, duration_s=3600)
 
 
+@pytest.mark.slow  # a night on the simulator and SeaweedFS: make test, not make check
 def test_a_previous_chunk_that_is_not_video_costs_only_the_pre_roll(night, s3_server, caplog):
     """A planted or damaged chunk before: logged, and this chunk is summarised cold (in a
     bucket of its own: the night's summaries stay as committed for the other tests)."""
@@ -262,6 +266,7 @@ def test_a_previous_chunk_that_is_not_video_costs_only_the_pre_roll(night, s3_se
     assert any("no pre-roll from exports/planted/not-video.mp4" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.slow  # a night on the simulator and SeaweedFS: make test, not make check
 def test_chunks_are_paired_with_the_chunk_that_ends_where_they_start(night):
     _, _, result, boundary, _ = night
     first, second = result.manifest.exports()
@@ -270,6 +275,7 @@ def test_chunks_are_paired_with_the_chunk_that_ends_where_they_start(night):
     assert motion.previous_chunks([second], [other]) == {}  # another camera's chunk is not before it
 
 
+@pytest.mark.slow  # a night on the simulator and SeaweedFS: make test, not make check
 def test_a_chunk_summarised_alone_out_of_order_gives_the_same_bytes(night):
     """What a Celery worker does: the second chunk on its own, before (or without) the first,
     with nothing shared but the archive. Its summaries are byte for byte the night's, so no
