@@ -292,7 +292,7 @@ def test_a_chunk_summarised_alone_out_of_order_gives_the_same_bytes(night):
 def test_the_day_tells_unrecorded_time_from_time_without_motion():
     """Seconds without a timeline row were not recorded; a row with score 0 is "no motion"."""
     from pipelines.analytics import plots
-    from pipelines.analytics.datasets import recorded_spans
+    from pipelines.analytics.datasets import recorded_time
 
     at = pd.Timestamp("2026-11-20T10:00:00Z")
     seconds = [*range(0, 60), *range(600, 630)]  # recorded 10:00:00-10:01:00 and 10:10:00-10:10:30
@@ -304,7 +304,7 @@ def test_the_day_tells_unrecorded_time_from_time_without_motion():
             "score": np.float32(0.0),
         }
     )
-    spans = recorded_spans(timeline)
+    spans = recorded_time(timeline)
     assert [((r.start - at).total_seconds(), (r.end - at).total_seconds()) for r in spans.itertuples()] == [
         (0.0, 60.0),
         (600.0, 630.0),

@@ -236,34 +236,15 @@ class Archive:
         midnight = pd.Timestamp(first)
         last = pd.Timestamp(_day_start(finish - pd.Timedelta(microseconds=1)) + timedelta(days=1))
         pieces = [frame]
-        if not frame.empty and bool((frame["start"] - midnight <= gap).any()):
-            pieces.append(
-                self._read(
-                    "events",
-                    EVENTS_SCHEMA,
-                    *args,
-                    midnight - timedelta(days=1),
-                    midnight,
-                    1,
-                    tz,
-                    keep=lambda f, lo, hi: f["end"] >= hi - gap,
-                )
-            )
-            opened += self.files_opened
-        if not frame.empty and bool((last - frame["end"] <= gap).any()):
-            pieces.append(
-                self._read(
-                    "events",
-                    EVENTS_SCHEMA,
-                    *args,
-                    last,
-                    last + timedelta(days=1),
-                    1,
-                    tz,
-                    keep=lambda f, lo, hi: f["start"] < lo + gap,
-                )
-            )
-            opened += self.files_opened
+
+        def day_from(day: pd.Timestamp, keep: Callable[[pd.DataFrame, pd.Timestamp, pd.Timestamp], pd.Series]) -> int:
+            pieces.append(self._read("events", EVENTS_SCHEMA, *args, day, day + timedelta(days=1), 1, tz, keep=keep))
+            return self.files_opened
+
+        if not frame.empty and bool((frame["start"] - midnight <= gap).any()):  # may go on from the day before
+            opened += day_from(midnight - timedelta(days=1), lambda f, lo, hi: f["end"] >= hi - gap)
+        if not frame.empty and bool((last - frame["end"] <= gap).any()):  # may go on into the next day
+            opened += day_from(last, lambda f, lo, hi: f["start"] < lo + gap)
         self.files_opened = opened
         joined = stitch(pd.concat([p for p in pieces if not p.empty] or [frame], ignore_index=True))
         joined = joined[(joined["start"] >= begin) & (joined["start"] < finish)]
@@ -392,7 +373,7 @@ def stitch(events: pd.DataFrame, gap_s: float | None = None) -> pd.DataFrame:
     # Two events of one chunk are two events, however close (its detector kept them apart,
     # with the camera's own merge_gap): only parts of different chunks join.
     same_chunk = frame["source"] == frame["source"].shift()
-    piece = (camera != camera.shift()) | apart | reached.isna() | same_chunk
+    piece = reached.isna() | apart | same_chunk  # reached is NaN at each camera's first event
     group = piece.cumsum()
     if bool(piece.all()):
         return frame
@@ -418,7 +399,7 @@ def stitch(events: pd.DataFrame, gap_s: float | None = None) -> pd.DataFrame:
     return out[columns].reset_index(drop=True)
 
 
-def recorded_spans(timeline: pd.DataFrame, gap_s: float = 1.0) -> pd.DataFrame:
+def recorded_time(timeline: pd.DataFrame, gap_s: float = 1.0) -> pd.DataFrame:
     """What each camera recorded, as spans (server, camera_id, start, end) of a timeline's
     seconds: a second without a row was not recorded (or not analysed), which is not the
     same as a second without motion (a row with score 0)."""
@@ -427,9 +408,9 @@ def recorded_spans(timeline: pd.DataFrame, gap_s: float = 1.0) -> pd.DataFrame:
         return pd.DataFrame({c: pd.Series(dtype=timeline[c].dtype if c in timeline else "object") for c in columns})
     keys = [c for c in ("server", "camera_id") if c in timeline]
     frame = timeline.sort_values([*keys, "ts"]).reset_index(drop=True)
-    camera = frame[keys].astype(str).agg("/".join, axis=1)
+    other_camera = (frame[keys] != frame[keys].shift()).any(axis=1)  # vectorised: a day is 86,400 rows a camera
     gap = frame["ts"].diff().dt.total_seconds()
-    piece = ((camera != camera.shift()) | (gap > 1.0 + gap_s)).cumsum()
+    piece = (other_camera | (gap > 1.0 + gap_s)).cumsum()
     spans = frame.groupby(piece, sort=False).agg(
         **{k: (k, "first") for k in keys}, start=("ts", "min"), end=("ts", "max")
     )

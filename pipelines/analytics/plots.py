@@ -49,7 +49,7 @@ def activity_heatmap(timeline: pd.DataFrame, names: dict[Any, str] | None = None
 def event_timeline(
     events: pd.DataFrame, names: dict[Any, str] | None = None, recorded: pd.DataFrame | None = None
 ) -> Figure:
-    """A bar per event; with `recorded` (`pipelines.analytics.datasets.recorded_spans`), what each camera
+    """A bar per event; with `recorded` (`pipelines.analytics.datasets.recorded_time`), what each camera
     recorded is drawn grey behind them, so time not recorded (blank) is not read as "no
     motion" (grey without bars)."""
     shown = [events["camera_id"]] + ([recorded["camera_id"]] if recorded is not None else [])

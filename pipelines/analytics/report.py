@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from ev_ingest.store import ArchiveStore, ManifestEntry, Retention
 from ev_ingest.store import keys as store_keys
 from pipelines.analytics import plots
-from pipelines.analytics.datasets import Archive, recorded_spans
+from pipelines.analytics.datasets import Archive, recorded_time
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def render(archive: Archive, site: str, start: datetime, end: datetime, recorder
         parts += _horizon_section(recorder)
     # The plots draw one row per `camera_id`: give them the labels (server/camera).
     heatmap = plots.activity_heatmap(timeline.assign(camera_id=timeline["camera"]), names)
-    recorded = recorded_spans(timeline.assign(camera_id=timeline["camera"]))
+    recorded = recorded_time(timeline.assign(camera_id=timeline["camera"]))
     bars = plots.event_timeline(events.assign(camera_id=events["camera"]), names, recorded)
     parts += [
         "<h2>Activity</h2>",

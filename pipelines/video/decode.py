@@ -160,11 +160,7 @@ class PyAVReader:
         stream = self.container.streams.video[0]
         self.stream = stream
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-        duration = (
-            float(stream.duration * stream.time_base)
-            if stream.duration
-            else (self.container.duration / 1e6 if self.container.duration else None)
-        )
+        duration = container_duration(self.container)
         self.info = StreamInfo(
             stream.codec_context.name,
             stream.codec_context.width,
@@ -465,6 +461,14 @@ def _size_of(source: Source) -> int | None:
         except OSError:
             return None
     return None
+
+
+def container_duration(container: av.container.InputContainer) -> float | None:
+    """Seconds of the first video stream, or of the container, when either says; else None."""
+    stream = container.streams.video[0]
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
+    return container.duration / 1e6 if container.duration else None
 
 
 def _as_input(source: Source) -> str | IO[bytes]:

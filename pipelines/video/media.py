@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from pipelines.video import fmp4
-from pipelines.video.decode import Source, VideoError, drain, plain_decoder
+from pipelines.video.decode import Source, VideoError, container_duration, drain, plain_decoder
 from pipelines.video.summary import Event
 
 CLIP_PAD_S = 1.0  # seconds kept after the event's end
@@ -126,14 +126,8 @@ def _boxed_jpeg(image: np.ndarray, event: Event, quality: int) -> bytes:
 
 def clip(source: Source, event: Event) -> bytes:
     """The event's packets, stream-copied into an MP4 (or MKV) from the keyframe before its start."""
-    return copy_span(source, event.start_s, event.end_s + CLIP_PAD_S)
-
-
-def copy_span(source: Source, start_s: float, end_s: float) -> bytes:
-    """The packets from the keyframe before `start_s` to `end_s`, stream-copied (never
-    re-encoded) into an MP4, or an MKV for codecs MP4 does not carry."""
     with _open(source) as container:
-        return _copy(container, start_s, end_s)[0]
+        return _copy(container, event.start_s, event.end_s + CLIP_PAD_S)[0]
 
 
 @dataclass(frozen=True)
@@ -194,12 +188,10 @@ def _from_fragments(source: IO[bytes], size: int, seconds: float, duration_s: fl
 
 
 def _duration(container: av.container.InputContainer) -> float:
-    stream = container.streams.video[0]
-    if stream.duration:
-        return float(stream.duration * stream.time_base)
-    if container.duration:
-        return container.duration / 1e6
-    raise VideoError("the recording does not say its duration")
+    seconds = container_duration(container)
+    if seconds is None:
+        raise VideoError("the recording does not say its duration")
+    return seconds
 
 
 def _copy(
