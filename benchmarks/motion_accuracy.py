@@ -7,10 +7,14 @@
 2. Start-up: `ev-ingest motion` on the 4.9 s clip, whole command, against `python -c pass`
    (the interpreter alone) and the same analysis in-process (the work itself): process
    start to first frame is at most the command's time minus the work after the first frame.
-3. Peak RSS of `analyze()` (its process and its workers) on a synthetic export of
+3. Camera copies: every clip as the simulator's footage camera (forward and back, re-encoded
+   in 2 s GOPs at a camera's size and rate: 320 wide at 5 fps, 640 wide at 10 fps), two
+   periods, scored against the truth the simulator serves. What the same scene gives when
+   a camera records it at another size and rate (issue 26: results that hold across encodings).
+4. Peak RSS of `analyze()` (its process and its workers) on a synthetic export of
    `--minutes` (default 30) at 640x360 as mp4 and as ps_zip. Target < 400 MB.
 
-    .venv/bin/python benchmarks/motion_accuracy.py [--minutes 30] [--no-memory]
+    .venv/bin/python benchmarks/motion_accuracy.py [--minutes 30] [--no-memory] [--no-copies]
     .venv/bin/python benchmarks/motion_accuracy.py --accuracy-only --modes full,gated
 """
 
@@ -51,6 +55,50 @@ def accuracy(modes: tuple[str, ...]) -> None:
                 f"{clip:40} {mode:8} {result.recall:8.2f} {result.precision:8.2f} {result.lenient_precision:9.2f} "
                 f"{summary.stats.frames:5d}/{total:<5d} {summary.duration_s / elapsed:7.0f}"
             )
+
+
+def camera_copies(modes: tuple[str, ...], shapes: tuple[tuple[int, int], ...] = ((320, 5), (640, 10))) -> None:
+    import math
+
+    from ev_ingest.simulator import exports, footage, library, scene
+    from pipelines.video import analyze
+    from pipelines.video.scoring import reference_config, score
+
+    truth = json.loads((FOOTAGE / "truth.json").read_text())
+    clips = tuple(footage.load(FOOTAGE, len(truth["videos"])))
+    print(
+        f"\ncamera copies (the simulator's footage cameras, two periods forward and back, 2 s GOPs, crf {footage.CRF}):"
+    )
+    print(f"{'clip':40} {'camera':>12} {'mode':8} {'strict R':>8} {'strict P':>8} {'lenient P':>9} {'events':>6}")
+    for width, fps in shapes:
+        site = scene.Site(
+            cameras=len(clips), width=width, fps=fps, footage=clips, now=datetime(2026, 11, 21, tzinfo=UTC)
+        )
+        for camera in site.camera_list:
+            assert camera.footage is not None
+            period = camera.footage.period_s
+            start = datetime.fromtimestamp(
+                math.ceil(datetime(2026, 11, 20, tzinfo=UTC).timestamp() / period) * period, UTC
+            )
+            end = start + timedelta(seconds=2 * period)
+            layout = exports.ExportLayout(
+                library.load_camera_library(camera, site.seed), tuple(site.plays(camera, start, end)), start, "mp4"
+            )
+            data = b"".join(layout.chunks())
+            length = (end - start).total_seconds()
+            reference = [
+                (max(0.0, (e.start - start).total_seconds()), min(length, (e.end - start).total_seconds()))
+                for e in site.events(camera, start, end)
+            ]
+            config = reference_config(truth["videos"][camera.footage.name])
+            for mode in modes:
+                summary = analyze(data, mode=mode, workers=2, config=config)
+                result = score([(e.start_s, e.end_s) for e in summary.events], reference, truth["tolerance_s"])
+                shape = f"{camera.width}x{camera.height}@{fps}"
+                print(
+                    f"{camera.footage.name:40} {shape:>12} {mode:8} {result.recall:8.2f} {result.precision:8.2f} "
+                    f"{result.lenient_precision:9.2f} {len(summary.events):6d}"
+                )
 
 
 def startup(repeat: int) -> None:
@@ -119,8 +167,11 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--modes", default="full,gated,keyframe", help="comma-separated; accuracy only")
     parser.add_argument("--accuracy-only", action="store_true")
+    parser.add_argument("--no-copies", action="store_true", help="skip the simulator's camera copies of the clips")
     args = parser.parse_args()
     accuracy(tuple(args.modes.split(",")))
+    if not args.no_copies:
+        camera_copies(tuple(m for m in args.modes.split(",") if m != "keyframe"))
     if args.accuracy_only:
         return
     startup(args.repeat)

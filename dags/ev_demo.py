@@ -14,6 +14,10 @@ never imports Airflow (tests/test_layering.py). The DAG processor parses this fi
 and finds no DAG: importing it only defines functions (no `.airflowignore`, whose
 default pattern syntax is deprecated in this Airflow's pathspec).
 
+The first two cameras play real footage (the shared clips in tests/footage/, forward and
+back over the day: a car park and a room people walk through), so the report shows real
+scenes and their events; the others play the synthetic scene (`--footage-cameras 0`: all).
+
     python dags/ev_demo.py                 # 4 cameras, 320x240 at 5 fps: a few minutes on 2 cores
     python dags/ev_demo.py --cameras 16 --resolution 640x360 --fps 10    # a bigger site
 """
@@ -74,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cameras", type=int, default=4)
     parser.add_argument("--resolution", default="320x240")
     parser.add_argument("--fps", type=int, default=5)
+    parser.add_argument(
+        "--footage-cameras", type=int, default=2, help="cameras that play the real clips of tests/footage/"
+    )
     parser.add_argument("--chunk-minutes", type=int, default=240, help="one export per camera and chunk")
     parser.add_argument("--date", help="UTC day to archive (default: yesterday)")
     parser.add_argument("--open", action="store_true", help="reopen the last demo's archive (its S3 store) only")
@@ -95,15 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     s3_secret = secrets.token_urlsafe(24)
     os.environ["EV_PASSWORD"] = sim_password
 
-    from ev_ingest.simulator import SimulatorConfig, SimulatorServer
+    from ev_ingest.simulator import SimulatorServer
     from ev_ingest.store import EmbeddedS3
 
     width, height = (int(v) for v in args.resolution.split("x"))
     shutil.rmtree(DEMO / "s3data", ignore_errors=True)
     s3 = EmbeddedS3(DEMO / "s3data", secret_key=s3_secret).start()
-    sim = SimulatorServer(
-        SimulatorConfig(port=0, cameras=args.cameras, width=width, height=height, fps=args.fps, export_rate=36000.0)
-    ).start()
+    sim = SimulatorServer(simulator_config(0, args.cameras, width, height, args.fps, args.footage_cameras)).start()
     save_demo_env(
         AWS_ACCESS_KEY_ID=s3.access_key,
         AWS_SECRET_ACCESS_KEY=s3_secret,
@@ -111,12 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         EV_CONFIG=str(DEMO / "ev.yaml"),
         EV_URL=f"exacqvision://admin@{sim.url.removeprefix('http://')}",
         EV_DEMO_S3_PORT=str(s3.ports.s3),
-        EV_DEMO_SIMULATOR=f"{sim.url.rsplit(':', 1)[1]},{args.cameras},{args.resolution},{args.fps}",
+        EV_DEMO_SIMULATOR=f"{sim.url.rsplit(':', 1)[1]},{args.cameras},{args.resolution},{args.fps},"
+        f"{args.footage_cameras}",
         EV_DEMO_DAY=day,
     )
     try:
         say(
-            f"simulator at {sim.url} ({args.cameras} cameras, {args.resolution} @ {args.fps} fps); "
+            f"simulator at {sim.url} ({args.cameras} cameras, {args.resolution} @ {args.fps} fps, "
+            f"{min(args.footage_cameras, args.cameras)} of them real footage); "
             f"S3 at {s3.endpoint_url}"
         )
         # The key that signs manifests and audit records: made once, kept (mode 0600).
@@ -188,11 +195,27 @@ def save_demo_env(**values: str) -> None:
         out.write("".join(f"{name}={value}\n" for name, value in values.items()))
 
 
+def simulator_config(port: int, cameras: int, width: int, height: int, fps: int, footage_cameras: int) -> Any:
+    """The demo's simulator: a day of recordings prepared fast, the first cameras real footage."""
+    from ev_ingest.simulator import SimulatorConfig
+
+    return SimulatorConfig(
+        port=port,
+        cameras=cameras,
+        width=width,
+        height=height,
+        fps=fps,
+        export_rate=36000.0,
+        footage=ROOT / "tests" / "footage" if footage_cameras else None,
+        footage_cameras=footage_cameras,
+    )
+
+
 def reopen() -> int:
     """Serve the last demo's archive and simulator again, on the ports .demo/ev.yaml names."""
     import signal
 
-    from ev_ingest.simulator import SimulatorConfig, SimulatorServer
+    from ev_ingest.simulator import SimulatorServer
     from ev_ingest.store import EmbeddedS3, Ports
 
     if not STORE_ENV.exists():
@@ -200,7 +223,8 @@ def reopen() -> int:
         return 1
     saved = dict(line.split("=", 1) for line in STORE_ENV.read_text().splitlines() if "=" in line)
     os.environ["EV_PASSWORD"] = saved["EV_PASSWORD"]  # the simulator's admin password, as in the demo
-    sim_port, cameras, resolution, fps = saved["EV_DEMO_SIMULATOR"].split(",")
+    sim_port, cameras, resolution, fps, *rest = saved["EV_DEMO_SIMULATOR"].split(",")
+    footage_cameras = int(rest[0]) if rest else 0  # a demo from before footage cameras
     width, height = (int(v) for v in resolution.split("x"))
     s3 = EmbeddedS3(
         DEMO / "s3data",
@@ -208,10 +232,7 @@ def reopen() -> int:
         secret_key=saved["AWS_SECRET_ACCESS_KEY"],
         ports=Ports.free(s3=int(saved["EV_DEMO_S3_PORT"])),
     )
-    sim = SimulatorServer(
-        SimulatorConfig(port=int(sim_port), cameras=int(cameras), width=width, height=height, fps=int(fps),
-                        export_rate=36000.0)
-    )  # fmt: skip
+    sim = SimulatorServer(simulator_config(int(sim_port), int(cameras), width, height, int(fps), footage_cameras))
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     s3.start()
     try:

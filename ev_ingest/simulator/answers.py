@@ -33,7 +33,7 @@ def jpeg_answer(
     if played is None:
         if recorded_only:
             raise ApiError(404, f"no video recorded at {scene.iso_z(moment)}")
-        variant = "still"
+        variant = scene.unrecorded_variant(camera, slot)
     else:
         variant = played.variant
     frame = int((moment.timestamp() - slot * scene.GOP_SECONDS) * camera.fps) % camera.gop_frames
@@ -46,7 +46,8 @@ def jpeg_answer(
         except ValueError:
             raise ApiError(400, f"parameter {name!r} must be an integer") from None
 
-    data = jpeg(camera, state.config.seed, variant, frame, number("w"), number("h"), number("q") or 7)
+    library = state.library(camera) if camera.footage is not None else None
+    data = jpeg(camera, state.config.seed, variant, frame, number("w"), number("h"), number("q") or 7, library)
     headers = {}
     if q.get("download"):
         headers["Content-Disposition"] = content_disposition(q["download"])

@@ -23,6 +23,7 @@ import os
 import pickle
 import struct
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -30,12 +31,12 @@ from pathlib import Path
 import av
 import numpy as np
 
-from ev_ingest.simulator import scene
+from ev_ingest.simulator import footage, scene
 from ev_ingest.simulator.scene import Camera
 
 log = logging.getLogger(__name__)
 
-LIBRARY_VERSION = 5  # bump when rendering or encoding changes
+LIBRARY_VERSION = 6  # bump when rendering or encoding changes
 PS_CLOCK = 90_000  # MPEG system clock for PTS/DTS and SCR base
 DRIFT_LEVELS = 6.0  # light drift amplitude in luma levels (a slow "breathing" of the light)
 NOISE_LEVELS = 3  # sensor noise amplitude in luma levels
@@ -136,10 +137,25 @@ class Renderer:
 
 
 def jpeg(
-    camera: Camera, seed: int, variant: str, frame: int, width: int | None, height: int | None, quality: int = 7
+    camera: Camera,
+    seed: int,
+    variant: str,
+    frame: int,
+    width: int | None,
+    height: int | None,
+    quality: int = 7,
+    library: CameraLibrary | None = None,
 ) -> bytes:
-    """A JPEG of one rendered frame, scaled to width x height (the API's 4:3 rule when one is missing)."""
-    img = _renderer(camera, seed).frame(variant, frame)
+    """A JPEG of one frame, scaled to width x height (the API's 4:3 rule when one is missing).
+
+    Synthetic cameras render the frame; a footage camera's frame is decoded from its
+    library GOP (`library`, required then: the clip is not kept beside it)."""
+    if camera.footage is not None:
+        if library is None:
+            raise ValueError(f"camera {camera.id} plays footage: its JPEG is decoded from its library")
+        img = decoded_frame(library, variant, frame)
+    else:
+        img = _renderer(camera, seed).frame(variant, frame)
     if width or height:
         width = width or (height or 0) * 4 // 3
         height = height or width * 3 // 4
@@ -158,6 +174,23 @@ def jpeg(
     return b"".join(bytes(p) for p in packets)
 
 
+def decoded_frame(library: CameraLibrary, variant: str, index: int) -> av.VideoFrame:
+    """Frame `index` of a library GOP, decoded from its Annex-B packets."""
+    codec = av.CodecContext.create("h264", "r")
+    wanted = min(index, len(library.gops[variant].packets) - 1)
+    seen = -1
+    for payload, _ in library.gops[variant].packets:
+        for frame in [*codec.decode(av.Packet(payload))]:
+            seen += 1
+            if seen == wanted:
+                return frame
+    for frame in codec.decode(None):
+        seen += 1
+        if seen == wanted:
+            return frame
+    raise ValueError(f"library GOP {variant} decoded to {seen + 1} frames, not {wanted + 1}")
+
+
 _RENDERERS: dict[tuple[int, int, int, int], Renderer] = {}
 
 
@@ -173,7 +206,7 @@ def _renderer(camera: Camera, seed: int) -> Renderer:
 # --- encoding ----------------------------------------------------------------------
 
 
-def _encode_variant(camera: Camera, renderer: Renderer, variant: str) -> tuple[bytes, bytes, list, int]:
+def _encode_gop(camera: Camera, frames: Iterable[av.VideoFrame]) -> tuple[bytes, bytes, list, int]:
     """Encode one closed GOP straight into an fMP4; return (init, fragment, annexb packets, timescale)."""
     buf = io.BytesIO()
     out = av.open(buf, "w", format="mp4", options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
@@ -181,6 +214,8 @@ def _encode_variant(camera: Camera, renderer: Renderer, variant: str) -> tuple[b
     stream.width, stream.height, stream.pix_fmt = camera.width, camera.height, "yuv420p"
     options = dict(X264_OPTIONS)
     options["g"] = options["keyint_min"] = str(camera.gop_frames)
+    if camera.footage is not None:
+        options["crf"] = footage.CRF
     stream.codec_context.options = options
     packets: list[tuple[bytes, bool]] = []
 
@@ -189,8 +224,7 @@ def _encode_variant(camera: Camera, renderer: Renderer, variant: str) -> tuple[b
             packets.append((bytes(packet), bool(packet.is_keyframe)))
             out.mux(packet)
 
-    for index in range(camera.gop_frames):
-        frame = renderer.frame(variant, index)
+    for index, frame in enumerate(frames):
         frame.pts = index
         frame.time_base = Fraction(1, camera.fps)
         mux(stream.encode(frame))
@@ -230,7 +264,10 @@ def _boxes(data: bytes, start: int = 0, end: int | None = None):
 
 
 def _fragment_fields(fragment: bytes) -> tuple[int, int]:
-    boxes = dict(_boxes(fragment))
+    found = list(_boxes(fragment))
+    if sum(kind == b"moof" for kind, _ in found) != 1:
+        raise RuntimeError("a library GOP must encode as one fragment (one keyframe): exports patch one tfdt")
+    boxes = dict(found)
     tfdt, _ = boxes[b"tfdt"]
     mfhd, _ = boxes[b"mfhd"]
     if fragment[tfdt + 8] != 1:
@@ -285,14 +322,25 @@ def _ps_timestamp_fields(data: bytes) -> list[tuple[int, str]]:
             pos += 4
 
 
-def build_camera_library(camera: Camera, seed: int) -> CameraLibrary:
+def _sources(camera: Camera, seed: int) -> Iterator[tuple[str, Iterable[av.VideoFrame]]]:
+    """(variant, its frames) of every GOP the camera can play."""
+    if camera.footage is not None:
+        for index, frames in enumerate(footage.gop_frames(camera.footage, camera.width, camera.height, camera.fps)):
+            yield f"fwd{index}", frames
+            yield f"rev{index}", frames[::-1]
+        return
     renderer = Renderer(camera, seed)
+    for variant in scene.variants():
+        yield variant, (renderer.frame(variant, index) for index in range(camera.gop_frames))
+
+
+def build_camera_library(camera: Camera, seed: int) -> CameraLibrary:
     gops: dict[str, Gop] = {}
     init = b""
     timescale = 0
     extradata = b""
-    for variant in scene.variants():
-        init_v, fragment, annexb, timescale = _encode_variant(camera, renderer, variant)
+    for variant, frames in _sources(camera, seed):
+        init_v, fragment, annexb, timescale = _encode_gop(camera, frames)
         init = init or init_v
         extradata = extradata or annexb[0][0][: annexb[0][0].find(b"\x00\x00\x00\x01", 4)]
         tfdt, mfhd = _fragment_fields(fragment)
@@ -310,7 +358,8 @@ def cache_dir() -> Path:
 
 def load_camera_library(camera: Camera, seed: int) -> CameraLibrary:
     """The camera's library from the disk cache, building (and caching) it on first use."""
-    key = hashlib.sha256(repr((LIBRARY_VERSION, av.__version__, seed, camera)).encode()).hexdigest()[:24]
+    what = (LIBRARY_VERSION, av.__version__, seed, camera, X264_OPTIONS, footage.CRF)
+    key = hashlib.sha256(repr(what).encode()).hexdigest()[:24]
     path = cache_dir() / f"cam-{camera.id}-{key}.pickle"
     try:
         with path.open("rb") as fh:

@@ -19,6 +19,8 @@ blip       1      a small object visible 0.6 s .. 1.4 s, between keyframes
 
 Cameras are either recorded continuously or motion-triggered (each event plus a
 pre/post-roll of `ROLL_GOPS` GOPs); recordings cover `retention_days` up to now.
+The first cameras of a site given `footage` play real clips instead (`footage.py`),
+recorded continuously, with the clips' reference events as their ground truth.
 """
 
 from __future__ import annotations
@@ -28,8 +30,13 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ev_ingest import clock
+
+if TYPE_CHECKING:
+    from ev_ingest.simulator.footage import Footage
 
 GOP_SECONDS = 2
 CELL_SECONDS = 60
@@ -73,6 +80,7 @@ class Camera:
     continuous: bool
     event_probability: float  # chance that a cell holds an event
     records: bool = True  # False: a camera that recorded nothing (unplugged, or never triggered)
+    footage: Footage | None = None  # a real clip this camera plays instead of the synthetic scene
 
     @property
     def gop_frames(self) -> int:
@@ -177,6 +185,7 @@ class Site:
     server_name: str = "ev-ingest simulator"
     serial: str = "18-62-66-32-4E-AF"
     version: str = "24.09.1.0"
+    footage: tuple[Footage, ...] = ()  # real clips the first cameras play, one each
     camera_list: list[Camera] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -187,6 +196,22 @@ class Site:
         names = ("Lobby", "Parking North", "Loading Dock", "Gate", "Corridor", "Warehouse", "Office", "Yard")
         base = names[index % len(names)]
         name = base if index < len(names) else f"{base} {index // len(names) + 1}"
+        if index < len(self.footage):
+            clip = self.footage[index]
+            # The site's width; the clip's own shape (an even height), so nothing is stretched.
+            height = max(16, round(self.width * clip.height / clip.width / 2) * 2)
+            return Camera(
+                id=FIRST_CAMERA_ID + index * CAMERA_ID_STEP,
+                index=index,
+                name=Path(clip.name).stem,
+                width=self.width,
+                height=height,
+                fps=self.fps,
+                continuous=True,
+                event_probability=0.0,
+                records=index < self.cameras - self.idle_cameras,
+                footage=clip,
+            )
         return Camera(
             id=FIRST_CAMERA_ID + index * CAMERA_ID_STEP,
             index=index,
@@ -233,6 +258,8 @@ class Site:
         out: list[MotionEvent] = []
         if not camera.records:
             return out
+        if camera.footage is not None:
+            return self._footage_events(camera, start, end)
         for cell in range(int(start.timestamp() // CELL_SECONDS) - 1, int(end.timestamp() // CELL_SECONDS) + 1):
             found = self._event_in_cell(camera, cell)
             if found is None:
@@ -254,6 +281,9 @@ class Site:
         first, _ = self.coverage()
         if not camera.records:
             return []
+        if camera.footage is not None:
+            moment = now + timedelta(microseconds=1)
+            return [e for e in self._footage_events(camera, now, moment) if e.start <= now]
         out = []
         for cell in range(int(now.timestamp() // CELL_SECONDS) - 1, int(now.timestamp() // CELL_SECONDS) + 1):
             found = self._event_in_cell(camera, cell)
@@ -266,12 +296,33 @@ class Site:
                 out.append(MotionEvent(camera.id, kind.name, gop, start, end, event_bbox(camera, kind, self.seed)))
         return out
 
+    def _footage_events(self, camera: Camera, start: datetime, end: datetime) -> list[MotionEvent]:
+        """A footage camera's reference events in [start, end), cut to what is on disk (a clip
+        that moves all the time holds one endless event: it ends where the recordings do)."""
+        assert camera.footage is not None
+        first, last = self.coverage()
+        lo, hi = first * GOP_SECONDS, last * GOP_SECONDS
+        return [
+            MotionEvent(
+                camera.id,
+                "footage",
+                int(max(s, lo) // GOP_SECONDS),
+                datetime.fromtimestamp(max(s, lo), UTC),
+                datetime.fromtimestamp(min(e, hi), UTC),
+                (0.0, 0.0, 1.0, 1.0),
+            )
+            for s, e in camera.footage.events(start.timestamp(), end.timestamp())
+            if e > lo and s < hi
+        ]
+
     # --- what plays in each slot ----------------------------------------------------
     def play(self, camera: Camera, slot: int) -> SlotPlay | None:
         """The library variant recorded in `slot`, or None where nothing was recorded."""
         first, last = self.coverage()
         if not first <= slot < last or not camera.records:
             return None
+        if camera.footage is not None:
+            return SlotPlay(slot, camera.footage.variant(slot))
         gops_per_cell = CELL_SECONDS // GOP_SECONDS
         cell = slot // gops_per_cell
         # An event's roll may reach into the neighbouring cells: check them too.
@@ -308,6 +359,11 @@ class Site:
             else:
                 ranges.append((played.slot, played.slot + 1))
         return [(max(slot_start(a), start), min(slot_start(b), end)) for a, b in ranges]
+
+
+def unrecorded_variant(camera: Camera, slot: int) -> str:
+    """What live view shows in a slot nothing was recorded in: the empty scene, or the clip."""
+    return camera.footage.variant(slot) if camera.footage is not None else "still"
 
 
 def variants() -> list[str]:

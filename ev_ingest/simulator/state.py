@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from ev_ingest.simulator import scene
+from ev_ingest.simulator import footage, scene
 from ev_ingest.simulator.config import SimulatorConfig
 from ev_ingest.simulator.exports import ExportLayout
 from ev_ingest.simulator.library import CameraLibrary, load_camera_library
@@ -90,6 +90,7 @@ class SimulatorState:
             retention_days=config.retention_days,
             now=config.frozen_now,
             clock_offset_s=config.clock_offset_s,
+            footage=tuple(footage.load(config.footage, config.footage_cameras)) if config.footage else (),
         )
         self.users = config.user_table()
         self.sessions: dict[str, Session] = {}

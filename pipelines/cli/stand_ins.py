@@ -45,6 +45,8 @@ def cmd_simulator(args: argparse.Namespace) -> int:
         timezone_hours=args.timezone,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        footage=args.footage,
+        footage_cameras=args.footage_cameras,
     )
     check_port_free(args.host, args.port)
     scheme = "https" if args.tls_cert else "http"
@@ -103,6 +105,12 @@ def register(sub: Any, command: Any) -> None:
         help="strict: only what the seed and public clients show (no guessed paths or invented fields)",
     )
     p.add_argument("--users", type=Path, help="file of user:password lines")
+    p.add_argument(
+        "--footage",
+        type=Path,
+        help="a folder of real clips and their truth.json (tests/footage): the first cameras play them",
+    )
+    p.add_argument("--footage-cameras", type=int, default=2, help="how many cameras play a clip (with --footage)")
     p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve https (with --tls-key)")
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
 

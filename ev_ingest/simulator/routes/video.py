@@ -60,8 +60,11 @@ def make(state: SimulatorState) -> SimpleNamespace:
         widths = {"0": 80, "1": 128, "2": 200}
         if q.get("size", "0") not in widths:
             raise ApiError(400, "size must be 0, 1 or 2 (80, 128 or 200 px)")
-        played = state.site.play(camera, scene.slot_of(state.site.current_time()))
-        data = jpeg(camera, config.seed, played.variant if played else "still", 0, widths[q.get("size", "0")], None, 7)
+        slot = scene.slot_of(state.site.current_time())
+        played = state.site.play(camera, slot)
+        variant = played.variant if played else scene.unrecorded_variant(camera, slot)
+        library = await asyncio.to_thread(state.library, camera) if camera.footage is not None else None
+        data = jpeg(camera, config.seed, variant, 0, widths[q.get("size", "0")], None, 7, library)
         return Response(data, media_type="image/jpeg")
 
     return SimpleNamespace(video=video, thumbnail_preview=thumbnail_preview)
@@ -76,7 +79,7 @@ async def native_stream(
     origin = time.monotonic()
     sent = 0
     while True:
-        played = state.site.play(camera, slot) or scene.SlotPlay(slot, "still")
+        played = state.site.play(camera, slot) or scene.SlotPlay(slot, scene.unrecorded_variant(camera, slot))
         for payload, key in library.gops[played.variant].packets:
             if iframes and not key:
                 continue
