@@ -271,7 +271,11 @@ def progress(what: str, prefix: str, expected: int, every_s: float = 15.0) -> It
 
     def report() -> None:
         while not stop.wait(every_s):  # a display interval, not synchronisation
-            done = len(store.list_keys(prefix))
+            try:
+                done = len(store.list_keys(prefix))
+            except Exception as exc:  # noqa: BLE001 - a display: the bucket may not exist yet
+                say(f"{what}: nothing stored yet ({type(exc).__name__})")
+                continue
             elapsed = time.monotonic() - began
             eta = f", about {duration(elapsed / done * (expected - done))} left" if 0 < done < expected else ""
             say(f"{what}: {done}/{expected} stored{eta}")
