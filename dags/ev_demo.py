@@ -261,6 +261,8 @@ def reopen() -> int:
 def progress(what: str, prefix: str, expected: int, every_s: float = 15.0) -> Iterator[None]:
     """While a DAG runs inside `dag.test()` (which prints nothing until it ends), a line every
     `every_s` seconds: how many of the `expected` objects under `prefix` are stored, and an ETA."""
+    from botocore.exceptions import ClientError
+
     from pipelines.config import load_config
     from pipelines.connections import open_store
     from pipelines.progress import duration
@@ -273,8 +275,8 @@ def progress(what: str, prefix: str, expected: int, every_s: float = 15.0) -> It
         while not stop.wait(every_s):  # a display interval, not synchronisation
             try:
                 done = len(store.list_keys(prefix))
-            except Exception as exc:  # noqa: BLE001 - a display: the bucket may not exist yet
-                say(f"{what}: nothing stored yet ({type(exc).__name__})")
+            except ClientError as exc:  # a display: the bucket may not exist yet
+                say(f"{what}: nothing stored yet ({exc.response.get('Error', {}).get('Code', 'error')})")
                 continue
             elapsed = time.monotonic() - began
             eta = f", about {duration(elapsed / done * (expected - done))} left" if 0 < done < expected else ""

@@ -52,7 +52,7 @@ class SimulatorConfig(BaseModel):
         description="A folder of real clips beside their truth.json (tests/footage): the first footage_cameras "
         "cameras play one clip each, forward and back over the day, instead of the synthetic scene.",
     )
-    footage_cameras: int = Field(1, ge=0, le=64, description="How many cameras play a clip of footage.")
+    footage_cameras: int = Field(2, ge=0, le=64, description="How many cameras play a clip of footage.")
     faults: str | None = Field(None, description="Fault spec, e.g. '5xx=0.05,reset=0.02,slow=0.1:2s'.")
     users_file: Path | None = Field(None, description="'user:password' lines; default: admin / EV_PASSWORD.")
     frozen_now: datetime | None = Field(None, description="A fixed clock for reproducible tests.")

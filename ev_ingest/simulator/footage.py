@@ -50,9 +50,6 @@ class Footage:
     def period_s(self) -> float:
         return 2 * self.gops * scene.GOP_SECONDS
 
-    def variants(self) -> list[str]:
-        return [f"{way}{i}" for i in range(self.gops) for way in ("fwd", "rev")]
-
     def variant(self, slot: int) -> str:
         """The library GOP slot `slot` plays: forward over the first half of each period."""
         place = slot % (2 * self.gops)
