@@ -82,7 +82,9 @@ def ev_motion_summary() -> None:
             store, item["site"], datetime.fromisoformat(item["interval_start"]), signing_keys.verifier_for(config)
         )
         previous = ManifestEntry.model_validate(item["previous"]) if item.get("previous") else None
-        entries = summarize_export(store, config, item["site"], export, workers=1, records=records, previous=previous)
+        entries = summarize_export(
+            store, config, item["site"], export, workers=config.motion_workers, records=records, previous=previous
+        )
         return [e.model_dump(mode="json") for e in entries]
 
     @task(multiple_outputs=False)

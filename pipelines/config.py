@@ -333,6 +333,12 @@ class PipelineConfig(_Strict):
     retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
     motion: MotionConfig = Field(default_factory=MotionConfig)
     motion_mode: Literal["full", "gated", "keyframe"] = "gated"
+    motion_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="processes one export's motion analysis uses (1 where a worker runs several tasks at once)",
+    )
     motion_cameras: dict[str, CameraMotion] = Field(
         default_factory=dict, description='per camera, "server/camera" or a bare camera id (every server)'
     )

@@ -6,7 +6,8 @@
         client = box.client()             # an ExacqClient on the simulator
 
 Runs the same steps as the nightly DAG (`pipelines.nightly.run.run_nightly`), without Airflow.
-Small by default (2 cameras, 160x120 at 5 fps) so a notebook starts in under a minute.
+Small by default (2 cameras, 160x120 at 5 fps) so a notebook starts in a few minutes
+(two days of two cameras archived and analysed; a `folder` reuses them).
 
 Without `folder` it works in a new temporary folder and removes it on exit (nothing is
 left in /tmp); with `folder` the archive is kept there and reused by the next sandbox on
@@ -131,7 +132,7 @@ class Sandbox:
         end = self.now.replace(hour=0)
         return [
             run_nightly(
-                self.config(), self.store, SITE, end - timedelta(days=d + 1), end - timedelta(days=d), workers=1
+                self.config(), self.store, SITE, end - timedelta(days=d + 1), end - timedelta(days=d), workers=None
             )
             for d in range(self.days)
         ]

@@ -14,11 +14,19 @@ import av
 import av.error
 
 from pipelines.video.decode import VideoError
+from pipelines.video.fmp4_seconds import fragmented_seconds
 
 
 def video_seconds(source: IO[bytes]) -> float:
-    """Seconds of video in `source` (read from its start; left at its end). A VideoError
-    when it is not a video PyAV can open."""
+    """Seconds of video in `source` (read from its start). A VideoError when it is not a
+    video PyAV can open. A fragmented MP4 (every export of exacqVision's and the simulator's)
+    is measured from its boxes (pipelines/video/fmp4_seconds.py), anything else by PyAV."""
+    fast = fragmented_seconds(source)
+    return fast if fast is not None else demuxed_seconds(source)
+
+
+def demuxed_seconds(source: IO[bytes]) -> float:
+    """Seconds of video in `source` as PyAV's demux counts them (left at its end)."""
     source.seek(0)
     try:
         with av.open(source, mode="r") as container:
