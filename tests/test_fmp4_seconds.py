@@ -123,3 +123,68 @@ def test_what_is_not_a_fragmented_mp4_goes_to_pyav():
         assert fragmented_seconds(io.BytesIO(junk)) is None
         with pytest.raises(VideoError, match="not a readable video|no video stream"):
             video_seconds(io.BytesIO(junk))
+
+
+def _last_fragment_box(data: bytes, kind: bytes) -> int:
+    """Offset of the size field of the last `kind` box (found by its type after the last moof)."""
+    at = data.rfind(kind, data.rfind(b"moof"))
+    assert at > 0, kind
+    return at - 4
+
+
+def _first_moov_box(data: bytes, kind: bytes) -> int:
+    at = data.find(kind, data.find(b"moov"))
+    assert 0 < at < data.find(b"moof"), kind
+    return at - 4
+
+
+def _rename(data: bytes, at: int, kind: bytes) -> bytes:
+    return data[: at + 4] + kind + data[at + 8 :]
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "two tfhd",  # a traf that says two things about its samples' durations
+        "unknown handler",  # a track FFmpeg would type by its sample entry, not its hdlr
+        "data before the mdat",  # a run whose data offset points back before its fragment's mdat
+        "a barrier box",  # a top-level 64-bit size smaller than its header: FFmpeg stops there
+    ],
+)
+def test_what_could_say_two_things_is_left_to_pyav(hour_export, attack):
+    """The attacker's files of the fast path (each once read as more video than PyAV
+    counts, up to 50 h for 10 s): each is now not measured from boxes, so the export is
+    measured by PyAV, as before the fast path."""
+    data = hour_export
+    if attack == "two tfhd":
+        data = _rename(data, _last_fragment_box(data, b"tfdt"), b"tfhd")
+    elif attack == "unknown handler":
+        at = data.find(b"vide", _first_moov_box(data, b"hdlr"))
+        data = data[:at] + b"xxxx" + data[at + 4 :]
+    elif attack == "data before the mdat":
+        at = _last_fragment_box(data, b"trun")
+        assert int.from_bytes(data[at + 9 : at + 12], "big") & 0x01, "the run has a data offset"
+        data = data[: at + 16] + struct.pack(">i", -len(data)) + data[at + 20 :]
+    else:
+        at = data.rfind(b"moof") - 4  # the last moof becomes a box of size 1, 64-bit size 12
+        data = data[:at] + struct.pack(">I4sQ", 1, b"free", 12) + data[at:]
+    assert fragmented_seconds(io.BytesIO(data)) is None
+    assert fragmented_seconds(io.BytesIO(hour_export)) is not None  # the edit, not the file
+
+
+def test_a_run_of_four_billion_samples_costs_nothing(hour_export):
+    """A 32-bit sample count with one size for all (no per-sample fields; once a MemoryError
+    from a 1.8 KB file): counted by arithmetic, and only the samples the mdat's bytes hold."""
+    data = bytearray(hour_export)
+    at = _last_fragment_box(bytes(data), b"trun")
+    data[at + 9 : at + 12] = (int.from_bytes(data[at + 9 : at + 12], "big") & 0x0005).to_bytes(3, "big")
+    data[at + 12 : at + 16] = struct.pack(">I", 2**32 - 1)
+    tfhd = _last_fragment_box(bytes(data), b"tfhd")
+    assert int.from_bytes(data[tfhd + 9 : tfhd + 12], "big") & 0x18 == 0x18, "the simulator's tfhd sets both"
+    default_size = struct.unpack(">I", data[tfhd + 20 : tfhd + 24])[0]
+    payload = len(data) - (bytes(data).rfind(b"mdat") + 4)
+    before = fragmented_seconds(io.BytesIO(hour_export))
+    after = fragmented_seconds(io.BytesIO(bytes(data)))
+    assert before is not None and after is not None
+    # The last GOP (2 s) now counts as many samples as its mdat's bytes hold, not 4e9.
+    assert before - 2.0 - 1e-6 <= after <= before - 2.0 + (payload // default_size) / FPS + 1e-6
