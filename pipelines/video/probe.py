@@ -1,5 +1,6 @@
-"""How much video a file holds, from its packets (demuxed, never decoded): what tells an
-export that covers what the server recorded from a short one.
+"""How much video a file holds, never decoded: what tells an export that covers what the
+server recorded from a short one. A fragmented MP4 is measured from its boxes
+(`fmp4_seconds`); anything else, or one that could say two things, from PyAV's packets.
 
 Counted as the sum of the video packets' durations, not the container's duration: an
 export keeps the recording's gaps on its timeline (the simulator's does; so may a real
