@@ -22,8 +22,13 @@ def video_seconds(source: IO[bytes]) -> float:
     """Seconds of video in `source` (read from its start). A VideoError when it is not a
     video PyAV can open. A fragmented MP4 (every export of exacqVision's and the simulator's)
     is measured from its boxes (pipelines/video/fmp4_seconds.py), anything else by PyAV."""
+    # The box path is not trusted yet: a second attacker's round (2026-12-08) still made it
+    # read crafted files as longer than PyAV counts (hoov, a trex outside mvex, sample
+    # description indexes, hdlr in minf). Until each is closed, the claim "complete" rests
+    # on PyAV alone; `fragmented_seconds` must agree with it, never more.
+    counted = demuxed_seconds(source)
     fast = fragmented_seconds(source)
-    return fast if fast is not None else demuxed_seconds(source)
+    return min(counted, fast) if fast is not None else counted
 
 
 def demuxed_seconds(source: IO[bytes]) -> float:
