@@ -1,6 +1,6 @@
 """How much video a file holds, never decoded: what tells an export that covers what the
-server recorded from a short one. A fragmented MP4 is measured from its boxes
-(`fmp4_seconds`); anything else, or one that could say two things, from PyAV's packets.
+server recorded from a short one. PyAV's packets are counted; a fragmented MP4's boxes
+(`fmp4_seconds`) may only lower that count (a sample whose bytes the file does not hold).
 
 Counted as the sum of the video packets' durations, not the container's duration: an
 export keeps the recording's gaps on its timeline (the simulator's does; so may a real
@@ -20,8 +20,8 @@ from pipelines.video.fmp4_seconds import fragmented_seconds
 
 def video_seconds(source: IO[bytes]) -> float:
     """Seconds of video in `source` (read from its start). A VideoError when it is not a
-    video PyAV can open. A fragmented MP4 (every export of exacqVision's and the simulator's)
-    is measured from its boxes (pipelines/video/fmp4_seconds.py), anything else by PyAV."""
+    video PyAV can open. PyAV's count, lowered by the box count of a fragmented MP4
+    (pipelines/video/fmp4_seconds.py) where that holds fewer whole samples."""
     # The box path is not trusted yet: a second attacker's round (2026-12-08) still made it
     # read crafted files as longer than PyAV counts (hoov, a trex outside mvex, sample
     # description indexes, hdlr in minf). Until each is closed, the claim "complete" rests
