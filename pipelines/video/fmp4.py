@@ -33,7 +33,7 @@ def last_fragments(
     fragmented MP4 or its end does not parse (the caller then reads it the ordinary way).
     A last fragment cut short (an export that stopped mid-write) is left out."""
     source.seek(0)
-    head = _read(source, min(size, HEAD_READ))
+    head = read_up_to(source, min(size, HEAD_READ))
     boxes = list(_boxes(head, 0))
     if len(boxes) < 2 or boxes[0][1] != b"ftyp" or boxes[1][1] != b"moov":
         return None
@@ -46,7 +46,7 @@ def last_fragments(
     share = grow * (seconds * 1.5 + 4.0) / duration_s if duration_s else 1.0
     window = min(size - (moov_start + moov_size), int(size * min(1.0, share)) + MARGIN, MAX_WINDOW)
     source.seek(size - window)
-    data = _read(source, window)
+    data = read_up_to(source, window)
     found = _first_chained_fragment(data)
     if found is None:
         return None
@@ -116,7 +116,9 @@ def _boxes(data: bytes, position: int) -> Iterator[tuple[int, bytes, int]]:
         position += size
 
 
-def _read(source: IO[bytes], count: int) -> bytes:
+def read_up_to(source: IO[bytes], count: int) -> bytes:
+    """Up to `count` bytes from `source`'s position (fewer only at its end): a file object
+    may return less than asked per read."""
     parts, want = [], count
     while want > 0:
         chunk = source.read(want)

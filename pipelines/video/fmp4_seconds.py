@@ -27,6 +27,8 @@ import struct
 from dataclasses import dataclass
 from typing import IO
 
+from pipelines.video.fmp4 import read_up_to
+
 MAX_MOOV = 16 * 1024 * 1024  # an fMP4's moov is a few KB; a larger one is not the empty kind
 MAX_MOOF = 16 * 1024 * 1024  # a GOP's moof: a few KB at 30 fps; the cap bounds a hostile file's read
 HANDLERS = {b"vide", b"soun"}  # a track of any other kind: PyAV decides what it is
@@ -64,13 +66,13 @@ def _measure(source: IO[bytes]) -> float:
         if kind == b"moov":
             if track is not None or end - position > MAX_MOOV or end > size:
                 raise _NotUnderstood
-            track = _video_track(_read(source, end - position - header))
+            track = _video_track(read_up_to(source, end - position - header))
         elif kind == b"moof":
             if track is None or end - position > MAX_MOOF:
                 raise _NotUnderstood
             if end > size:
                 break  # a moof cut short: a truncated file ends here
-            moof = _read(source, end - position - header)
+            moof = read_up_to(source, end - position - header)
             ticks += _fragment_ticks(moof, position, track, _mdat_after(source, end, size))
         elif position == 0 and kind != b"ftyp":
             raise _NotUnderstood
@@ -84,7 +86,7 @@ def _measure(source: IO[bytes]) -> float:
 
 def _header(source: IO[bytes], position: int, size: int) -> tuple[int, bytes, int]:
     """(box size, type, header length) of the top-level box at `position`."""
-    head = _read(source, 16 if position + 16 <= size else 8)
+    head = read_up_to(source, 16 if position + 16 <= size else 8)
     box_size, kind = struct.unpack(">I4s", head[:8])
     if box_size == 1:
         if len(head) < 16:
@@ -267,14 +269,3 @@ def _run(
 
 def _u32(data: bytes, at: int) -> int:
     return int(struct.unpack_from(">I", data, at)[0])
-
-
-def _read(source: IO[bytes], count: int) -> bytes:
-    parts, want = [], count
-    while want > 0:
-        chunk = source.read(want)
-        if not chunk:
-            break
-        parts.append(chunk)
-        want -= len(chunk)
-    return b"".join(parts)
