@@ -337,7 +337,10 @@ class PipelineConfig(_Strict):
         1,
         ge=1,
         le=64,
-        description="processes one export's motion analysis uses (1 where a worker runs several tasks at once)",
+        description=(
+            "workers of one export's motion analysis: GOP decode threads for an MP4, processes for a"
+            " ps_zip's clips (1 where a worker runs several tasks at once)"
+        ),
     )
     motion_cameras: dict[str, CameraMotion] = Field(
         default_factory=dict, description='per camera, "server/camera" or a bare camera id (every server)'
